@@ -1,0 +1,37 @@
+# The two commands of the README: `make run` and `make test`. Both set up what they need.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+CONFIG_DIR ?= examples/config
+
+.PHONY: run test lint bench servers clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+## run: start the sidecar on the embedded example config (no etcd, Kafka or cluster needed)
+run: $(STAMP)
+	$(BIN)/sidecar run --config-dir $(CONFIG_DIR)
+
+## servers: build or fetch the real servers the integration tests start (cached outside git)
+servers: $(STAMP)
+	@if [ -x scripts/provision/all.sh ] || [ -f scripts/provision/all.sh ]; then bash scripts/provision/all.sh; fi
+
+## test: install everything the tests need and run them
+test: $(STAMP) servers
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check sidecar tests bench
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

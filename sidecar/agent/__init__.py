@@ -1,0 +1,18 @@
+"""Agent: plugin lifecycle, ordering, timeouts and signals."""
+
+from .agent import DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, Agent, PhaseTiming, order_plugins
+from .api import Plugin, plugin_deps
+from .errors import AgentError, AgentStartError, AgentStopError
+
+__all__ = [
+    "DEFAULT_START_TIMEOUT",
+    "DEFAULT_STOP_TIMEOUT",
+    "Agent",
+    "AgentError",
+    "AgentStartError",
+    "AgentStopError",
+    "PhaseTiming",
+    "Plugin",
+    "order_plugins",
+    "plugin_deps",
+]

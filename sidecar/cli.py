@@ -1,0 +1,165 @@
+"""The ``sidecar`` command: run the agent, show its status, print the version."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+from sidecar._version import __version__
+
+_CONFIG_FLAG = re.compile(r"^--([a-z0-9][a-z0-9.-]*)-config(?:=(.*))?$")
+_STATE_NAMES = {0: "INIT", 1: "OK", 2: "ERROR"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    from sidecar.builder import CONFIG_NAMES
+
+    parser = argparse.ArgumentParser(prog="sidecar", description="cn-infra infra plugins sidecar")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the sidecar agent")
+    run.add_argument("--config-dir", help="directory of <plugin>.conf files (env CONFIG_DIR)")
+    run.add_argument("--http-port", help="REST port (env HTTP_PORT, default 9191)")
+    run.add_argument("--microservice-label", help="agent label (env MICROSERVICE_LABEL)")
+    run.add_argument("--log-level", default=None, help="initial log level (env INITIAL_LOGLVL)")
+    run.add_argument("--log-format", choices=["text", "json"], default="text",
+                     help="log output format")
+    for name in CONFIG_NAMES:
+        run.add_argument(f"--{name}-config", metavar="PATH", dest=f"config:{name}",
+                         help=f"{name}.conf path (env {name.upper().replace('-', '_')}_CONFIG)")
+
+    status = sub.add_parser("status", help="print the local agent's status")
+    status.add_argument("--url", default="http://127.0.0.1:9191",
+                        help="base URL of the sidecar's REST API")
+    status.add_argument("--json", action="store_true", help="print the raw JSON")
+
+    sub.add_parser("version", help="print version, build date and commit")
+    return parser
+
+
+def _split_config_flags(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """Pull ``--<name>-config PATH`` flags of user plugins out of argv."""
+    from sidecar.builder import CONFIG_NAMES
+
+    rest: list[str] = []
+    extra: dict[str, str] = {}
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        match = _CONFIG_FLAG.match(args[i])
+        if match and match.group(1) not in CONFIG_NAMES:
+            if match.group(2) is not None:
+                extra[match.group(1)] = match.group(2)
+            elif i + 1 < len(args):
+                extra[match.group(1)] = args[i + 1]
+                i += 1
+            else:
+                rest.append(args[i])
+        else:
+            rest.append(args[i])
+        i += 1
+    return rest, extra
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    argv, extra_configs = _split_config_flags(argv)
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        return _version()
+    if args.command == "status":
+        return _status(args.url, args.json)
+    return _run(args, extra_configs)
+
+
+def _run(args: argparse.Namespace, extra_configs: dict[str, str]) -> int:
+    from sidecar.builder import Options, build
+    from sidecar.config import ConfigError
+    from sidecar.logging import setup_logging
+
+    files = {k.split(":", 1)[1]: v for k, v in vars(args).items()
+             if k.startswith("config:") and v is not None}
+    files.update(extra_configs)
+    options = Options(config_dir=args.config_dir, config_files=files,
+                      http_port=args.http_port, microservice_label=args.microservice_label)
+    setup_logging(args.log_level or "INFO", args.log_format)
+    try:
+        sidecar = build(options)
+    except ConfigError as exc:
+        print(f"sidecar: config error: {exc}", file=sys.stderr)
+        return 2
+    return sidecar.agent().run()
+
+
+def _version() -> int:
+    from sidecar.buildinfo import current
+
+    info = current()
+    print(f"sidecar {info.version} (built {info.date}, commit {info.commit_hash})")
+    return 0
+
+
+def _status(url: str, raw: bool) -> int:
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/readiness", timeout=5) as reply:
+            body = reply.read()
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        print(f"sidecar: cannot reach {url}: {reason}", file=sys.stderr)
+        return 2
+    try:
+        status: dict[str, Any] = json.loads(body)
+    except ValueError:
+        print(f"sidecar: {url}/readiness did not return JSON", file=sys.stderr)
+        return 2
+    if raw:
+        print(json.dumps(status, indent=2))
+    else:
+        print(format_status(status))
+    return 0 if status.get("state") == 1 else 1
+
+
+def format_status(status: dict[str, Any], now: float | None = None) -> str:
+    now = time.time() if now is None else now
+
+    def ago(stamp: object) -> str:
+        if not isinstance(stamp, int | float):
+            return "-"
+        seconds = max(int(now - stamp), 0)
+        if seconds < 120:
+            return f"{seconds}s ago"
+        if seconds < 7200:
+            return f"{seconds // 60}m ago"
+        return f"{seconds // 3600}h ago"
+
+    state = _STATE_NAMES.get(status.get("state", -1), str(status.get("state")))
+    lines = [
+        f"agent    {state}  (since {ago(status.get('last_change'))}, "
+        f"up since {ago(status.get('start_time'))})",
+        f"build    {status.get('build_version')} {status.get('build_date')} "
+        f"{status.get('commit_hash')}",
+    ]
+    plugins = status.get("plugins") or {}
+    if plugins:
+        width = max(len(name) for name in plugins)
+        lines.append("plugins")
+        for name, info in sorted(plugins.items()):
+            pstate = _STATE_NAMES.get(info.get("state", -1), str(info.get("state")))
+            line = f"  {name:<{width}}  {pstate:<5}  changed {ago(info.get('last_change'))}"
+            if info.get("error"):
+                line += f"  error: {info['error']}"
+            lines.append(line)
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Turn parsed YAML into frozen dataclasses, with errors that name the key and the expectation."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+
+from .duration import DURATION, DurationMarker, parse_duration
+from .errors import ConfigValueError
+
+T = TypeVar("T")
+
+
+def config_key(field: dataclasses.Field[Any]) -> str:
+    """The YAML key of a field: its metadata ``key`` or its name with dashes."""
+    key = field.metadata.get("key")
+    return key if isinstance(key, str) else field.name.replace("_", "-")
+
+
+def decode(cls: type[T], data: Any, source: str, path: str = "") -> T:
+    """Build ``cls`` (a dataclass) from ``data``; ``source`` names the file in errors."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigValueError(source, path or "(top level)",
+                               f"expected a mapping of keys, got {_describe(data)}")
+    hints = typing.get_type_hints(cls, include_extras=True)
+    fields = {config_key(f): f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    for key in data:
+        if key not in fields:
+            where = _join(path, str(key))
+            hint = difflib.get_close_matches(str(key), list(fields), n=1)
+            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+            raise ConfigValueError(
+                source, where,
+                f"unknown key{suggestion}; valid keys are: {', '.join(sorted(fields)) or 'none'}",
+            )
+    values: dict[str, Any] = {}
+    for key, field in fields.items():
+        where = _join(path, key)
+        if key in data:
+            values[field.name] = _convert(hints[field.name], data[key], source, where)
+        elif (field.default is dataclasses.MISSING
+              and field.default_factory is dataclasses.MISSING):
+            raise ConfigValueError(source, where, "required key is missing")
+    try:
+        return cls(**values)
+    except ValueError as exc:  # __post_init__ validation
+        raise ConfigValueError(source, path, str(exc)) from exc
+
+
+def _convert(tp: Any, value: Any, source: str, where: str) -> Any:
+    origin = get_origin(tp)
+    if origin is Annotated:
+        base, *extras = get_args(tp)
+        if any(isinstance(e, DurationMarker) for e in extras):
+            return _duration(value, source, where)
+        return _convert(base, value, source, where)
+    if origin in (Union, types.UnionType):
+        options = get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        non_none = [o for o in options if o is not type(None)]
+        if len(non_none) == 1:
+            return _convert(non_none[0], value, source, where)
+        errors = []
+        for option in non_none:
+            try:
+                return _convert(option, value, source, where)
+            except ConfigValueError as exc:
+                errors.append(exc.reason)
+        raise ConfigValueError(source, where, " or ".join(errors))
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed:
+            raise ConfigValueError(source, where, f"expected one of {', '.join(map(str, allowed))}, "
+                                                  f"got {_describe(value)}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            raise ConfigValueError(source, where, f"expected a list, got {_describe(value)}")
+        item_type = get_args(tp)[0]
+        items = [_convert(item_type, v, source, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise ConfigValueError(source, where, f"expected a mapping, got {_describe(value)}")
+        key_type, value_type = get_args(tp)
+        return {
+            _convert(key_type, k, source, f"{where}.{k}"):
+                _convert(value_type, v, source, f"{where}.{k}")
+            for k, v in value.items()
+        }
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return decode(tp, value, source, where)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigValueError(source, where, f"expected true or false, got {_describe(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigValueError(source, where, f"expected an integer, got {_describe(value)}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigValueError(source, where, f"expected a number, got {_describe(value)}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigValueError(source, where, f"expected a string, got {_describe(value)}")
+        return value
+    if tp is Any:
+        return value
+    raise TypeError(f"config type {tp!r} of {where} is not supported")
+
+
+def _duration(value: Any, source: str, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ConfigValueError(source, where,
+                               f"expected a duration such as 5s, 100ms or 2m, got {_describe(value)}")
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise ConfigValueError(source, where, str(exc)) from None
+    return seconds
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+__all__ = ["DURATION", "config_key", "decode"]

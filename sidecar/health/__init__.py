@@ -1,0 +1,1 @@
+"""Health: plugin status aggregation (statuscheck) and the HTTP probes (probe)."""

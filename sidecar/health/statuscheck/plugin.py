@@ -1,0 +1,234 @@
+"""The status check plugin: a registry of plugin states, aggregated with a logical AND."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from sidecar.buildinfo import BuildInfo
+from sidecar.buildinfo import current as current_build
+
+from .api import AgentStatus, ChangeListener, PluginState, PluginStatus, Probe
+from .config import StatusCheckConfig
+
+log = logging.getLogger("sidecar.statuscheck")
+
+
+def aggregate(states: list[PluginState], started: bool) -> PluginState:
+    """ERROR if any plugin is ERROR, else INIT while starting or if any is INIT, else OK."""
+    if PluginState.ERROR in states:
+        return PluginState.ERROR
+    if not started or PluginState.INIT in states:
+        return PluginState.INIT
+    return PluginState.OK
+
+
+def _probe_result(result: object) -> tuple[PluginState, str | None]:
+    if result is None:
+        return PluginState.OK, None
+    if isinstance(result, PluginState):
+        return result, None
+    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], PluginState):
+        error = result[1]
+        return result[0], str(error) if error else None
+    raise TypeError(f"a probe returned {result!r}; expected None, a PluginState "
+                    "or (PluginState, error)")
+
+
+class StatusCheck:
+    """Registry and aggregation; probes and publishers run as background tasks."""
+
+    name = "statuscheck"
+
+    def __init__(
+        self,
+        config: StatusCheckConfig | None = None,
+        build: BuildInfo | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config or StatusCheckConfig()
+        self._build = build or current_build()
+        self._clock = clock
+        now = int(clock())
+        self._start_time = now
+        self._plugins: dict[str, PluginStatus] = {}
+        self._probes: dict[str, Probe] = {}
+        self._running_probes: dict[str, asyncio.Task[object]] = {}
+        self._listeners: list[ChangeListener] = []
+        self._started = False
+        self._state = PluginState.INIT
+        self._last_change = now
+        self._last_update = now
+        self._revision = 0
+        self._cached: AgentStatus | None = None
+        self._probe_task: asyncio.Task[None] | None = None
+
+    # -- write side ---------------------------------------------------------
+    def register(self, name: str, probe: Probe | None = None, *, fatal: bool | None = None) -> None:
+        if not name:
+            raise ValueError("a status check name must not be empty")
+        if name in self.config.non_fatal:
+            is_fatal = False
+        else:
+            is_fatal = True if fatal is None else fatal
+        now = int(self._clock())
+        previous = self._plugins.get(name)
+        if previous is None:
+            self._plugins[name] = PluginStatus(PluginState.INIT, now, now, None, is_fatal)
+        else:
+            self._plugins[name] = PluginStatus(previous.state, previous.last_change, now,
+                                               previous.error, is_fatal)
+        if probe is not None:
+            self._probes[name] = probe
+        else:
+            self._probes.pop(name, None)
+        self._changed()
+
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (for example a removed program); its published key is deleted."""
+        self._probes.pop(name, None)
+        if self._plugins.pop(name, None) is not None:
+            self._changed()
+
+    def report_state_change(self, name: str, state: PluginState, error: str | None = None) -> None:
+        if name not in self._plugins:
+            self.register(name)
+        self._set(name, PluginState(state), error or None)
+
+    def _set(self, name: str, state: PluginState, error: str | None) -> None:
+        previous = self._plugins.get(name)
+        if previous is None:  # unregistered while its probe ran
+            return
+        now = int(self._clock())
+        if state is PluginState.OK:
+            error = None
+        if previous.state is state and previous.error == error:
+            self._plugins[name] = PluginStatus(state, previous.last_change, now, error,
+                                               previous.fatal)
+            self._touch(now)
+            return
+        if state is PluginState.ERROR:
+            log.warning("plugin %s is ERROR: %s", name, error or "no reason given")
+        elif previous.state is PluginState.ERROR:
+            log.info("plugin %s recovered: %s", name, state.name)
+        self._plugins[name] = PluginStatus(state, now, now, error, previous.fatal)
+        self._changed()
+
+    def mark_started(self) -> None:
+        """The agent has started every plugin: the overall state may now become OK."""
+        self._started = True
+        self._changed()
+
+    # -- aggregation ---------------------------------------------------------
+    def _touch(self, now: int) -> None:
+        self._last_update = now
+        self._revision += 1
+        self._cached = None
+
+    def _changed(self) -> None:
+        now = int(self._clock())
+        state = aggregate([s.state for s in self._plugins.values()], self._started)
+        if state is not self._state:
+            log.info("agent state %s -> %s", self._state.name, state.name)
+            self._state = state
+            self._last_change = now
+        self._touch(now)
+        for listener in list(self._listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("status listener %r failed", listener)
+
+    # -- read side -----------------------------------------------------------
+    @property
+    def revision(self) -> int:
+        return self._revision
+
+    def add_listener(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: ChangeListener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    def agent_status(self) -> AgentStatus:
+        if self._cached is None:
+            self._cached = AgentStatus(
+                build_version=self._build.version,
+                build_date=self._build.date,
+                commit_hash=self._build.commit_hash,
+                state=self._state,
+                start_time=self._start_time,
+                last_change=self._last_change,
+                last_update=self._last_update,
+                plugins=dict(self._plugins),
+            )
+        return self._cached
+
+    def plugin_status(self, name: str) -> PluginStatus | None:
+        return self._plugins.get(name)
+
+    # -- probing -------------------------------------------------------------
+    async def probe_all(self) -> None:
+        """Call every pull probe once, concurrently, each bounded by the probe timeout."""
+        names = list(self._probes)
+        if names:
+            await asyncio.gather(*(self._probe_one(n) for n in names))
+
+    async def _probe_one(self, name: str) -> None:
+        running = self._running_probes.get(name)
+        if running is not None and not running.done():
+            # The previous call never returned and ignored its cancellation.
+            self._set(name, PluginState.ERROR, "probe is still running from a previous round")
+            return
+        probe = self._probes[name]
+        task: asyncio.Task[object] = asyncio.ensure_future(probe())
+        self._running_probes[name] = task
+        done, _ = await asyncio.wait({task}, timeout=self.config.probe_timeout)
+        if not done:
+            task.cancel()  # not awaited: a probe that swallows cancellation must not stall us
+            task.add_done_callback(_consume_result)
+            self._set(name, PluginState.ERROR,
+                      f"probe did not answer within {self.config.probe_timeout:g}s")
+            return
+        try:
+            state, error = _probe_result(task.result())
+        except asyncio.CancelledError:
+            state, error = PluginState.ERROR, "probe was cancelled"
+        except Exception as exc:
+            state, error = PluginState.ERROR, str(exc) or type(exc).__name__
+        self._set(name, state, error)
+
+    async def _probe_loop(self) -> None:
+        while True:
+            try:
+                await self.probe_all()
+            except Exception:
+                log.exception("probe round failed")
+            await asyncio.sleep(self.config.probe_interval)
+
+    # -- lifecycle -----------------------------------------------------------
+    async def init(self) -> None:
+        pass
+
+    async def after_init(self) -> None:
+        if self._probe_task is None:
+            self._probe_task = asyncio.create_task(self._probe_loop(), name="statuscheck-probes")
+
+    async def close(self) -> None:
+        task, self._probe_task = self._probe_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for running in self._running_probes.values():
+            running.cancel()
+        self._running_probes.clear()
+
+
+def _consume_result(task: asyncio.Future[object]) -> None:
+    if not task.cancelled():
+        task.exception()

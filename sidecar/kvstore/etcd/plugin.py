@@ -1,0 +1,200 @@
+"""The etcd plugin: one connection, one lease (the agent's session), and its own status.
+
+etcd being down never stops the agent: the plugin reports ERROR, keeps trying
+in the background, and tells session listeners when a new lease exists so
+that they can write their keys again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Collection, Mapping
+from typing import TYPE_CHECKING, Any
+
+from sidecar.health.statuscheck.api import PluginState, StatusWriter
+from sidecar.kvstore.api import KVUnavailableError
+
+from .config import EtcdConfig
+
+if TYPE_CHECKING:
+    from ._client import EtcdClient
+
+log = logging.getLogger("sidecar.etcd")
+
+
+class EtcdPlugin:
+    name = "etcd"
+
+    def __init__(self, config: EtcdConfig | None = None,
+                 statuscheck: StatusWriter | None = None) -> None:
+        self.config = config or EtcdConfig()
+        self.deps = (statuscheck,) if statuscheck is not None and hasattr(statuscheck, "init") \
+            else ()
+        self._statuscheck = statuscheck
+        self._client: EtcdClient | None = None
+        self._endpoint_index = 0
+        self._lease_id: int | None = None
+        self._session_listeners: list[Callable[[], None]] = []
+        self._check_now = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last_error: str | None = None
+
+    # -- public API ----------------------------------------------------------
+    @property
+    def client(self) -> EtcdClient:
+        """The aetcd client; calls on it raise ``aetcd.ClientError`` subclasses."""
+        if self._client is None:
+            raise RuntimeError("the etcd plugin is not initialised")
+        return self._client
+
+    @property
+    def endpoint(self) -> str:
+        return self.config.endpoints[self._endpoint_index]
+
+    @property
+    def lease_id(self) -> int | None:
+        return self._lease_id
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        async with asyncio.timeout(timeout):
+            await self._connected.wait()
+
+    def add_session_listener(self, callback: Callable[[], None]) -> None:
+        self._session_listeners.append(callback)
+        if self._lease_id is not None:
+            callback()
+
+    async def commit(self, puts: Mapping[str, bytes], deletes: Collection[str] = ()) -> None:
+        """Put (attached to the agent's lease) and delete keys in one transaction."""
+        lease = self._lease_id
+        client = self._client
+        if client is None or lease is None:
+            raise KVUnavailableError(self._last_error or "no etcd session yet")
+        ops: list[Any] = [client.transactions.put(k.encode(), v, lease=lease)
+                          for k, v in puts.items()]
+        ops += [client.transactions.delete(k.encode()) for k in deletes]
+        try:
+            async with asyncio.timeout(self.config.operation_timeout):
+                await client.transaction(compare=[], success=ops, failure=[])
+        except Exception as exc:
+            self._check_now.set()  # let the session loop find out what broke
+            raise KVUnavailableError(f"etcd write failed: {_describe(exc)}") from exc
+
+    # -- lifecycle -----------------------------------------------------------
+    async def init(self) -> None:
+        from ._client import EtcdClient  # grpc is heavy: imported only when etcd is enabled
+
+        self._client = EtcdClient(self.config, self.endpoint)
+        if self._statuscheck is not None:
+            self._statuscheck.register(self.name)
+
+    async def after_init(self) -> None:
+        self._task = asyncio.create_task(self._session_loop(), name="etcd-session")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        client, self._client = self._client, None
+        if client is not None:
+            lease, self._lease_id = self._lease_id, None
+            if lease is not None:
+                # Our keys should disappear now, not a lease TTL later.
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(1.0):
+                        await client.revoke_lease(lease)
+            with contextlib.suppress(Exception):
+                await client.close()
+
+    # -- session -------------------------------------------------------------
+    def _report(self, state: PluginState, error: str | None = None) -> None:
+        if self._statuscheck is not None:
+            self._statuscheck.report_state_change(self.name, state, error)
+
+    async def _session_loop(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                await self._open_session()
+                backoff = 0.2
+                await self._keep_alive()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._lost(exc)
+                await self._switch_endpoint()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.config.reconnect_interval)
+
+    async def _open_session(self) -> None:
+        client = self.client
+        async with asyncio.timeout(self.config.dial_timeout):
+            await client.connect()
+            await client.status()
+        async with asyncio.timeout(self.config.operation_timeout):
+            lease = await client.lease(int(round(self.config.lease_ttl)))
+        self._lease_id = lease.id
+        self._last_error = None
+        self._connected.set()
+        log.info("etcd session open at %s (lease %x, ttl %gs)",
+                 self.endpoint, lease.id, self.config.lease_ttl)
+        self._report(PluginState.OK)
+        for listener in list(self._session_listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("etcd session listener failed")
+
+    async def _keep_alive(self) -> None:
+        interval = max(self.config.lease_ttl / 3, 0.5)
+        client = self.client
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._check_now.wait(), interval)
+            self._check_now.clear()
+            lease = self._lease_id
+            assert lease is not None
+            async with asyncio.timeout(self.config.operation_timeout):
+                reply = await client.refresh_lease(lease)
+            if reply is None or reply.TTL <= 0:
+                # Expired while we could not reach etcd: our keys are gone with it.
+                raise KVUnavailableError("the agent's etcd lease expired")
+            self._report(PluginState.OK)
+
+    def _lost(self, exc: BaseException) -> None:
+        error = f"etcd unreachable at {self.endpoint}: {_describe(exc)}"
+        was_connected = self._connected.is_set()
+        self._connected.clear()
+        self._lease_id = None
+        if was_connected or error != self._last_error:
+            log.warning("%s", error)
+        self._last_error = error
+        self._report(PluginState.ERROR, error)
+
+    async def _switch_endpoint(self) -> None:
+        if len(self.config.endpoints) < 2:
+            return
+        from ._client import EtcdClient
+
+        old = self._client
+        self._endpoint_index = (self._endpoint_index + 1) % len(self.config.endpoints)
+        self._client = EtcdClient(self.config, self.endpoint)
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.close()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "no answer (timed out)"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

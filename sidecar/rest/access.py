@@ -1,0 +1,70 @@
+"""Who may call admin routes: peers in an allow-list of networks, or holders of the token."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Iterable
+from enum import Enum
+
+from aiohttp import web
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Verdict(Enum):
+    ALLOWED = "allowed"
+    NEEDS_TOKEN = "needs-token"  # 401: no credentials and the peer is not trusted
+    BAD_TOKEN = "bad-token"  # 403: credentials given, but wrong
+
+
+class AdminAccess:
+    """Decides on the socket's peer address and the Authorization header only.
+
+    Proxy headers such as X-Forwarded-For are ignored on purpose: a caller can
+    write anything there.
+    """
+
+    def __init__(self, allow: Iterable[str], token: str | None = None) -> None:
+        self.networks: tuple[IPNetwork, ...] = tuple(
+            ipaddress.ip_network(cidr, strict=False) for cidr in allow
+        )
+        self._token = token.encode() if token else None
+
+    def peer_allowed(self, peer: str | None) -> bool:
+        if not peer:
+            return False
+        try:
+            address = ipaddress.ip_address(peer.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        return any(address in net for net in self.networks)
+
+    def check(self, peer: str | None, authorization: str | None) -> Verdict:
+        if authorization:
+            scheme, _, credentials = authorization.partition(" ")
+            if (self._token is not None and scheme.lower() == "bearer"
+                    and hmac.compare_digest(credentials.strip().encode(), self._token)):
+                return Verdict.ALLOWED
+            return Verdict.ALLOWED if self.peer_allowed(peer) else Verdict.BAD_TOKEN
+        return Verdict.ALLOWED if self.peer_allowed(peer) else Verdict.NEEDS_TOKEN
+
+    def check_request(self, request: web.Request) -> Verdict:
+        peer = None
+        if request.transport is not None:
+            peername = request.transport.get_extra_info("peername")
+            if isinstance(peername, tuple) and peername:
+                peer = str(peername[0])
+        return self.check(peer, request.headers.get("Authorization"))
+
+
+def refuse(verdict: Verdict) -> web.Response:
+    if verdict is Verdict.NEEDS_TOKEN:
+        return web.json_response(
+            {"error": "admin route: allowed from the admin allow-list or with a bearer token"},
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="cninfra-sidecar"'},
+        )
+    return web.json_response({"error": "admin route: invalid token"}, status=403)

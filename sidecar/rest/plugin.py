@@ -1,0 +1,146 @@
+"""The REST plugin: one aiohttp server that every plugin adds its routes to."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import ssl
+from pathlib import Path
+
+from aiohttp import web
+
+from .access import AdminAccess, refuse
+from .api import Handler, Middleware
+from .config import HTTPConfig
+
+log = logging.getLogger("sidecar.rest")
+
+
+class RestPlugin:
+    """Listens in ``after_init``, so that every plugin can register routes in ``init``."""
+
+    name = "rest"
+
+    def __init__(self, config: HTTPConfig | None = None) -> None:
+        self.config = config or HTTPConfig()
+        self.access = AdminAccess(self.config.admin_allow, self._read_token())
+        self._middlewares: list[Middleware] = []
+        self._routes: list[tuple[str, str, Handler, str | None]] = []
+        self._runner: web.AppRunner | None = None
+        self.bound: list[tuple[str, int]] = []
+
+    def _read_token(self) -> str | None:
+        if self.config.admin_token:
+            return self.config.admin_token
+        if self.config.admin_token_file:
+            path = Path(self.config.admin_token_file)
+            try:
+                token = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"admin-token-file {path}: {exc.strerror or exc}") from None
+            if not token:
+                raise ValueError(f"admin-token-file {path} is empty")
+            return token
+        return None
+
+    def register(
+        self,
+        method: str,
+        path: str,
+        handler: Handler,
+        *,
+        admin: bool = False,
+        name: str | None = None,
+    ) -> None:
+        if self._runner is not None:
+            raise RuntimeError(f"route {method} {path} registered after the server started")
+        wrapped = self._guard(handler) if admin else handler
+        self._routes.append((method.upper(), path, self._with_timeout(wrapped), name))
+
+    def add_middleware(self, middleware: Middleware) -> None:
+        if self._runner is not None:
+            raise RuntimeError("middleware added after the server started")
+        self._middlewares.append(middleware)
+
+    def _guard(self, handler: Handler) -> Handler:
+        access = self.access
+
+        @functools.wraps(handler)
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            verdict = access.check_request(request)
+            if verdict.value != "allowed":
+                log.warning("refused %s %s from %s: %s", request.method, request.path,
+                            request.remote, verdict.value)
+                return refuse(verdict)
+            return await handler(request)
+
+        guarded.__dict__["admin"] = True
+        return guarded
+
+    def _with_timeout(self, handler: Handler) -> Handler:
+        limit = self.config.request_timeout
+        if not limit:
+            return handler
+
+        @functools.wraps(handler)
+        async def bounded(request: web.Request) -> web.StreamResponse:
+            try:
+                async with asyncio.timeout(limit):
+                    return await handler(request)
+            except TimeoutError:
+                return web.json_response(
+                    {"error": f"request took longer than {limit:g}s"}, status=503
+                )
+
+        return bounded
+
+    def build_app(self) -> web.Application:
+        app = web.Application(
+            client_max_size=self.config.max_body_size,
+            middlewares=[web.middleware(m) for m in self._middlewares],
+            handler_args={"max_field_size": 8190, "max_line_size": 8190},
+        )
+        for method, path, handler, name in self._routes:
+            app.router.add_route(method, path, handler, name=name)
+        return app
+
+    async def init(self) -> None:
+        pass
+
+    async def after_init(self) -> None:
+        ssl_context = None
+        if self.config.server_cert_file and self.config.server_key_file:
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_context.load_cert_chain(self.config.server_cert_file, self.config.server_key_file)
+        runner = web.AppRunner(
+            self.build_app(),
+            access_log=None,
+            keepalive_timeout=self.config.keepalive_timeout,
+            shutdown_timeout=self.config.shutdown_timeout,
+            handle_signals=False,
+        )
+        await runner.setup()
+        site = web.TCPSite(
+            runner, self.config.host, self.config.port, ssl_context=ssl_context,
+            reuse_address=True,
+        )
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise OSError(exc.errno, f"cannot listen on {self.config.endpoint}: "
+                                     f"{exc.strerror or exc}") from None
+        self._runner = runner
+        self.bound = [sock.getsockname()[:2] for sock in site._server.sockets]  # type: ignore[union-attr]
+        log.info("REST API listening on %s", ", ".join(f"{h}:{p}" for h, p in self.bound))
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful with port 0)."""
+        return self.bound[0][1] if self.bound else self.config.port
+
+    async def close(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
