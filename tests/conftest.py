@@ -1,0 +1,60 @@
+"""Fixtures: real servers on loopback, and a check that no test leaves tasks behind."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers.etcd import EtcdServer
+from tests.sidecar_proc import SidecarProcess
+
+
+@pytest.fixture(scope="session")
+def etcd_server() -> Iterator[EtcdServer]:
+    """One etcd shared by the session; tests keep apart by using their own labels/prefixes."""
+    server = EtcdServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def own_etcd() -> Iterator[EtcdServer]:
+    """An etcd of this test's own, for tests that stop, kill or restart it."""
+    server = EtcdServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "config"
+    directory.mkdir()
+    return directory
+
+
+@pytest.fixture
+def sidecars() -> Iterator[list[SidecarProcess]]:
+    """Collects sidecar processes started by a test and ends them afterwards."""
+    started: list[SidecarProcess] = []
+    yield started
+    for proc in started:
+        proc.kill()
+
+
+@pytest.fixture(autouse=True)
+async def no_leftover_tasks() -> AsyncIterator[None]:
+    """Fail a test that leaves asyncio tasks running (a leaked background loop)."""
+    yield
+    current = asyncio.current_task()
+    for _ in range(5):  # let tasks that are finishing their cancellation run out
+        pending = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+        if not pending:
+            return
+        await asyncio.sleep(0.01)
+    names = ", ".join(sorted(t.get_name() for t in pending))
+    for task in pending:
+        task.cancel()
+    pytest.fail(f"test left asyncio tasks running: {names}")

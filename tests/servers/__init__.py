@@ -1,0 +1,1 @@
+"""Real servers for the integration tests, started on loopback ports (no mocks)."""
