@@ -17,12 +17,13 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str,
                interval: float = 0.02) -> object:
     """Poll ``condition`` until it is truthy; fail naming ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout
-    last_error: BaseException | None = None
+    last_error: str | None = None
     while time.monotonic() < deadline:
         try:
             result = condition()
         except Exception as exc:
-            last_error = exc
+            last_error = f"{type(exc).__name__}: {exc}"  # not the exception: its frames pin sockets
+            del exc
         else:
             if result:
                 return result

@@ -25,8 +25,9 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
+from typing import ClassVar
 
 __all__ = ["KafkaBroker", "find_kafka_libs"]
 
@@ -59,7 +60,9 @@ def find_kafka_libs() -> Path:
         return libs
     # kafka.sh writes .complete only after all jars are in place.
     candidates = [
-        d for d in cache_dir().glob("kafka-*") if (d / ".complete").is_file() and (d / "libs").is_dir()
+        d
+        for d in cache_dir().glob("kafka-*")
+        if (d / ".complete").is_file() and (d / "libs").is_dir()
     ]
     if not candidates:
         raise FileNotFoundError(
@@ -126,7 +129,7 @@ class KafkaBroker:
     # Defaults for a fast, single-node test broker. Replication factors must be
     # 1 with one node; one partition for internal topics makes the first
     # consumer group (and transaction) much faster to set up.
-    DEFAULTS: dict[str, str] = {
+    DEFAULTS: ClassVar[dict[str, str]] = {
         "offsets.topic.replication.factor": "1",
         "offsets.topic.num.partitions": "1",
         "transaction.state.log.replication.factor": "1",
@@ -191,7 +194,7 @@ class KafkaBroker:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
-    def start(self) -> "KafkaBroker":
+    def start(self) -> KafkaBroker:
         """Start the broker (formatting the storage the first time) and wait
         until it answers requests, or raise RuntimeError with the log tail."""
         if self.running:
@@ -243,7 +246,7 @@ class KafkaBroker:
         proc.wait()
         self._proc = None
 
-    def restart(self, *, hard: bool = False) -> "KafkaBroker":
+    def restart(self, *, hard: bool = False) -> KafkaBroker:
         """Stop (or kill, with ``hard=True``) and start again on the same
         ports with the same data."""
         if hard:
@@ -267,7 +270,7 @@ class KafkaBroker:
                 parts.append(f"--- {f.name} ---\n" + "\n".join(text))
         return "\n".join(parts)
 
-    def __enter__(self) -> "KafkaBroker":
+    def __enter__(self) -> KafkaBroker:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -336,7 +339,12 @@ class KafkaBroker:
             "--ignore-formatted",
         ]
         res = subprocess.run(
-            cmd, cwd=self.workdir, stdin=subprocess.DEVNULL, capture_output=True, timeout=120
+            cmd,
+            check=False,
+            cwd=self.workdir,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=120,
         )
         if res.returncode != 0:
             raise RuntimeError(
@@ -353,7 +361,9 @@ class KafkaBroker:
             if self._proc.poll() is not None:
                 code = self._proc.returncode
                 self._proc = None
-                raise RuntimeError(f"Kafka exited with code {code} while starting\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"Kafka exited with code {code} while starting\n{self.log_tail()}"
+                )
             if not started and self.log_file.exists():
                 with open(self.log_file, "rb") as f:
                     f.seek(log_offset)

@@ -33,10 +33,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-__all__ = ["KubeApiServer", "find_kube_apiserver", "find_etcd"]
+__all__ = ["KubeApiServer", "find_etcd", "find_kube_apiserver"]
 
 
 def cache_dir() -> Path:
@@ -77,10 +78,17 @@ def free_port() -> int:
 
 def _openssl(*args: str, cwd: Path) -> None:
     res = subprocess.run(
-        ["openssl", *args], cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, timeout=60
+        ["openssl", *args],
+        check=False,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=60,
     )
     if res.returncode != 0:
-        raise RuntimeError(f"openssl {' '.join(args)} failed:\n{res.stderr.decode(errors='replace')}")
+        raise RuntimeError(
+            f"openssl {' '.join(args)} failed:\n{res.stderr.decode(errors='replace')}"
+        )
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -215,7 +223,7 @@ class KubeApiServer:
 
     # -- lifecycle ------------------------------------------------------------
 
-    def start(self) -> "KubeApiServer":
+    def start(self) -> KubeApiServer:
         """Start etcd, then kube-apiserver, and wait until ``/readyz`` is 200
         (raises RuntimeError with the log tails otherwise)."""
         if self.running:
@@ -244,7 +252,7 @@ class KubeApiServer:
         self._apiserver.kill()
         self._etcd.kill()
 
-    def restart(self) -> "KubeApiServer":
+    def restart(self) -> KubeApiServer:
         """Stop and start again: same port, same etcd data, same keys."""
         self.stop()
         return self.start()
@@ -258,7 +266,7 @@ class KubeApiServer:
     def log_tail(self, lines: int = 40) -> str:
         return _tail(self._etcd.log_file, lines) + "\n" + _tail(self._apiserver.log_file, lines)
 
-    def __enter__(self) -> "KubeApiServer":
+    def __enter__(self) -> KubeApiServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -315,10 +323,16 @@ class KubeApiServer:
             status, out = self.request(
                 "POST",
                 f"/api/v1/namespaces/{namespace}/serviceaccounts",
-                {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": service_account}},
+                {
+                    "apiVersion": "v1",
+                    "kind": "ServiceAccount",
+                    "metadata": {"name": service_account},
+                },
             )
             if status not in (201, 409):
-                raise RuntimeError(f"creating ServiceAccount {namespace}/{service_account}: {status} {out}")
+                raise RuntimeError(
+                    f"creating ServiceAccount {namespace}/{service_account}: {status} {out}"
+                )
         spec: dict[str, Any] = {"expirationSeconds": expiration_seconds}
         if audiences is not None:
             spec["audiences"] = list(audiences)
@@ -333,7 +347,9 @@ class KubeApiServer:
 
     def ensure_namespace(self, name: str) -> None:
         status, out = self.request(
-            "POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+            "POST",
+            "/api/v1/namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
         )
         if status not in (201, 409):
             raise RuntimeError(f"creating Namespace {name}: {status} {out}")
@@ -361,7 +377,9 @@ class KubeApiServer:
                     "name": "test",
                     "cluster": {
                         "server": self.url,
-                        "certificate-authority-data": base64.b64encode(self.ca_file.read_bytes()).decode(),
+                        "certificate-authority-data": base64.b64encode(
+                            self.ca_file.read_bytes()
+                        ).decode(),
                     },
                 }
             ],
@@ -409,7 +427,10 @@ class KubeApiServer:
             cwd=d,
         )  # fmt: skip
         # The ServiceAccount token signing key pair (RS256).
-        _openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "sa.key", cwd=d)
+        _openssl(
+            "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "sa.key",
+            cwd=d,
+        )  # fmt: skip
         _openssl("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
         # Static token file: token,user,uid,"groups". system:masters is
         # allowed everything before RBAC is even consulted.
@@ -475,7 +496,9 @@ class KubeApiServer:
             except (OSError, ValueError):
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"etcd not healthy within {self.startup_timeout:.0f}s\n{_tail(self._etcd.log_file)}")
+        raise RuntimeError(
+            f"etcd not healthy within {self.startup_timeout:.0f}s\n{_tail(self._etcd.log_file)}"
+        )
 
     def _wait_ready(self, deadline: float) -> None:
         last = ""
@@ -491,7 +514,8 @@ class KubeApiServer:
                 last = repr(e)
             time.sleep(0.2)
         raise RuntimeError(
-            f"kube-apiserver not ready within {self.startup_timeout:.0f}s (last: {last})\n{self.log_tail()}"
+            f"kube-apiserver not ready within {self.startup_timeout:.0f}s (last: {last})\n"
+            + self.log_tail()
         )
 
     def _atexit(self) -> None:
