@@ -41,9 +41,9 @@ def _git_head(start: Path) -> str | None:
                         if line.endswith(" " + ref):
                             return line.split(" ", 1)[0]
                 return None
-            return head
         except OSError:
             return None
+        return head
     return None
 
 

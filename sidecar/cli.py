@@ -12,8 +12,6 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
-from sidecar._version import __version__
-
 _CONFIG_FLAG = re.compile(r"^--([a-z0-9][a-z0-9.-]*)-config(?:=(.*))?$")
 _STATE_NAMES = {0: "INIT", 1: "OK", 2: "ERROR"}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -107,10 +108,9 @@ class Agent:
                 if result is not None:
                     await result
         except BaseException:
-            try:
+            # A close failure is logged; the start-up error is the one to report.
+            with contextlib.suppress(AgentStopError):
                 await self._close_initialised()
-            except AgentStopError:
-                pass  # already logged; the start-up error is the one to report
             raise
         self._started = True
         log.info("agent started %d plugins in %.0f ms",
@@ -127,7 +127,8 @@ class Agent:
                 await step()
         except TimeoutError:
             raise AgentStartError(
-                plugin.name, phase, f"did not finish within the {self.start_timeout:g}s start timeout"
+                plugin.name, phase,
+                f"did not finish within the {self.start_timeout:g}s start timeout",
             ) from None
         except AgentStartError:
             raise
@@ -160,7 +161,7 @@ class Agent:
                     await plugin.close()
             except TimeoutError:
                 failures[plugin.name] = f"close did not finish within {budget:.1f}s"
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - every close runs; failures reported together
                 failures[plugin.name] = str(exc) or type(exc).__name__
         if failures:
             for name, reason in failures.items():
@@ -217,7 +218,7 @@ class Agent:
             try:
                 start.result()
             except AgentStartError as exc:
-                log.error("start-up failed: %s", exc)
+                log.error("start-up failed: %s", exc)  # noqa: TRY400 - one line, no traceback
                 return 1
             await stop.wait()
             try:

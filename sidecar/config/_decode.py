@@ -77,8 +77,9 @@ def _convert(tp: Any, value: Any, source: str, where: str) -> Any:
     if origin is Literal:
         allowed = get_args(tp)
         if value not in allowed:
-            raise ConfigValueError(source, where, f"expected one of {', '.join(map(str, allowed))}, "
-                                                  f"got {_describe(value)}")
+            choices = ", ".join(map(str, allowed))
+            raise ConfigValueError(source, where,
+                                   f"expected one of {choices}, got {_describe(value)}")
         return value
     if origin in (list, tuple):
         if not isinstance(value, list):
@@ -120,8 +121,8 @@ def _convert(tp: Any, value: Any, source: str, where: str) -> Any:
 
 def _duration(value: Any, source: str, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ConfigValueError(source, where,
-                               f"expected a duration such as 5s, 100ms or 2m, got {_describe(value)}")
+        raise ConfigValueError(
+            source, where, f"expected a duration such as 5s, 100ms or 2m, got {_describe(value)}")
     try:
         seconds = parse_duration(value)
     except ValueError as exc:

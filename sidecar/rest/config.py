@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -96,6 +97,4 @@ class HTTPConfig:
 
 
 def _replace(config: HTTPConfig, **changes: object) -> HTTPConfig:
-    import dataclasses
-
     return dataclasses.replace(config, **changes)  # type: ignore[arg-type]

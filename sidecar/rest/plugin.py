@@ -98,7 +98,7 @@ class RestPlugin:
     def build_app(self) -> web.Application:
         app = web.Application(
             client_max_size=self.config.max_body_size,
-            middlewares=[web.middleware(m) for m in self._middlewares],
+            middlewares=[web.middleware(m) for m in self._middlewares],  # type: ignore[misc]
             handler_args={"max_field_size": 8190, "max_line_size": 8190},
         )
         for method, path, handler, name in self._routes:

@@ -70,10 +70,8 @@ class StatusCheck:
     def register(self, name: str, probe: Probe | None = None, *, fatal: bool | None = None) -> None:
         if not name:
             raise ValueError("a status check name must not be empty")
-        if name in self.config.non_fatal:
-            is_fatal = False
-        else:
-            is_fatal = True if fatal is None else fatal
+        # The operator's non-fatal list wins over what the plugin asks for.
+        is_fatal = name not in self.config.non_fatal and fatal is not False
         now = int(self._clock())
         previous = self._plugins.get(name)
         if previous is None:
@@ -198,7 +196,7 @@ class StatusCheck:
             state, error = _probe_result(task.result())
         except asyncio.CancelledError:
             state, error = PluginState.ERROR, "probe was cancelled"
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a failing probe means ERROR with its reason
             state, error = PluginState.ERROR, str(exc) or type(exc).__name__
         self._set(name, state, error)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 import aetcd
 import grpc
 from aetcd import rpc, watcher
@@ -36,12 +35,15 @@ class EtcdClient(aetcd.Client):  # type: ignore[misc]
 
     def _credentials(self) -> grpc.ChannelCredentials:
         assert self._tls is not None
-        read = lambda p: Path(p).read_bytes() if p else None  # noqa: E731
-        return grpc.ssl_channel_credentials(
+        def read(path: str | None) -> bytes | None:
+            return Path(path).read_bytes() if path else None
+
+        credentials: grpc.ChannelCredentials = grpc.ssl_channel_credentials(
             root_certificates=read(self._tls.ca_file),
             private_key=read(self._tls.key_file),
             certificate_chain=read(self._tls.cert_file),
         )
+        return credentials
 
     async def connect(self) -> None:
         if self._tls is None:

@@ -62,9 +62,8 @@ class EtcdPlugin:
     def connected(self) -> bool:
         return self._connected.is_set()
 
-    async def wait_connected(self, timeout: float | None = None) -> None:
-        async with asyncio.timeout(timeout):
-            await self._connected.wait()
+    async def wait_connected(self) -> None:
+        await self._connected.wait()
 
     def add_session_listener(self, callback: Callable[[], None]) -> None:
         self._session_listeners.append(callback)
@@ -129,7 +128,7 @@ class EtcdPlugin:
                 await self._keep_alive()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure means: reconnect
                 self._lost(exc)
                 await self._switch_endpoint()
                 await asyncio.sleep(backoff)
@@ -141,7 +140,7 @@ class EtcdPlugin:
             await client.connect()
             await client.status()
         async with asyncio.timeout(self.config.operation_timeout):
-            lease = await client.lease(int(round(self.config.lease_ttl)))
+            lease = await client.lease(round(self.config.lease_ttl))
         self._lease_id = lease.id
         self._last_error = None
         self._connected.set()

@@ -1,0 +1,127 @@
+"""The config loader: file lookup precedence and errors that name file, key and expectation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import pytest
+
+from sidecar.config import (
+    DURATION,
+    ConfigFileError,
+    ConfigSources,
+    ConfigValueError,
+    parse_duration,
+)
+
+
+@dataclass(frozen=True)
+class Inner:
+    cert_file: str | None = None
+
+
+@dataclass(frozen=True)
+class Sample:
+    port: int = 1
+    interval: Annotated[float, DURATION] = 5.0
+    names: list[str] = field(default_factory=list)
+    tls: Inner | None = None
+    group_id: str = field(default="g", metadata={"key": "group_id"})
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_flag_beats_env_beats_config_dir(tmp_path: Path) -> None:
+    (tmp_path / "dir").mkdir()
+    write(tmp_path / "dir" / "sample.conf", "port: 1\n")
+    env_file = write(tmp_path / "env.conf", "port: 2\n")
+    flag_file = write(tmp_path / "flag.conf", "port: 3\n")
+    env = {"SAMPLE_CONFIG": str(env_file)}
+
+    assert ConfigSources.from_env(tmp_path / "dir", {}, {}).load("sample", Sample).port == 1
+    assert ConfigSources.from_env(tmp_path / "dir", {}, env).load("sample", Sample).port == 2
+    both = ConfigSources.from_env(tmp_path / "dir", {"sample": flag_file}, env)
+    assert both.load("sample", Sample).port == 3
+
+
+def test_config_dir_from_env_and_dashes_become_underscores(tmp_path: Path) -> None:
+    write(tmp_path / "process-manager.conf", "port: 7\n")
+    sources = ConfigSources.from_env(None, {}, {"CONFIG_DIR": str(tmp_path)})
+    assert sources.load("process-manager", Sample).port == 7
+    other = write(tmp_path / "other.conf", "port: 8\n")
+    sources = ConfigSources.from_env(None, {}, {"PROCESS_MANAGER_CONFIG": str(other)})
+    assert sources.load("process-manager", Sample).port == 8
+
+
+def test_missing_file_means_defaults_or_disabled(tmp_path: Path) -> None:
+    sources = ConfigSources.from_env(tmp_path, {}, {})
+    assert sources.load("sample", Sample) == Sample()
+    assert sources.load_optional("sample", Sample) is None
+
+
+def test_explicitly_named_file_must_exist(tmp_path: Path) -> None:
+    sources = ConfigSources.from_env(None, {"sample": tmp_path / "nope.conf"}, {})
+    with pytest.raises(ConfigFileError, match=r"nope\.conf: no such file"):
+        sources.load("sample", Sample)
+
+
+def test_empty_file_gives_defaults_but_enables_optional_plugin(tmp_path: Path) -> None:
+    write(tmp_path / "sample.conf", "# nothing\n")
+    sources = ConfigSources.from_env(tmp_path, {}, {})
+    assert sources.load_optional("sample", Sample) == Sample()
+
+
+def test_values_of_every_kind(tmp_path: Path) -> None:
+    write(tmp_path / "sample.conf",
+          "port: 9\ninterval: 1m30s\nnames: [a, b]\ntls: {cert-file: /c.pem}\ngroup_id: x\n")
+    loaded = ConfigSources.from_env(tmp_path, {}, {}).load("sample", Sample)
+    assert loaded == Sample(9, 90.0, ["a", "b"], Inner("/c.pem"), "x")
+
+
+@pytest.mark.parametrize(("text", "key", "expected"), [
+    ("prot: 9\n", "prot", "unknown key (did you mean 'port'?)"),
+    ("port: nine\n", "port", "expected an integer, got 'nine' (str)"),
+    ("port: true\n", "port", "expected an integer"),
+    ("interval: soon\n", "interval", "expected a duration such as 500ms"),
+    ("names: a\n", "names", "expected a list"),
+    ("names: [1]\n", "names[0]", "expected a string"),
+    ("tls: {cert: x}\n", "tls.cert", "unknown key"),
+])
+def test_bad_values_name_file_key_and_expectation(
+    tmp_path: Path, text: str, key: str, expected: str
+) -> None:
+    path = write(tmp_path / "sample.conf", text)
+    with pytest.raises(ConfigValueError) as info:
+        ConfigSources.from_env(tmp_path, {}, {}).load("sample", Sample)
+    message = str(info.value)
+    assert message.startswith(f"{path}: {key}: ")
+    assert expected in message
+
+
+def test_invalid_yaml_names_line(tmp_path: Path) -> None:
+    write(tmp_path / "sample.conf", "port: 1\n  bad: [\n")
+    with pytest.raises(ConfigFileError, match=r"sample\.conf: invalid YAML: line \d+"):
+        ConfigSources.from_env(tmp_path, {}, {}).load("sample", Sample)
+
+
+def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
+    write(tmp_path / "sample.conf", "- 1\n- 2\n")
+    with pytest.raises(ConfigValueError, match="expected a mapping of keys"):
+        ConfigSources.from_env(tmp_path, {}, {}).load("sample", Sample)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("500ms", 0.5), ("5s", 5.0), ("15m", 900.0), ("1h30m", 5400.0), ("2.5", 2.5), (3, 3.0)])
+def test_durations(text: str | int, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5 parsecs", "-1s", "s5", "5s3"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)

@@ -1,0 +1,160 @@
+"""Status aggregation (logical AND), push and pull reporting, probe timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sidecar.health.statuscheck import PluginState, StatusCheck, StatusCheckConfig, aggregate
+
+OK, INIT, ERROR = PluginState.OK, PluginState.INIT, PluginState.ERROR
+
+
+@pytest.mark.parametrize(("states", "started", "expected"), [
+    ([], False, INIT),
+    ([], True, OK),
+    ([OK, OK], True, OK),
+    ([OK, INIT], True, INIT),
+    ([OK, ERROR, INIT], True, ERROR),
+    ([OK, OK], False, INIT),
+    ([ERROR], False, ERROR),
+])
+def test_aggregation_is_a_logical_and(
+    states: list[PluginState], started: bool, expected: PluginState
+) -> None:
+    assert aggregate(states, started) is expected
+
+
+def test_last_change_wins_is_not_how_it_aggregates() -> None:
+    check = StatusCheck()
+    check.mark_started()
+    check.report_state_change("a", ERROR, "down")
+    check.report_state_change("b", OK)  # cn-infra drifted to "last change wins"
+    assert check.agent_status().state is ERROR
+
+
+def test_non_fatal_error_keeps_liveness_but_not_readiness() -> None:
+    check = StatusCheck(StatusCheckConfig(non_fatal=["kafka"]))
+    check.mark_started()
+    check.report_state_change("kafka", ERROR, "no broker")
+    status = check.agent_status()
+    assert status.live and not status.ready
+    check.report_state_change("core", ERROR, "broken")
+    assert not check.agent_status().live
+
+
+def test_operator_list_wins_over_the_plugin() -> None:
+    check = StatusCheck(StatusCheckConfig(non_fatal=["etcd"]))
+    check.register("etcd", fatal=True)
+    check.register("prog", fatal=False)
+    assert not check.agent_status().plugins["etcd"].fatal
+    assert not check.agent_status().plugins["prog"].fatal
+
+
+def test_only_real_changes_notify_listeners_and_move_last_change() -> None:
+    now = [1000.0]
+    check = StatusCheck(clock=lambda: now[0])
+    calls: list[int] = []
+    check.add_listener(lambda: calls.append(1))
+    check.report_state_change("p", ERROR, "x")
+    first = len(calls)
+    now[0] = 1010.0
+    check.report_state_change("p", ERROR, "x")
+    assert len(calls) == first
+    status = check.agent_status().plugins["p"]
+    assert (status.last_change, status.last_update) == (1000, 1010)
+    check.report_state_change("p", ERROR, "y")
+    assert len(calls) == first + 1
+    assert check.agent_status().plugins["p"].error == "y"
+
+
+def test_json_shape_matches_the_seed() -> None:
+    check = StatusCheck(clock=lambda: 1497617981.5)
+    check.report_state_change("GOVPP", ERROR, "VPP disconnected")
+    data = check.agent_status().to_dict()
+    assert set(data) == {"build_version", "build_date", "commit_hash", "state", "start_time",
+                         "last_change", "last_update", "plugins"}
+    assert data["plugins"]["GOVPP"] == {"state": 2, "last_change": 1497617981,
+                                        "last_update": 1497617981, "error": "VPP disconnected"}
+    check.report_state_change("GOVPP", OK)
+    assert "error" not in check.agent_status().to_dict()["plugins"]["GOVPP"]
+
+
+async def test_pull_probes_run_concurrently_and_a_hanging_one_times_out() -> None:
+    check = StatusCheck(StatusCheckConfig(probe_timeout=0.3))
+    release = asyncio.Event()
+
+    async def hangs() -> None:
+        await release.wait()
+
+    async def fine() -> None:
+        return None
+
+    async def fails() -> None:
+        raise ConnectionError("backend refused")
+
+    async def degraded() -> tuple[PluginState, str]:
+        return ERROR, "queue full"
+
+    for name, probe in [("hangs", hangs), ("fine", fine), ("fails", fails),
+                        ("degraded", degraded)]:
+        check.register(name, probe)
+    loop = asyncio.get_running_loop()
+    begin = loop.time()
+    await check.probe_all()
+    assert loop.time() - begin < 1.0
+    plugins = check.agent_status().plugins
+    assert plugins["hangs"].state is ERROR
+    assert plugins["hangs"].error == "probe did not answer within 0.3s"
+    assert plugins["fine"].state is OK
+    assert (plugins["fails"].state, plugins["fails"].error) == (ERROR, "backend refused")
+    assert (plugins["degraded"].state, plugins["degraded"].error) == (ERROR, "queue full")
+    release.set()
+    await check.close()
+
+
+async def test_probe_that_swallows_cancellation_does_not_stall_rounds() -> None:
+    check = StatusCheck(StatusCheckConfig(probe_timeout=0.1))
+    stop = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                continue
+
+    check.register("stubborn", stubborn)
+    await check.probe_all()
+    await asyncio.wait_for(check.probe_all(), 1.0)  # the second round is not blocked
+    assert "still running" in (check.agent_status().plugins["stubborn"].error or "")
+    stop.set()
+    await check.close()
+    await asyncio.sleep(0)
+
+
+async def test_probe_loop_runs_after_init_and_stops_on_close() -> None:
+    check = StatusCheck(StatusCheckConfig(probe_interval=0.05))
+    calls = 0
+
+    async def probe() -> None:
+        nonlocal calls
+        calls += 1
+
+    check.register("p", probe)
+    await check.after_init()
+    async with asyncio.timeout(2):
+        while calls < 3:
+            await asyncio.sleep(0.01)
+    await check.close()
+    assert check.agent_status().plugins["p"].state is OK
+
+
+def test_unregister_removes_a_plugin() -> None:
+    check = StatusCheck()
+    check.mark_started()
+    check.report_state_change("prog", ERROR, "crashed")
+    check.unregister("prog")
+    assert "prog" not in check.agent_status().plugins
+    assert check.agent_status().state is OK
