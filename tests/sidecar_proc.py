@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -23,7 +24,8 @@ class SidecarProcess:
         self.args = list(args)
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.env.pop("CONFIG_DIR", None)
-        self.log_path = config_dir / f"sidecar-{self.port}.log"
+        # Logs go beside the test's temp files, never into a config dir from the repo.
+        self.log_path = Path(tempfile.mkdtemp(prefix="sidecar-log-")) / f"sidecar-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
