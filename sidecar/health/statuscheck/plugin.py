@@ -200,10 +200,20 @@ class StatusCheck:
             state, error = PluginState.ERROR, str(exc) or type(exc).__name__
         self._set(name, state, error)
 
+    def confirm(self) -> None:
+        """Stamp ``last_update`` of push-reported plugins: their state still holds now."""
+        now = int(self._clock())
+        for name, status in self._plugins.items():
+            if name not in self._probes and status.last_update != now:
+                self._plugins[name] = PluginStatus(status.state, status.last_change, now,
+                                                   status.error, status.fatal)
+        self._touch(now)
+
     async def _probe_loop(self) -> None:
         while True:
             try:
                 await self.probe_all()
+                self.confirm()
             except Exception:
                 log.exception("probe round failed")
             await asyncio.sleep(self.config.probe_interval)
