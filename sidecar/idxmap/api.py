@@ -1,0 +1,103 @@
+"""What other plugins see of an indexed map: events, and the read and write sides.
+
+As in cn-infra, a consumer (for example the user of a cache) is handed the
+read side only (:class:`NamedMappingReader`); the owner keeps the write side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from .watch import CallbackWatch, EventStream
+
+V = TypeVar("V")
+
+#: ``value -> {field: [values]}``: the secondary index entries of one value. A
+#: plain string counts as one value (``{"state": "OK"}`` is ``{"state": ["OK"]}``).
+IndexFunction = Callable[[V], Mapping[str, Iterable[str] | str]]
+
+#: Called for every event of a watch, in order; may be a coroutine function.
+WatchCallback = Callable[["MappingEvent[V]"], Awaitable[object] | object]
+
+#: Events a subscriber may fall behind by before it is overflowed (see MappingEvent.resync).
+DEFAULT_MAX_PENDING = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class MappingEvent(Generic[V]):
+    """One change of a :class:`~sidecar.idxmap.NamedMapping` (cn-infra's NamedMappingGenericEvent).
+
+    A put has ``value`` set and ``update`` true when it replaced ``prev_value``;
+    a delete has ``deleted`` true, ``value`` None and the removed value in
+    ``prev_value``.
+
+    A subscriber that fell more than its ``max_pending`` events behind misses the
+    events after that point; once it has consumed what was queued it gets one
+    event with ``resync`` true (``name`` empty, ``missed`` the number of events
+    it did not see) and should read the mapping again: its current contents
+    already include everything that was missed.
+    """
+
+    title: str
+    name: str
+    value: V | None
+    prev_value: V | None
+    deleted: bool = False
+    update: bool = False
+    resync: bool = False
+    missed: int = 0
+
+
+class NamedMappingReader(Protocol[V]):
+    """Read access: look-ups by name or secondary index, and watches (cn-infra NamedMapping)."""
+
+    @property
+    def title(self) -> str: ...
+
+    def get_value(self, name: str) -> V | None:
+        """The value stored under ``name``, or None."""
+        ...
+
+    def list_all_names(self) -> list[str]:
+        """Every name, in insertion order."""
+        ...
+
+    def list_names(self, field: str, value: str) -> tuple[str, ...]:
+        """Names whose index function gave ``value`` for ``field``; () when none."""
+        ...
+
+    def list_fields(self, name: str) -> dict[str, list[str]]:
+        """The index entries of ``name`` (empty when unknown or not indexed)."""
+        ...
+
+    def list_values(self, field: str) -> list[str]:
+        """The values of ``field`` that at least one name has."""
+        ...
+
+    def __len__(self) -> int: ...
+
+    def __contains__(self, name: object) -> bool: ...
+
+    def watch(self, subscriber: str, callback: WatchCallback[V], *,
+              max_pending: int | None = None) -> CallbackWatch[V]:
+        """Call ``callback`` for every later change, from a task of its own."""
+        ...
+
+    def events(self, subscriber: str, *, max_pending: int | None = None) -> EventStream[V]:
+        """An async iterator of every later change."""
+        ...
+
+
+class NamedMappingWriter(Protocol[V]):
+    """Write access (cn-infra NamedMappingRW); kept by the owner of the data."""
+
+    def put(self, name: str, value: V) -> None: ...
+
+    def update(self, name: str, value: V) -> bool: ...
+
+    def delete(self, name: str) -> V | None: ...
+
+    def clear(self) -> None: ...
