@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sidecar.agent import DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, Agent, Plugin
 from sidecar.config import ConfigError, ConfigSources
+from sidecar.fleet.config import FleetConfig
 from sidecar.health.probe import ProbePlugin
 from sidecar.health.statuscheck import StatusCheck, StatusCheckConfig, StatusPublisher
 from sidecar.kvstore.etcd.config import EtcdConfig
@@ -21,7 +22,7 @@ from sidecar.servicelabel import InvalidLabelError, ServiceLabelConfig, ServiceL
 
 #: Config files the sidecar itself reads (``--<name>-config`` flags exist for each).
 CONFIG_NAMES = ("http", "servicelabel", "statuscheck", "etcd", "logs", "kafka",
-                "process-manager", "supervisor", "k8s")
+                "process-manager", "supervisor", "k8s", "fleet")
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,15 @@ def build(options: Options | None = None) -> Sidecar:
         publisher = StatusPublisher(statuscheck, etcd, servicelabel.agent_prefix)
         plugins += [etcd, publisher]
         etcd_plugin = etcd
+
+    fleet_config = sources.load_optional("fleet", FleetConfig)
+    if fleet_config is not None and fleet_config.enabled:
+        if etcd_plugin is None:
+            raise ConfigError("fleet.conf: the fleet view reads agent statuses from etcd; "
+                              "add etcd.conf or set 'enabled: false'")
+        from sidecar.fleet import FleetPlugin
+
+        plugins.append(FleetPlugin(fleet_config, etcd_plugin, rest, statuscheck))
 
     return Sidecar(rest=rest, servicelabel=servicelabel, statuscheck=statuscheck, probe=probe,
                    etcd=etcd_plugin, plugins=plugins, options=options)
