@@ -23,8 +23,10 @@ if [[ -z "$version" ]]; then
   exit 1
 fi
 stamp="$bin_dir/.kube-apiserver.version"
+# Any change to the pinned module set (not only the version) means a rebuild.
+want="$version $(cat "$here/kube/go.mod" "$here/kube/go.sum" | sha256sum | cut -c1-16)"
 
-if [[ -x "$out" && -f "$stamp" && "$(cat "$stamp")" == "$version" ]]; then
+if [[ -x "$out" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   echo "kube.sh: kube-apiserver $version already built" >&2
   echo "$out"
   exit 0
@@ -60,7 +62,7 @@ start=$(date +%s)
     go build -trimpath -ldflags "$ldflags" -o "$out.tmp" k8s.io/kubernetes/cmd/kube-apiserver
 )
 mv "$out.tmp" "$out"
-echo "$version" > "$stamp"
+echo "$want" > "$stamp"
 echo "kube.sh: built in $(( $(date +%s) - start ))s" >&2
 "$out" --version >&2
 echo "$out"

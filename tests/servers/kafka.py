@@ -177,7 +177,6 @@ class KafkaBroker:
         self.cluster_id = _random_cluster_id()
         self._formatted = False
         self._proc: subprocess.Popen[bytes] | None = None
-        atexit.register(self._atexit)
 
     # -- public API ---------------------------------------------------------
 
@@ -200,6 +199,9 @@ class KafkaBroker:
         if self.running:
             return self
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # Once per object (unregister first): kill leftovers at interpreter exit.
+        atexit.unregister(self._atexit)
+        atexit.register(self._atexit)
         props_file = self._write_config()
         if not self._formatted:
             self._format(props_file)
@@ -258,6 +260,7 @@ class KafkaBroker:
     def close(self) -> None:
         """Stop the broker and delete its temp dir (if this object made it)."""
         self.stop()
+        atexit.unregister(self._atexit)
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 

@@ -195,7 +195,6 @@ class KubeApiServer:
         self._etcd = _Proc("etcd", self.workdir / "etcd.log")
         self._apiserver = _Proc("kube-apiserver", self.workdir / "kube-apiserver.log")
         self._ssl: ssl.SSLContext | None = None
-        atexit.register(self._atexit)
 
     # -- addresses and credentials -------------------------------------------
 
@@ -229,6 +228,9 @@ class KubeApiServer:
         if self.running:
             return self
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # Once per object (unregister first): kill leftovers at interpreter exit.
+        atexit.unregister(self._atexit)
+        atexit.register(self._atexit)
         self._make_pki()  # no-op after the first start: tokens stay valid
         deadline = time.monotonic() + self.startup_timeout
         try:
@@ -252,14 +254,19 @@ class KubeApiServer:
         self._apiserver.kill()
         self._etcd.kill()
 
-    def restart(self) -> KubeApiServer:
-        """Stop and start again: same port, same etcd data, same keys."""
-        self.stop()
+    def restart(self, *, hard: bool = False) -> KubeApiServer:
+        """Stop (or kill, with ``hard=True``) and start again: same port, same
+        etcd data, same keys, so issued tokens stay valid."""
+        if hard:
+            self.kill()
+        else:
+            self.stop()
         return self.start()
 
     def close(self) -> None:
         """Stop and delete the temp dir (if this object made it)."""
         self.stop()
+        atexit.unregister(self._atexit)
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -479,7 +486,6 @@ class KubeApiServer:
             "--endpoint-reconciler-type=none",
             # Nothing here is ever scraped or profiled.
             "--profiling=false",
-            f"--cert-dir={self.workdir / 'certs'}",
             "--v=0",
         ]
         if disabled:
