@@ -1,9 +1,14 @@
-"""The ``sidecar`` command: run the agent, show its status, print the version."""
+"""The ``sidecar`` command: run the agent, show its status, change log levels, print the version.
+
+Only ``run`` imports the server; the other commands use the standard library
+so that they answer quickly inside a pod.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -16,8 +21,14 @@ _CONFIG_FLAG = re.compile(r"^--([a-z0-9][a-z0-9.-]*)-config(?:=(.*))?$")
 _STATE_NAMES = {0: "INIT", 1: "OK", 2: "ERROR"}
 
 
-def _parser() -> argparse.ArgumentParser:
+def _config_names() -> Sequence[str]:
     from sidecar.builder import CONFIG_NAMES
+
+    return CONFIG_NAMES
+
+
+def _parser(config_names: Sequence[str] = ()) -> argparse.ArgumentParser:
+    from sidecar.logging import remote
 
     parser = argparse.ArgumentParser(prog="sidecar", description="cn-infra infra plugins sidecar")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -29,7 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default=None, help="initial log level (env INITIAL_LOGLVL)")
     run.add_argument("--log-format", choices=["text", "json"], default="text",
                      help="log output format")
-    for name in CONFIG_NAMES:
+    run.add_argument("--start-timeout", default="15s",
+                     help="longest start-up of all plugins (default 15s)")
+    run.add_argument("--stop-timeout", default="5s",
+                     help="longest graceful stop of all plugins (default 5s)")
+    for name in config_names:
         run.add_argument(f"--{name}-config", metavar="PATH", dest=f"config:{name}",
                          help=f"{name}.conf path (env {name.upper().replace('-', '_')}_CONFIG)")
 
@@ -38,21 +53,23 @@ def _parser() -> argparse.ArgumentParser:
                         help="base URL of the sidecar's REST API")
     status.add_argument("--json", action="store_true", help="print the raw JSON")
 
+    log = sub.add_parser("log", help="list loggers or change a log level at run time")
+    remote.add_arguments(log)
+
     sub.add_parser("version", help="print version, build date and commit")
     return parser
 
 
-def _split_config_flags(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+def _split_config_flags(argv: Sequence[str],
+                        config_names: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     """Pull ``--<name>-config PATH`` flags of user plugins out of argv."""
-    from sidecar.builder import CONFIG_NAMES
-
     rest: list[str] = []
     extra: dict[str, str] = {}
     args = list(argv)
     i = 0
     while i < len(args):
         match = _CONFIG_FLAG.match(args[i])
-        if match and match.group(1) not in CONFIG_NAMES:
+        if match and match.group(1) not in config_names:
             if match.group(2) is not None:
                 extra[match.group(1)] = match.group(2)
             elif i + 1 < len(args):
@@ -68,31 +85,51 @@ def _split_config_flags(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    argv, extra_configs = _split_config_flags(argv)
-    args = _parser().parse_args(argv)
+    config_names = _config_names() if argv[:1] == ["run"] else ()
+    extra_configs: dict[str, str] = {}
+    if config_names:
+        argv, extra_configs = _split_config_flags(argv, config_names)
+    args = _parser(config_names).parse_args(argv)
     if args.command == "version":
         return _version()
     if args.command == "status":
         return _status(args.url, args.json)
+    if args.command == "log":
+        from sidecar.logging import remote
+
+        return remote.run(args)
     return _run(args, extra_configs)
 
 
 def _run(args: argparse.Namespace, extra_configs: dict[str, str]) -> int:
     from sidecar.builder import Options, build
-    from sidecar.config import ConfigError
-    from sidecar.logging import setup_logging
+    from sidecar.config import ConfigError, parse_duration
+    from sidecar.logging import InvalidLevelError, parse_level, set_service_label, setup_logging
 
     files = {k.split(":", 1)[1]: v for k, v in vars(args).items()
              if k.startswith("config:") and v is not None}
     files.update(extra_configs)
-    options = Options(config_dir=args.config_dir, config_files=files,
-                      http_port=args.http_port, microservice_label=args.microservice_label)
-    setup_logging(args.log_level or "INFO", args.log_format)
     try:
+        # Until logs.conf is applied; a bad name is reported by build() with the config errors.
+        initial = parse_level(args.log_level or os.environ.get("INITIAL_LOGLVL") or "info")
+    except InvalidLevelError:
+        initial = parse_level("info")
+    setup_logging(initial, args.log_format)
+    try:
+        timeouts = {}
+        for flag in ("start_timeout", "stop_timeout"):
+            try:
+                timeouts[flag] = parse_duration(getattr(args, flag))
+            except ValueError as exc:
+                raise ConfigError(f"--{flag.replace('_', '-')}: {exc}") from None
+        options = Options(config_dir=args.config_dir, config_files=files,
+                          http_port=args.http_port, microservice_label=args.microservice_label,
+                          log_level=args.log_level, **timeouts)
         sidecar = build(options)
     except ConfigError as exc:
         print(f"sidecar: config error: {exc}", file=sys.stderr)
         return 2
+    set_service_label(sidecar.servicelabel.agent_label())
     return sidecar.agent().run()
 
 

@@ -75,8 +75,9 @@ def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
     ({}, ["--microservice-label", ""], {}, "from --microservice-label is empty"),
     ({}, [], {"MICROSERVICE_LABEL": "x" * 300}, "the limit is 253"),
     ({"etcd.conf": "endpoints: []\n"}, [], {}, "at least one etcd endpoint"),
+    ({}, ["--start-timeout", "forever"], {}, "--start-timeout: expected a duration"),
 ], ids=["yaml", "unknown-key", "duration", "type", "port-flag", "port-env", "port-file",
-        "label-slash", "label-empty", "label-long", "etcd-endpoints"])
+        "label-slash", "label-empty", "label-long", "etcd-endpoints", "timeout-flag"])
 def test_bad_input_exits_non_zero_with_one_clear_line(
     tmp_path: Path, files: dict[str, str], args: list[str], env: dict[str, str], expected: str
 ) -> None:
@@ -133,3 +134,42 @@ def test_python_dash_m_and_console_script_agree() -> None:
     shown = subprocess.run([str(script), "version"], capture_output=True, text=True,
                            timeout=10, check=False, env={**os.environ})
     assert shown.stdout.startswith("sidecar 0.1.0")
+
+
+HANGING_CLOSE = """
+import asyncio, sys
+from sidecar import Agent, Plugin
+
+class Stubborn(Plugin):
+    name = "stubborn"
+    async def close(self):
+        print("closing", flush=True)
+        await asyncio.Event().wait()
+
+agent = Agent(Stubborn(), stop_timeout=60)
+agent.on_started(lambda: print("started", flush=True))
+sys.exit(agent.run())
+"""
+
+
+def test_second_signal_forces_exit(tmp_path: Path) -> None:
+    script = tmp_path / "stubborn.py"
+    script.write_text(HANGING_CLOSE)
+    with subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True) as proc:
+        _force_stop(proc)
+
+
+def _force_stop(proc: subprocess.Popen[str]) -> None:
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "started"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.stdout.readline().strip() == "closing"
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(0.3)  # the graceful stop is waiting on the stubborn close
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(5) == 128 + signal.SIGTERM
+    finally:
+        proc.kill()
+        proc.wait()
