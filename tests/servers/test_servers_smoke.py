@@ -29,8 +29,8 @@ from tests.servers.kube import KubeApiServer, cache_dir
 @pytest.fixture(scope="module")
 def kafka() -> Iterator[KafkaBroker]:
     broker = KafkaBroker(properties={"message.max.bytes": 2_000_000})
-    broker.start()
     try:
+        broker.start()  # inside try: a failed start still removes the temp dir
         yield broker
     finally:
         broker.close()
@@ -86,8 +86,8 @@ def test_kafka_produce_consume_and_restart(kafka: KafkaBroker) -> None:
 @pytest.fixture(scope="module")
 def kube() -> Iterator[KubeApiServer]:
     server = KubeApiServer()
-    server.start()
     try:
+        server.start()  # inside try: a failed start still removes the temp dir
         yield server
     finally:
         server.close()
