@@ -17,11 +17,16 @@ from sidecar.fleet.config import FleetConfig
 from sidecar.health.probe import ProbePlugin
 from sidecar.health.statuscheck import StatusCheck, StatusCheckConfig, StatusPublisher
 from sidecar.kvstore.etcd.config import EtcdConfig
+from sidecar.logging.levels import InvalidLevelError, parse_level
+from sidecar.logging.logmanager import LogManager, LogsConfig
+from sidecar.logging.measure import Tracer
+from sidecar.logging.measure.endpoint import StartupTracePlugin
+from sidecar.metrics import MetricsConfig, MetricsPlugin
 from sidecar.rest import HTTPConfig, RestPlugin, parse_port
 from sidecar.servicelabel import InvalidLabelError, ServiceLabelConfig, ServiceLabelPlugin
 
 #: Config files the sidecar itself reads (``--<name>-config`` flags exist for each).
-CONFIG_NAMES = ("http", "servicelabel", "statuscheck", "etcd", "logs", "kafka",
+CONFIG_NAMES = ("http", "servicelabel", "statuscheck", "etcd", "logs", "metrics", "kafka",
                 "process-manager", "supervisor", "k8s", "fleet")
 
 
@@ -33,6 +38,8 @@ class Options:
     config_files: Mapping[str, str] = field(default_factory=dict)
     http_port: str | None = None
     microservice_label: str | None = None
+    #: Initial root log level (cn-infra name); beats INITIAL_LOGLVL and logs.conf.
+    log_level: str | None = None
     env: Mapping[str, str] | None = None
     start_timeout: float = DEFAULT_START_TIMEOUT
     stop_timeout: float = DEFAULT_STOP_TIMEOUT
@@ -49,10 +56,14 @@ class Sidecar:
     etcd: Plugin | None = None
     plugins: list[Plugin] = field(default_factory=list)
     options: Options = field(default_factory=Options)
+    logmanager: LogManager | None = None
+    metrics: MetricsPlugin | None = None
+    #: The agent's start-up trace, served at ``GET /debug/startup-trace``.
+    tracer: Tracer = field(default_factory=lambda: Tracer("startup"))
 
     def agent(self, *extra: Plugin) -> Agent:
         agent = Agent(*self.plugins, *extra, start_timeout=self.options.start_timeout,
-                      stop_timeout=self.options.stop_timeout)
+                      stop_timeout=self.options.stop_timeout, tracer=self.tracer)
         agent.on_started(self.statuscheck.mark_started)
         return agent
 
@@ -87,7 +98,18 @@ def build(options: Options | None = None) -> Sidecar:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     probe = ProbePlugin(rest, statuscheck)
-    plugins: list[Plugin] = [servicelabel, statuscheck, rest, probe]
+
+    metrics_config = sources.load("metrics", MetricsConfig)
+    metrics = MetricsPlugin(rest, statuscheck, metrics_config) if metrics_config.enabled else None
+    logmanager = LogManager(rest, sources.load("logs", LogsConfig),
+                            _initial_log_level(options, env),
+                            registry=metrics.registry if metrics else None)
+    tracer = Tracer("startup")
+    # The log manager first, so that every other plugin starts at its configured level.
+    plugins: list[Plugin] = [logmanager, servicelabel, statuscheck, rest, probe,
+                             StartupTracePlugin(rest, tracer)]
+    if metrics is not None:
+        plugins.append(metrics)
 
     etcd_plugin: Plugin | None = None
     etcd_config = sources.load_optional("etcd", EtcdConfig)
@@ -98,6 +120,8 @@ def build(options: Options | None = None) -> Sidecar:
         publisher = StatusPublisher(statuscheck, etcd, servicelabel.agent_prefix)
         plugins += [etcd, publisher]
         etcd_plugin = etcd
+        if metrics is not None:
+            metrics.watch_publisher(publisher)
 
     fleet_config = sources.load_optional("fleet", FleetConfig)
     if fleet_config is not None and fleet_config.enabled:
@@ -109,7 +133,20 @@ def build(options: Options | None = None) -> Sidecar:
         plugins.append(FleetPlugin(fleet_config, etcd_plugin, rest, statuscheck))
 
     return Sidecar(rest=rest, servicelabel=servicelabel, statuscheck=statuscheck, probe=probe,
-                   etcd=etcd_plugin, plugins=plugins, options=options)
+                   etcd=etcd_plugin, plugins=plugins, options=options, logmanager=logmanager,
+                   metrics=metrics, tracer=tracer)
+
+
+def _initial_log_level(options: Options, env: Mapping[str, str]) -> int | None:
+    """``--log-level`` > ``INITIAL_LOGLVL`` (both beat logs.conf's default-level)."""
+    text, source = _first((options.log_level, "--log-level"),
+                          (env.get("INITIAL_LOGLVL"), "INITIAL_LOGLVL"))
+    if text is None:
+        return None
+    try:
+        return parse_level(text, source)
+    except InvalidLevelError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _first(*candidates: tuple[str | None, str]) -> tuple[str | None, str]:

@@ -11,6 +11,9 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from sidecar.logging.context import current_plugin
+from sidecar.logging.measure import Tracer
+
 from .api import Plugin, plugin_deps
 from .errors import AgentStartError, AgentStopError
 
@@ -75,11 +78,14 @@ class Agent:
         *plugins: Plugin,
         start_timeout: float = DEFAULT_START_TIMEOUT,
         stop_timeout: float = DEFAULT_STOP_TIMEOUT,
+        tracer: Tracer | None = None,
     ) -> None:
         self.plugins: Sequence[Plugin] = order_plugins(plugins)
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.timings: list[PhaseTiming] = []
+        #: Every plugin's init and after_init, as entities ``<plugin>.<phase>``.
+        self.tracer = tracer or Tracer("startup")
         self._initialised: list[Plugin] = []
         self._started_hooks: list[StartedHook] = []
         self._stopped = asyncio.Event()
@@ -122,6 +128,7 @@ class Agent:
         remaining = deadline - time.monotonic()
         started_at = time.time()
         begin = time.perf_counter()
+        token = current_plugin.set(plugin.name)
         try:
             async with asyncio.timeout(max(remaining, 0)):
                 await step()
@@ -138,6 +145,8 @@ class Agent:
             reason = str(exc) or type(exc).__name__
             raise AgentStartError(plugin.name, phase, reason) from exc
         finally:
+            current_plugin.reset(token)
+            self.tracer.log_time(f"{plugin.name}.{phase}", begin)
             self.timings.append(
                 PhaseTiming(plugin.name, phase, started_at, time.perf_counter() - begin)
             )
@@ -156,6 +165,7 @@ class Agent:
         while self._initialised:
             plugin = self._initialised.pop()
             budget = max(deadline - time.monotonic(), _CLOSE_GRACE)
+            token = current_plugin.set(plugin.name)
             try:
                 async with asyncio.timeout(budget):
                     await plugin.close()
@@ -163,6 +173,8 @@ class Agent:
                 failures[plugin.name] = f"close did not finish within {budget:.1f}s"
             except Exception as exc:  # noqa: BLE001 - every close runs; failures reported together
                 failures[plugin.name] = str(exc) or type(exc).__name__
+            finally:
+                current_plugin.reset(token)
         if failures:
             for name, reason in failures.items():
                 log.error("plugin %s failed to close: %s", name, reason)

@@ -6,6 +6,7 @@ from .api import (
     PluginState,
     PluginStatus,
     Probe,
+    ProbeObserver,
     StatusReader,
     StatusWriter,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "PluginState",
     "PluginStatus",
     "Probe",
+    "ProbeObserver",
     "StatusCheck",
     "StatusCheckConfig",
     "StatusPublisher",

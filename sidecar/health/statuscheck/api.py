@@ -77,6 +77,9 @@ Probe = Callable[[], Awaitable[object]]
 #: Called (synchronously, so keep it cheap) after every change of a state or error.
 ChangeListener = Callable[[], None]
 
+#: Called after every pull probe with the name, the seconds it took and the state it gave.
+ProbeObserver = Callable[[str, float, PluginState], None]
+
 
 class StatusWriter(Protocol):
     """What a plugin uses to report its health (cn-infra's PluginStatusWriter)."""

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from sidecar.buildinfo import BuildInfo
 from sidecar.buildinfo import current as current_build
 
-from .api import AgentStatus, ChangeListener, PluginState, PluginStatus, Probe
+from .api import AgentStatus, ChangeListener, PluginState, PluginStatus, Probe, ProbeObserver
 from .config import StatusCheckConfig
 
 log = logging.getLogger("sidecar.statuscheck")
@@ -58,6 +58,7 @@ class StatusCheck:
         self._probes: dict[str, Probe] = {}
         self._running_probes: dict[str, asyncio.Task[object]] = {}
         self._listeners: list[ChangeListener] = []
+        self._probe_observers: list[ProbeObserver] = []
         self._started = False
         self._state = PluginState.INIT
         self._last_change = now
@@ -174,7 +175,23 @@ class StatusCheck:
         """Call every pull probe once, concurrently, each bounded by the probe timeout."""
         names = list(self._probes)
         if names:
-            await asyncio.gather(*(self._probe_one(n) for n in names))
+            await asyncio.gather(*(self._observed_probe(n) for n in names))
+
+    def add_probe_observer(self, observer: ProbeObserver) -> None:
+        """Call ``observer(name, seconds, state)`` after every pull probe call (for metrics)."""
+        self._probe_observers.append(observer)
+
+    async def _observed_probe(self, name: str) -> None:
+        begin = time.perf_counter()
+        await self._probe_one(name)
+        status = self._plugins.get(name)
+        if status is not None:
+            elapsed = time.perf_counter() - begin
+            for observer in self._probe_observers:
+                try:
+                    observer(name, elapsed, status.state)
+                except Exception:
+                    log.exception("probe observer %r failed", observer)
 
     async def _probe_one(self, name: str) -> None:
         running = self._running_probes.get(name)

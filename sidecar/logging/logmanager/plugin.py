@@ -1,0 +1,95 @@
+"""The log manager plugin: ``/log/list``, ``PUT /log/<logger>/<level>``, ``DELETE /log/<logger>``.
+
+Listing is open; changing a level is an admin route (the REST plugin's
+allow-list or bearer token).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter
+
+from sidecar.config import parse_duration
+from sidecar.logging.levels import LEVELS, InvalidLevelError, level_name
+from sidecar.rest.api import HTTPHandlers
+
+from .config import LogsConfig
+from .manager import LevelManager, UnknownLoggerError
+
+log = logging.getLogger("sidecar.logmanager")
+
+
+class LogManager:
+    """Applies ``logs.conf`` in ``init`` (first, so other plugins start at their levels)."""
+
+    name = "logmanager"
+
+    def __init__(
+        self,
+        rest: HTTPHandlers,
+        config: LogsConfig | None = None,
+        default_level: int | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.deps = (rest,) if hasattr(rest, "init") else ()
+        self._rest = rest
+        self.levels = LevelManager(config, default_level)
+        if registry is not None:
+            changes = Counter(
+                "sidecar_log_level_changes", "Log level changes by logger and cause "
+                "(set over REST, reset to the configured level, expired ttl).",
+                ["logger", "cause"], registry=registry)
+            self.levels.add_listener(
+                lambda name, _level, cause: changes.labels(name, cause).inc())
+
+    # -- handlers ------------------------------------------------------------
+    async def list_loggers(self, request: web.Request) -> web.Response:
+        return web.json_response([row.to_dict() for row in self.levels.list()])
+
+    async def set_level(self, request: web.Request) -> web.Response:
+        name = request.match_info["logger"]
+        ttl: float | None = None
+        ttl_text = request.query.get("ttl")
+        if ttl_text is not None:
+            try:
+                ttl = parse_duration(ttl_text)
+            except ValueError as exc:
+                return _error(400, f"ttl: {exc}")
+            if ttl <= 0:
+                return _error(400, f"ttl: must be greater than zero, got {ttl_text!r}")
+        try:
+            row = self.levels.set(name, request.match_info["level"], ttl)
+        except InvalidLevelError as exc:
+            return _error(400, str(exc), valid_levels=list(LEVELS))
+        except UnknownLoggerError as exc:
+            return _error(404, str(exc))
+        return web.json_response(row.to_dict())
+
+    async def reset_level(self, request: web.Request) -> web.Response:
+        try:
+            row = self.levels.reset(request.match_info["logger"])
+        except UnknownLoggerError as exc:
+            return _error(404, str(exc))
+        return web.json_response(row.to_dict())
+
+    # -- lifecycle -----------------------------------------------------------
+    async def init(self) -> None:
+        self.levels.apply()
+        self._rest.register("GET", "/log/list", self.list_loggers, name="log-list")
+        self._rest.register("PUT", "/log/{logger:.+}/{level:[^/]+}", self.set_level,
+                            admin=True, name="log-set")
+        self._rest.register("DELETE", "/log/{logger:.+}", self.reset_level,
+                            admin=True, name="log-reset")
+        log.debug("default log level %s", level_name(self.levels.default_level))
+
+    async def after_init(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        self.levels.restore()
+
+
+def _error(status: int, message: str, **extra: object) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status)

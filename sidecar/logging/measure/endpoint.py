@@ -1,0 +1,35 @@
+"""``GET /debug/startup-trace`` (admin): how long each plugin's init and after_init took."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from sidecar.rest.api import HTTPHandlers
+
+from .tracer import Tracer
+
+STARTUP_TRACE_PATH = "/debug/startup-trace"
+
+
+class StartupTracePlugin:
+    """Serves the agent's start-up tracer (the one given to ``Agent(tracer=...)``)."""
+
+    name = "startup-trace"
+
+    def __init__(self, rest: HTTPHandlers, tracer: Tracer) -> None:
+        self.deps = (rest,) if hasattr(rest, "init") else ()
+        self._rest = rest
+        self.tracer = tracer
+
+    async def handle(self, request: web.Request) -> web.Response:
+        return web.json_response(self.tracer.get().to_dict())
+
+    async def init(self) -> None:
+        self._rest.register("GET", STARTUP_TRACE_PATH, self.handle, admin=True,
+                            name="startup-trace")
+
+    async def after_init(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass

@@ -1,0 +1,132 @@
+"""The metrics plugin: one registry for the sidecar, served at ``GET /metrics``.
+
+Plugins that have metrics of their own get :attr:`MetricsPlugin.registry` in
+their constructor (from the builder) and create their counters in it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from typing import Protocol
+
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram
+from prometheus_client.aiohttp import make_aiohttp_handler
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from sidecar.health.statuscheck.api import ChangeListener, PluginState, ProbeObserver, StatusReader
+from sidecar.rest.api import HTTPHandlers
+
+from .collectors import (
+    PublishCounts,
+    PublisherCollector,
+    StatusCollector,
+    TransitionCollector,
+    TransitionCounter,
+)
+from .config import MetricsConfig
+from .http import http_metrics
+
+log = logging.getLogger("sidecar.metrics")
+
+#: Seconds; probes are bounded by ``probe-timeout`` (3 s by default).
+PROBE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class ObservableStatus(StatusReader, Protocol):
+    """The status check as the metrics plugin uses it."""
+
+    def add_probe_observer(self, observer: ProbeObserver) -> None: ...
+
+    def remove_listener(self, listener: ChangeListener) -> None: ...
+
+
+class MetricsPlugin:
+    name = "metrics"
+
+    def __init__(
+        self,
+        rest: HTTPHandlers,
+        statuscheck: ObservableStatus | None = None,
+        config: MetricsConfig | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.config = config or MetricsConfig()
+        self.deps = tuple(d for d in (rest, statuscheck) if hasattr(d, "init"))
+        self._rest = rest
+        self._statuscheck = statuscheck
+        #: The sidecar's registry: give it to plugins that export metrics.
+        self.registry = registry or CollectorRegistry()
+        self._transitions: TransitionCounter | None = None
+        self._probe_durations: Histogram | None = None
+        if statuscheck is not None:
+            self.registry.register(StatusCollector(statuscheck))
+            self._transitions = TransitionCounter(statuscheck)
+            self.registry.register(TransitionCollector(self._transitions))
+            self._probe_durations = Histogram(
+                "sidecar_probe_duration_seconds",
+                "Time each pull probe took (a timed-out probe counts its timeout).",
+                ["plugin"], buckets=PROBE_BUCKETS, registry=self.registry)
+        sources: list[Collector] = [self.registry]
+        if self.config.default_registry:
+            sources.append(REGISTRY)
+        self.exposed: Collector = _Union(sources)
+        self._registered = False
+
+    def watch_publisher(self, publisher: PublishCounts) -> None:
+        """Export the status publisher's commit and error counts."""
+        self.registry.register(PublisherCollector(publisher))
+
+    def _observe_probe(self, name: str, seconds: float, state: PluginState) -> None:
+        if self._probe_durations is not None:
+            self._probe_durations.labels(name).observe(seconds)
+
+    async def init(self) -> None:
+        if self._registered:
+            return
+        self._registered = True
+        self._rest.register("GET", self.config.path, make_aiohttp_handler(self.exposed),
+                            name="metrics")
+        if self.config.http_requests:
+            self._rest.add_middleware(http_metrics(self.registry))
+        if self._statuscheck is not None and self._transitions is not None:
+            self._statuscheck.add_listener(self._transitions)
+            self._transitions()
+            self._statuscheck.add_probe_observer(self._observe_probe)
+
+    async def after_init(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        if self._statuscheck is not None and self._transitions is not None:
+            self._statuscheck.remove_listener(self._transitions)
+
+
+class _Union(Collector):
+    """Several registries exposed as one (the sidecar's and prometheus_client's global one)."""
+
+    def __init__(self, sources: Iterable[Collector]) -> None:
+        self._sources = tuple(sources)
+
+    def collect(self) -> Iterator[Metric]:
+        for source in self._sources:
+            yield from source.collect()
+
+    def restricted_registry(self, names: Iterable[str]) -> Collector:
+        """For ``GET /metrics?name[]=...``: only the samples named."""
+        return _Only(self, frozenset(names))
+
+
+class _Only(Collector):
+    def __init__(self, source: Collector, names: frozenset[str]) -> None:
+        self._source = source
+        self._names = names
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._source.collect():
+            samples = [s for s in metric.samples if s.name in self._names]
+            if samples:
+                copy = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+                copy.samples = samples
+                yield copy
