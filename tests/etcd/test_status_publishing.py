@@ -18,6 +18,7 @@ from sidecar.builder import Options, Sidecar, build
 from sidecar.health.statuscheck import PluginState
 from tests.servers._util import free_port
 from tests.servers.etcd import EtcdServer
+from tests.servers.tls import make_pki
 from tests.sidecar_proc import SidecarProcess
 
 PREFIX = "/vnf-agent/{label}/check/status/v1/"
@@ -239,3 +240,53 @@ def test_graceful_stop_revokes_the_lease_at_once(
         time.sleep(0.05)
     assert proc.stop() == 0
     assert own_etcd.get(key) is None
+
+
+def test_status_over_tls_with_client_certificates(
+    tmp_path: Path, sidecars: list[SidecarProcess]
+) -> None:
+    pki = make_pki(tmp_path / "pki")
+    server = EtcdServer(tls=pki).start()
+    try:
+        config = tmp_path / "config"
+        config.mkdir()
+        write_config(config, server)
+        with (config / "etcd.conf").open("a") as conf:
+            conf.write(f"tls:\n  ca-file: {pki.ca}\n  cert-file: {pki.client_cert}\n"
+                       f"  key-file: {pki.client_key}\n")
+        proc = SidecarProcess(config, env={"MICROSERVICE_LABEL": "secure"})
+        sidecars.append(proc)
+        proc.start()
+        key = PREFIX.format(label="secure") + "plugin/etcd"
+        deadline = time.monotonic() + 10
+        while not server.get(key):
+            assert time.monotonic() < deadline, f"no key over TLS:\n{proc.output()}"
+            time.sleep(0.05)
+        assert json.loads(server.get(key) or "{}")["state"] == 1
+    finally:
+        server.close()
+
+
+def test_plain_text_client_against_tls_etcd_reports_error(
+    tmp_path: Path, sidecars: list[SidecarProcess]
+) -> None:
+    server = EtcdServer(tls=make_pki(tmp_path / "pki")).start()
+    try:
+        config = tmp_path / "config"
+        config.mkdir()
+        write_config(config, server)
+        proc = SidecarProcess(config, env={"MICROSERVICE_LABEL": "plain"})
+        sidecars.append(proc)
+        proc.start()
+        deadline = time.monotonic() + 10
+        while True:
+            status, body = proc.get("/readiness")
+            if body["plugins"].get("etcd", {}).get("state") == 2:
+                break
+            assert time.monotonic() < deadline, "etcd plugin never reported ERROR"
+            time.sleep(0.05)
+        assert status == 503
+        assert "etcd unreachable at" in body["plugins"]["etcd"]["error"]
+        assert proc.get("/liveness")[0] == 200
+    finally:
+        server.close()

@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from ._util import free_port, wait_until
+from .tls import TestPKI
 
 
 def etcd_binary(name: str = "etcd") -> str:
@@ -28,7 +29,8 @@ def etcd_binary(name: str = "etcd") -> str:
 class EtcdServer:
     """One etcd member with its own data dir; ``stop``/``start`` keep ports and data."""
 
-    def __init__(self, data_dir: str | None = None) -> None:
+    def __init__(self, data_dir: str | None = None, tls: TestPKI | None = None) -> None:
+        self.tls = tls
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="etcd-test-")
         self.client_port = free_port()
@@ -46,7 +48,8 @@ class EtcdServer:
         return f"http://{self.endpoint}"
 
     def start(self, timeout: float = 20.0) -> EtcdServer:
-        client = f"http://127.0.0.1:{self.client_port}"
+        scheme = "https" if self.tls else "http"
+        client = f"{scheme}://127.0.0.1:{self.client_port}"
         peer = f"http://127.0.0.1:{self.peer_port}"
         args = [
             etcd_binary(),
@@ -61,6 +64,10 @@ class EtcdServer:
             "--log-level", "warn",
             "--logger", "zap",
         ]
+        if self.tls is not None:
+            args += ["--cert-file", str(self.tls.server_cert),
+                     "--key-file", str(self.tls.server_key),
+                     "--trusted-ca-file", str(self.tls.ca), "--client-cert-auth"]
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
@@ -102,7 +109,13 @@ class EtcdServer:
 
     def etcdctl(self, *args: str, check: bool = True) -> str:
         env = {**os.environ, "ETCDCTL_API": "3"}
-        done = subprocess.run([etcd_binary("etcdctl"), "--endpoints", self.url, *args],
+        endpoint = self.url
+        tls_args: list[str] = []
+        if self.tls is not None:
+            endpoint = f"https://{self.endpoint}"
+            tls_args = ["--cacert", str(self.tls.ca), "--cert", str(self.tls.client_cert),
+                        "--key", str(self.tls.client_key)]
+        done = subprocess.run([etcd_binary("etcdctl"), "--endpoints", endpoint, *tls_args, *args],
                               capture_output=True, env=env, timeout=20, check=False)
         if check and done.returncode != 0:
             raise RuntimeError(f"etcdctl {' '.join(args)} failed: {done.stderr.decode()}")
