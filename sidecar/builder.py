@@ -13,7 +13,6 @@ from pathlib import Path
 
 from sidecar.agent import DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, Agent, Plugin
 from sidecar.config import ConfigError, ConfigSources
-from sidecar.fleet.config import FleetConfig
 from sidecar.health.probe import ProbePlugin
 from sidecar.health.statuscheck import StatusCheck, StatusCheckConfig, StatusPublisher
 from sidecar.kvstore.etcd.config import EtcdConfig
@@ -123,14 +122,16 @@ def build(options: Options | None = None) -> Sidecar:
         if metrics is not None:
             metrics.watch_publisher(publisher)
 
-    fleet_config = sources.load_optional("fleet", FleetConfig)
-    if fleet_config is not None and fleet_config.enabled:
-        if etcd_plugin is None:
-            raise ConfigError("fleet.conf: the fleet view reads agent statuses from etcd; "
-                              "add etcd.conf or set 'enabled: false'")
-        from sidecar.fleet import FleetPlugin
+    # Optional plugins are imported only when their file exists: start-up time is a feature.
+    if sources.has("fleet"):
+        from sidecar.fleet import FleetConfig, FleetPlugin
 
-        plugins.append(FleetPlugin(fleet_config, etcd_plugin, rest, statuscheck))
+        fleet_config = sources.load("fleet", FleetConfig)
+        if fleet_config.enabled:
+            if etcd_plugin is None:
+                raise ConfigError("fleet.conf: the fleet view reads agent statuses from etcd; "
+                                  "add etcd.conf or set 'enabled: false'")
+            plugins.append(FleetPlugin(fleet_config, etcd_plugin, rest, statuscheck))
 
     return Sidecar(rest=rest, servicelabel=servicelabel, statuscheck=statuscheck, probe=probe,
                    etcd=etcd_plugin, plugins=plugins, options=options, logmanager=logmanager,

@@ -61,6 +61,12 @@ class ConfigSources:
             return self.config_dir / f"{name}.conf", False
         return None, False
 
+    def has(self, name: str) -> bool:
+        """Whether ``name`` has a config file (one named explicitly counts even if missing,
+        so that loading it reports the missing file)."""
+        path, explicit = self.locate(name)
+        return path is not None and (explicit or path.exists())
+
     def read(self, name: str) -> tuple[Path | None, Any]:
         """Parsed YAML of ``name``'s file, or ``(None, None)`` when it has none.
 
