@@ -124,7 +124,8 @@ def _run(args: argparse.Namespace, extra_configs: dict[str, str]) -> int:
                 raise ConfigError(f"--{flag.replace('_', '-')}: {exc}") from None
         options = Options(config_dir=args.config_dir, config_files=files,
                           http_port=args.http_port, microservice_label=args.microservice_label,
-                          log_level=args.log_level, **timeouts)
+                          log_level=args.log_level, start_timeout=timeouts["start_timeout"],
+                          stop_timeout=timeouts["stop_timeout"])
         sidecar = build(options)
     except ConfigError as exc:
         print(f"sidecar: config error: {exc}", file=sys.stderr)

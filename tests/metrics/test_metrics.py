@@ -1,0 +1,250 @@
+"""``GET /metrics`` of an in-process sidecar, parsed with prometheus_client's own parsers."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import prometheus_client
+import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+from prometheus_client.parser import text_string_to_metric_families
+
+from sidecar.agent import Agent
+from sidecar.builder import Options, Sidecar, build
+from sidecar.health.statuscheck import PluginState
+from tests.servers._util import free_port
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+@dataclass
+class Running:
+    sidecar: Sidecar
+    agent: Agent
+    url: str
+    client: aiohttp.ClientSession
+
+    async def scrape(self) -> tuple[Samples, set[str]]:
+        async with self.client.get(self.url + "/metrics") as reply:
+            assert reply.status == 200
+            assert reply.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            text = await reply.text()
+        samples: Samples = {}
+        families: set[str] = set()
+        for family in text_string_to_metric_families(text):
+            families.add(family.name)
+            for sample in family.samples:
+                samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+        return samples, families
+
+    async def value(self, name: str, **labels: str) -> float | None:
+        samples, _ = await self.scrape()
+        return samples.get((name, frozenset(labels.items())))
+
+    async def status(self, method: str, path: str) -> int:
+        async with self.client.request(method, self.url + path) as reply:
+            await reply.read()
+            return reply.status
+
+
+async def start(config_dir: Path, **files: str) -> Running:
+    files.setdefault("http", "endpoint: 127.0.0.1:0\n")
+    files.setdefault("statuscheck", "probe-interval: 100ms\nprobe-timeout: 1s\n")
+    for name, text in files.items():
+        (config_dir / f"{name}.conf").write_text(text)
+    sidecar = build(Options(config_dir=str(config_dir), env={}))
+    agent = sidecar.agent()
+    await agent.start()
+    return Running(sidecar, agent, f"http://127.0.0.1:{sidecar.rest.port}",
+                   aiohttp.ClientSession())
+
+
+async def stop(run: Running) -> None:
+    await run.client.close()
+    await run.agent.stop()
+
+
+@pytest.fixture
+async def running(config_dir: Path) -> AsyncIterator[Running]:
+    run = await start(config_dir)
+    yield run
+    await stop(run)
+
+
+async def until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{what}: not within {timeout}s")
+
+
+async def test_metrics_parse_and_cover_the_sidecar(running: Running) -> None:
+    samples, families = await running.scrape()
+    assert {"sidecar_agent_state", "sidecar_agent_ready", "sidecar_agent_live",
+            "sidecar_plugin_state", "sidecar_plugin_state_changes", "sidecar_build_info",
+            "sidecar_probe_duration_seconds", "sidecar_http_requests",
+            "sidecar_http_request_duration_seconds"} <= families
+    # prometheus_client's global registry: process and runtime metrics come along.
+    assert {"process_resident_memory_bytes", "python_info"} <= families
+    assert samples[("sidecar_agent_state", frozenset())] == 1
+    assert samples[("sidecar_agent_ready", frozenset())] == 1
+
+
+async def test_plugin_gauge_follows_state_changes(running: Running) -> None:
+    statuscheck = running.sidecar.statuscheck
+    statuscheck.register("cache")
+    assert await running.value("sidecar_plugin_state", plugin="cache") == 0
+    assert await running.value("sidecar_agent_state") == 0
+
+    statuscheck.report_state_change("cache", PluginState.ERROR, "disk full")
+    assert await running.value("sidecar_plugin_state", plugin="cache") == 2
+    assert await running.value("sidecar_agent_state") == 2
+    assert await running.value("sidecar_agent_ready") == 0
+    assert await running.value("sidecar_agent_live") == 0
+
+    statuscheck.report_state_change("cache", PluginState.OK)
+    assert await running.value("sidecar_plugin_state", plugin="cache") == 1
+    assert await running.value("sidecar_agent_state") == 1
+    statuscheck.report_state_change("cache", PluginState.ERROR, "again")
+    statuscheck.report_state_change("cache", PluginState.OK)
+    assert await running.value("sidecar_plugin_state_changes_total", plugin="cache",
+                               state="ERROR") == 2
+    assert await running.value("sidecar_plugin_state_changes_total", plugin="cache",
+                               state="OK") == 2
+
+    statuscheck.unregister("cache")
+    assert await running.value("sidecar_plugin_state", plugin="cache") is None
+
+
+async def test_probe_durations_per_plugin(running: Running) -> None:
+    async def slow_probe() -> None:
+        await asyncio.sleep(0.05)
+
+    running.sidecar.statuscheck.register("slow", slow_probe)
+
+    async def probed_twice() -> bool:
+        count = await running.value("sidecar_probe_duration_seconds_count", plugin="slow")
+        return count is not None and count >= 2
+
+    await until(probed_twice, 5, "two probe rounds observed")
+    samples, _ = await running.scrape()
+    count = samples[("sidecar_probe_duration_seconds_count", frozenset({("plugin", "slow")}))]
+    total = samples[("sidecar_probe_duration_seconds_sum", frozenset({("plugin", "slow")}))]
+    assert total >= 0.05 * count
+    fast = samples[("sidecar_probe_duration_seconds_bucket",
+                    frozenset({("plugin", "slow"), ("le", "0.025")}))]
+    assert fast == 0
+
+
+async def test_http_requests_by_route_method_and_status(running: Running) -> None:
+    for _ in range(3):
+        assert await running.status("GET", "/readiness") == 200
+    assert await running.status("GET", "/no/such/page") == 404
+    assert await running.status("PUT", "/log/sidecar.agent/loud") == 400
+    assert await running.status("PUT", "/log/no.such/debug") == 404
+    assert await running.status("POST", "/readiness") == 405
+    samples, _ = await running.scrape()
+
+    def count(route: str, method: str, status: str) -> float:
+        key = frozenset({("route", route), ("method", method), ("status", status)})
+        return samples.get(("sidecar_http_requests_total", key), 0)
+
+    assert count("/readiness", "GET", "200") == 3
+    assert count("unmatched", "GET", "404") == 1  # raw paths never become label values
+    assert count("/log/{logger}/{level}", "PUT", "400") == 1
+    assert count("/log/{logger}/{level}", "PUT", "404") == 1
+    assert count("unmatched", "POST", "405") == 1
+    assert samples[("sidecar_http_request_duration_seconds_count",
+                    frozenset({("route", "/readiness")}))] == 3
+
+
+async def test_log_level_changes_are_counted_by_cause(running: Running) -> None:
+    assert await running.status("PUT", "/log/sidecar.agent/debug") == 200
+    assert await running.status("PUT", "/log/sidecar.agent/debug?ttl=100ms") == 200
+    assert await running.status("DELETE", "/log/sidecar.agent") == 200
+    assert await running.status("PUT", "/log/sidecar.rest/debug?ttl=100ms") == 200
+
+    async def expired() -> bool:
+        return await running.value("sidecar_log_level_changes_total", logger="sidecar.rest",
+                                   cause="expired") == 1
+
+    await until(expired, 5, "the ttl expiry counted")
+    assert await running.value("sidecar_log_level_changes_total", logger="sidecar.agent",
+                               cause="set") == 2
+    assert await running.value("sidecar_log_level_changes_total", logger="sidecar.agent",
+                               cause="reset") == 1
+
+
+async def test_openmetrics_gzip_and_name_filter(running: Running) -> None:
+    headers = {"Accept": "application/openmetrics-text; version=1.0.0",
+               "Accept-Encoding": "gzip"}
+    async with running.client.get(running.url + "/metrics", headers=headers,
+                                  auto_decompress=False) as reply:
+        assert reply.status == 200
+        assert reply.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert reply.headers["Content-Encoding"] == "gzip"
+        text = gzip.decompress(await reply.read()).decode()
+    names = {family.name for family in parse_om(text)}
+    assert "sidecar_agent_state" in names
+
+    async with running.client.get(running.url + "/metrics",
+                                  params=[("name[]", "sidecar_agent_state")]) as reply:
+        only = {f.name for f in text_string_to_metric_families(await reply.text())}
+    assert only == {"sidecar_agent_state"}
+
+
+async def test_user_metrics_in_the_global_registry_are_served(running: Running) -> None:
+    jobs = prometheus_client.Counter("userplugin_jobs", "Jobs done by a user plugin.")
+    try:
+        jobs.inc(3)
+        assert await running.value("userplugin_jobs_total") == 3
+    finally:
+        prometheus_client.REGISTRY.unregister(jobs)
+
+
+async def test_etcd_publish_errors_are_counted(config_dir: Path) -> None:
+    # etcd is configured but nothing listens there: the agent starts, etcd is ERROR and
+    # every status write fails and is counted.
+    run = await start(config_dir, etcd=f"endpoints: ['127.0.0.1:{free_port()}']\n"
+                                       "dial-timeout: 200ms\nreconnect-interval: 200ms\n")
+    try:
+        async def errors_grow() -> bool:
+            errors = await run.value("sidecar_status_publish_errors_total")
+            return errors is not None and errors >= 2
+
+        await until(errors_grow, 10, "publish errors counted")
+        assert await run.value("sidecar_status_publish_commits_total") == 0
+        assert await run.value("sidecar_plugin_state", plugin="etcd") == 2
+        assert await run.value("sidecar_agent_live") == 1  # etcd is non-fatal
+    finally:
+        await stop(run)
+
+
+async def test_metrics_conf_moves_or_disables_the_endpoint(config_dir: Path) -> None:
+    run = await start(config_dir, metrics="path: /prom\nhttp-requests: false\n")
+    try:
+        assert await run.status("GET", "/metrics") == 404
+        async with run.client.get(run.url + "/prom") as reply:
+            names = {f.name for f in text_string_to_metric_families(await reply.text())}
+        assert "sidecar_agent_state" in names
+        assert "sidecar_http_requests" not in names
+    finally:
+        await stop(run)
+    run = await start(config_dir, metrics="enabled: false\n")
+    try:
+        assert await run.status("GET", "/metrics") == 404
+        assert await run.status("PUT", "/log/sidecar.agent/debug") == 200  # no counter, no harm
+    finally:
+        await stop(run)
