@@ -1,0 +1,1 @@
+"""exec: running programs next to the workload (process manager, supervisor)."""

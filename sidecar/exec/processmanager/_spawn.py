@@ -1,0 +1,236 @@
+"""Starting a child: its output, its parent-death signal and its process group.
+
+Children are started with ``subprocess.Popen`` from the event loop's thread,
+because the kernel sends the parent-death signal when the *thread* that forked
+the child exits, and the loop's thread lives as long as the sidecar does.
+``prctl(PR_SET_PDEATHSIG)`` needs a ``preexec_fn``: it calls one libc function
+(resolved before the fork, so the child runs no import and no lookup), and
+glibc keeps malloc usable after fork, so the usual preexec_fn deadlock in a
+threaded parent does not apply to it. Detached children need no preexec_fn
+and are started through vfork.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import errno
+import logging
+import os
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from .options import LinePrefix, OutputTarget
+
+log = logging.getLogger("sidecar.exec.processmanager")
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+_PR_GET_CHILD_SUBREAPER = 37
+#: A line longer than this is passed on in pieces.
+MAX_LINE = 64 * 1024
+
+
+@cache
+def _libc() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+@cache
+def _prctl() -> Any:
+    """libc's prctl with integer arguments; None where there is none."""
+    libc = _libc()
+    try:
+        function = libc["prctl"] if libc is not None else None
+    except AttributeError:
+        return None
+    if function is not None:
+        function.restype = ctypes.c_int
+        function.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                             ctypes.c_ulong]
+    return function
+
+
+def parent_death_preexec(signum: int) -> Callable[[], None] | None:
+    """A preexec_fn: the child gets ``signum`` when this thread dies. None if unsupported."""
+    prctl = _prctl()
+    if prctl is None:
+        log.warning("prctl is not available: children will not die with the sidecar")
+        return None
+    parent = os.getpid()
+    number = int(signum)
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, number, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), number)
+
+    return preexec
+
+
+def set_child_subreaper(enabled: bool = True) -> bool:
+    """Make orphaned descendants re-parent to this process (as they would to PID 1)."""
+    prctl = _prctl()
+    if prctl is None:
+        return False
+    if prctl(_PR_SET_CHILD_SUBREAPER, int(enabled), 0, 0, 0) != 0:
+        log.warning("cannot become a child subreaper: %s", os.strerror(ctypes.get_errno()))
+        return False
+    return True
+
+
+def is_child_subreaper() -> bool:
+    libc = _libc()
+    if libc is None or _prctl() is None:
+        return False
+    getter = libc["prctl"]  # a separate function object: this call passes a pointer
+    getter.restype = ctypes.c_int
+    value = ctypes.c_int(0)
+    result = getter(_PR_GET_CHILD_SUBREAPER, ctypes.byref(value), 0, 0, 0)
+    return bool(result == 0 and value.value != 0)
+
+
+@dataclass
+class StreamPlan:
+    """How one output stream is wired: what Popen gets, and what the sidecar reads."""
+
+    popen_arg: int | None = None
+    sink: Callable[[str], None] | None = None
+    read_fd: int | None = None
+    close_after_spawn: list[int] = field(default_factory=list)
+
+    def discard(self) -> None:
+        """The spawn failed: close everything opened for it."""
+        for fd in self.close_after_spawn:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.close_after_spawn.clear()
+        if self.read_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.read_fd)
+            self.read_fd = None
+
+
+def plan_stream(target: OutputTarget) -> StreamPlan:
+    """Resolve a writer option; opens log files and pipes (closed by the caller)."""
+    if target is None:
+        return StreamPlan()
+    if isinstance(target, bool):
+        raise TypeError("a writer is a path, a file, a stream or a callable, not a bool")
+    if isinstance(target, int):
+        return StreamPlan(popen_arg=target)
+    if isinstance(target, str | os.PathLike):
+        path = Path(target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        return StreamPlan(popen_arg=fd, close_after_spawn=[fd])
+    if isinstance(target, LinePrefix):
+        return _pipe(target.write_line)
+    fileno = getattr(target, "fileno", None)
+    if fileno is not None:
+        try:
+            return StreamPlan(popen_arg=int(fileno()))
+        except (OSError, ValueError):  # io.UnsupportedOperation: a stream without a descriptor
+            pass
+    write = getattr(target, "write", None)
+    if write is not None:
+        def write_line(line: str) -> None:
+            write(line + "\n")
+        return _pipe(write_line)
+    if callable(target):
+        return _pipe(target)
+    raise TypeError(f"cannot write process output to {target!r}")
+
+
+def _pipe(sink: Callable[[str], None]) -> StreamPlan:
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    os.set_blocking(read_fd, False)
+    return StreamPlan(popen_arg=write_fd, sink=sink, read_fd=read_fd,
+                      close_after_spawn=[write_fd])
+
+
+class PipeReader:
+    """Reads a child's pipe in the event loop and hands each line to a sink (no task needed)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, sink: Callable[[str], None],
+                 what: str) -> None:
+        self._loop = loop
+        self._fd: int | None = fd
+        self._sink = sink
+        self._what = what
+        self._buffer = b""
+        self._failed = False
+        loop.add_reader(fd, self._readable)
+
+    @property
+    def open(self) -> bool:
+        return self._fd is not None
+
+    def _readable(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            data = os.read(self._fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EINTR:
+                self.close()
+            return
+        if not data:
+            self.close()
+            return
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            self._deliver(line)
+        while len(self._buffer) >= MAX_LINE:
+            self._deliver(self._buffer[:MAX_LINE])
+            self._buffer = self._buffer[MAX_LINE:]
+
+    def _deliver(self, raw: bytes) -> None:
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        try:
+            self._sink(raw.decode("utf-8", "replace"))
+        except Exception:
+            if not self._failed:  # one report, not one per line
+                self._failed = True
+                log.exception("writing the output of %s failed", self._what)
+
+    def close(self) -> None:
+        """Stop reading; a partial last line is delivered."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        self._loop.remove_reader(fd)
+        if self._buffer:
+            self._deliver(self._buffer)
+            self._buffer = b""
+        os.close(fd)
+
+
+def spawn(argv: list[str], *, env: dict[str, str] | None, cwd: str | None, detach: bool,
+          death_signal: int, stdout: StreamPlan, stderr: StreamPlan) -> subprocess.Popen[bytes]:
+    """Start the child in its own process group (own session when detached)."""
+    preexec = None if detach else parent_death_preexec(death_signal)
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=stdout.popen_arg,
+        stderr=stderr.popen_arg,
+        env=env,
+        cwd=cwd,
+        close_fds=True,
+        start_new_session=detach,
+        process_group=None if detach else 0,
+        preexec_fn=preexec,  # noqa: PLW1509 - see the module docstring
+    )

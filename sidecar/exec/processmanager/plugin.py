@@ -1,0 +1,148 @@
+"""The process manager plugin: ``process-manager.conf``, templates at init, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from sidecar.health.statuscheck.api import PluginState, StatusWriter
+
+from ._spawn import is_child_subreaper, set_child_subreaper
+from .config import ProcessManagerConfig
+from .errors import ProcessStartError, TemplateError
+from .manager import ProcessManager
+from .process import Process
+from .status import ProcessState
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+log = logging.getLogger("sidecar.exec.processmanager")
+
+#: Status check name of a template process: ``process:<name>``.
+HEALTH_PREFIX = "process:"
+
+
+def process_health(process: Process) -> tuple[PluginState, str | None]:
+    """OK, or ERROR with the reason: given up, crash-looping, or stopped by a signal."""
+    if process.gave_up:
+        return PluginState.ERROR, (f"exited ({_exit_text(process.returncode)}) and will not "
+                                   f"be restarted ({process.restarts} restarts)")
+    if process.crash_looping:
+        return PluginState.ERROR, (f"crash-looping: exited {process.failure_streak} times in "
+                                   "a row soon after starting, last "
+                                   f"{_exit_text(process.returncode)}")
+    if process.state in (ProcessState.STOPPED, ProcessState.TRACING_STOP):
+        return PluginState.ERROR, f"the process is {process.state.value} (SIGSTOP or a debugger)"
+    return PluginState.OK, None
+
+
+def _exit_text(returncode: int | None) -> str:
+    if returncode is None:
+        return "exit code unknown"
+    return f"killed by signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
+
+
+class ProcessManagerPlugin:
+    """Owns one :class:`ProcessManager` (``.manager``), usable by other plugins from construction.
+
+    At init every template in ``template-path`` is loaded (an invalid file is
+    logged with its name and skipped, see ``template_errors``) and those with
+    ``run_on_startup`` are started.
+    """
+
+    name = "process-manager"
+
+    def __init__(self, config: ProcessManagerConfig | None = None,
+                 statuscheck: StatusWriter | None = None,
+                 registry: CollectorRegistry | None = None) -> None:
+        self.config = config or ProcessManagerConfig()
+        self.deps = (statuscheck,) if statuscheck is not None and hasattr(statuscheck, "init") \
+            else ()
+        self._statuscheck = statuscheck
+        self._registry = registry
+        self._collector: Any = None
+        self._health_names: list[str] = []
+        self.template_errors: list[TemplateError] = []
+        self.manager = ProcessManager(
+            template_path=self.config.template_path or None,
+            status_interval=self.config.status_interval,
+            reap_zombies=self._reap_zombies(),
+            reap_interval=self.config.reap_interval,
+        )
+
+    def _reap_zombies(self) -> bool:
+        if self.config.subreaper:
+            set_child_subreaper(True)
+        mode = self.config.reap_zombies
+        if mode == "auto":
+            return os.getpid() == 1 or is_child_subreaper()
+        return mode == "always"
+
+    async def init(self) -> None:
+        if self._statuscheck is not None:
+            self._statuscheck.register(self.name)
+        if self._registry is not None and self._collector is None:
+            from .metrics import ProcessCollector  # prometheus_client only with metrics on
+
+            self._collector = ProcessCollector(self.manager.get_all_processes)
+            self._registry.register(self._collector)
+        await self.manager.start()
+        if self.manager.reaper is not None:
+            log.info("reaping orphaned zombies (pid %d%s)", os.getpid(),
+                     ", child subreaper" if self.config.subreaper else "")
+        if self.manager.template_path is not None:
+            await self._start_templates()
+        if self._statuscheck is not None:
+            self._statuscheck.report_state_change(self.name, PluginState.OK)
+
+    async def _start_templates(self) -> None:
+        store_path = self.manager.template_path
+        assert store_path is not None
+        await asyncio.to_thread(store_path.mkdir, parents=True, exist_ok=True)
+        templates, self.template_errors = await self.manager.load_templates()
+        started = 0
+        for template in templates:
+            try:
+                process = await self.manager.new_process_from_template(template)
+            except (TemplateError, ValueError) as exc:
+                log.error("process template %s: %s", template.name, exc)  # noqa: TRY400
+                continue
+            if not template.run_on_startup:
+                continue
+            if self.config.health_check and self._statuscheck is not None:
+                check = f"{HEALTH_PREFIX}{template.name}"
+                self._statuscheck.register(check, probe=self._probe(process), fatal=False)
+                self._health_names.append(check)
+            try:
+                await process.start()
+                started += 1
+            except ProcessStartError as exc:
+                log.error("%s", exc)  # noqa: TRY400 - one line says it all
+        log.info("process templates in %s: %d loaded, %d started, %d invalid", store_path,
+                 len(templates), started, len(self.template_errors))
+
+    def _probe(self, process: Process) -> Any:
+        async def probe() -> tuple[PluginState, str | None]:
+            if process.never_started:
+                return PluginState.ERROR, "the process could not be started"
+            return process_health(process)
+        return probe
+
+    async def after_init(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        try:
+            await self.manager.close()
+        finally:
+            unregister = getattr(self._statuscheck, "unregister", None)
+            if unregister is not None:
+                for check in self._health_names:
+                    unregister(check)
+            self._health_names.clear()
+            if self._collector is not None and self._registry is not None:
+                self._registry.unregister(self._collector)
+                self._collector = None

@@ -1,0 +1,134 @@
+"""The sidecar's own death and PID-1 duties: parent-death signal, detach, zombie reaping."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from sidecar.exec.processmanager import (
+    NO_BACKOFF,
+    Args,
+    ProcessManager,
+    Restarts,
+    Writer,
+    ZombieReaper,
+)
+from sidecar.exec.processmanager.reaper import claim, release
+from tests.exec.helpers import Pids, eventually, exists, running, wait_until_sync
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_manager_child(pids: Pids, spec: dict[str, Any]) -> tuple[subprocess.Popen[str],
+                                                                 dict[str, int]]:
+    child = subprocess.Popen([sys.executable, "-m", "tests.exec.manager_child", json.dumps(spec)],
+                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    pids.add(child.pid)
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    assert line, f"the manager child exited with {child.wait()}"
+    started = json.loads(line)["processes"]
+    for pid in started.values():
+        pids.add(pid)
+    return child, started
+
+
+def test_a_detached_process_outlives_a_killed_sidecar_and_a_bound_one_dies(pids: Pids) -> None:
+    child, started = run_manager_child(pids, {"processes": [
+        {"name": "bound", "cmd": "/bin/sleep", "args": ["60"]},
+        {"name": "kept", "cmd": "/bin/sleep", "args": ["60"], "detach": True},
+    ]})
+    bound, kept = started["bound"], started["kept"]
+    assert running(bound) and running(kept)
+    child.kill()  # SIGKILL: no close(), no cleanup, only the kernel acts
+    child.wait()
+    if child.stdout is not None:
+        child.stdout.close()
+    wait_until_sync(lambda: not running(bound), what="the bound process dying with its parent")
+    assert running(kept)
+
+
+def test_zombies_of_orphans_are_reaped_by_a_subreaper(pids: Pids, tmp_path: Path) -> None:
+    orphan_file = tmp_path / "orphan"
+    child, _ = run_manager_child(pids, {"subreaper": True, "reap": True, "processes": [
+        # The shell exits at once; its background sleep is orphaned and, the manager being
+        # a subreaper, re-parented to it. When the sleep ends, nobody but the reaper waits.
+        {"name": "daemonish", "cmd": "/bin/sh",
+         "args": ["-c", f"sleep 0.5 & echo $! > {orphan_file}; exit 0"]},
+    ]})
+    wait_until_sync(lambda: orphan_file.exists() and orphan_file.read_text().strip(),
+                    what="orphan pid")
+    orphan = int(orphan_file.read_text())
+    pids.add(orphan)
+    wait_until_sync(lambda: _ppid(orphan) == child.pid or not exists(orphan),
+                    what="the orphan re-parented to the manager")
+    wait_until_sync(lambda: not exists(orphan), what="the orphan's zombie reaped")
+    assert child.poll() is None  # reaped by the manager, which is still running
+    child.kill()
+    child.wait()
+    if child.stdout is not None:
+        child.stdout.close()
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    return int(data[data.rindex(b")") + 2:].split()[1])
+
+
+async def test_the_reaper_reaps_forgotten_children_only(pids: Pids) -> None:
+    reaper = ZombieReaper(interval=0.02, grace=0.2)
+    reaper.start()
+    try:
+        forgotten = os.posix_spawn("/bin/true", ["true"], os.environ)
+        claimed = os.posix_spawn("/bin/true", ["true"], os.environ)
+        claim(claimed)
+        await eventually(lambda: not exists(forgotten), what="the forgotten child reaped")
+        assert exists(claimed)  # a claimed zombie is its owner's to reap
+        release(claimed)
+        await eventually(lambda: not exists(claimed), what="the released child reaped")
+        # Children that someone does wait for keep their exit status.
+        shell = await asyncio.create_subprocess_exec("/bin/sh", "-c", "sleep 0.3; exit 7")
+        popen = subprocess.Popen(["/bin/sh", "-c", "sleep 0.3; exit 9"])
+        assert await shell.wait() == 7
+        assert await asyncio.to_thread(popen.wait) == 9
+        assert reaper.reaped == 2
+    finally:
+        await reaper.close()
+
+
+async def test_managed_children_keep_their_exit_codes_with_the_reaper_on() -> None:
+    async with ProcessManager(reap_zombies=True, reap_interval=0.01) as manager:
+        assert manager.reaper is not None and manager.reaper.grace == 0.01
+        proc = await manager.new_process("coded", "/bin/sh", Args("-c", "exit 42"),
+                                         Restarts(10, NO_BACKOFF))
+        codes: list[int | None] = []
+        proc.add_listener(lambda e: codes.append(e.returncode) if e.returncode is not None
+                          else None)
+        await proc.start()
+        await eventually(lambda: proc.gave_up, what="ten restarts")
+        assert set(codes) == {42}
+        assert manager.reaper.reaped == 0
+
+
+async def test_sigkill_reaches_members_that_outlive_their_leader(manager: ProcessManager) -> None:
+    lines: list[str] = []
+    script = "trap '' TERM; (trap '' TERM; sleep 60) & echo $!; exit 0"
+    proc = await manager.new_process("leader", "/bin/sh", Args("-c", script),
+                                     Writer(stdout=lines.append))
+    await proc.start()
+    await eventually(lambda: lines, what="member pid")
+    member = int(lines[0])
+    assert await proc.wait() == 0
+    assert running(member)
+    # The leader is gone; stop_and_wait has nothing to signal, but kill takes the group.
+    await proc.kill()
+    await eventually(lambda: not running(member), what="the group member killed")
+
