@@ -169,7 +169,7 @@ async def catch_up(keys: int) -> None:
             async with CacheHelper(mapping, client, "/vnf-agent/") as cache:
                 await cache.wait_synced()
                 done = asyncio.Event()
-                last = f"agent-{keys - 1}"
+                last = f"agent-{keys - 1}/check/status/v1/agent"
                 mapping.watch("bench", lambda e: done.set() if e.name == last
                               and e.value and e.value["n"] == 1 else None)
                 begin = time.perf_counter()
