@@ -113,7 +113,12 @@ class CacheHelper(Generic[V]):
 
     @property
     def synced(self) -> bool:
-        """The mapping equals the prefix as of ``revision`` and the watch is running."""
+        """The watch is running: the mapping follows etcd from a consistent point.
+
+        After a full read the mapping equals the prefix at ``revision``; after a
+        resumed watch, the changes made while cut off are still being replayed
+        (in order, within the next few milliseconds).
+        """
         return self._synced.is_set()
 
     @property
@@ -182,7 +187,7 @@ class CacheHelper(Generic[V]):
                     async for event in events:
                         self._apply(event)
                 finally:
-                    await events.aclose()  # type: ignore[attr-defined]
+                    await events.aclose()
                     await watch.cancel()
             except RevisionCompactedError as exc:
                 self.compactions += 1
@@ -267,15 +272,15 @@ class CacheHelper(Generic[V]):
 
     def _store(self, name: str, key: bytes, value: bytes, mod_revision: int) -> None:
         try:
-            decoded = self._decode(value)
-        except Exception as exc:  # noqa: BLE001 - a user decoder; one bad value is left out
+            # The mapping's index function may reject a value too; put changes nothing then.
+            self._mapping.put(name, self._decode(value))
+        except Exception as exc:  # noqa: BLE001 - user functions; one bad value is left out
             self.decode_errors += 1
             log.warning("cache of %s: value of %s (revision %d) left out: %s", self.prefix,
                         key.decode(errors="replace"), mod_revision, _describe(exc))
             self._mapping.delete(name)  # an old value would pretend to be current
             self._mod_revisions.pop(name, None)
             return
-        self._mapping.put(name, decoded)
         self._mod_revisions[name] = mod_revision
 
     # -- status --------------------------------------------------------------

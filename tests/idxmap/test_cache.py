@@ -123,6 +123,13 @@ async def test_cache_follows_puts_overwrites_and_deletes_in_order_with_exact_ind
             assert mapping.list_names("zone", "z1") == ()
             assert cache.decode_errors == 2
 
+            # A value the index function rejects is left out too; the cache goes on.
+            await client.put((prefix + "odd").encode(), b'{"no-state": true}')
+            await client.put((prefix + "d").encode(), b'{"state": "OK"}')
+            event = await next_event()
+            assert event.name == "d" and "odd" not in mapping
+            assert cache.decode_errors == 3
+
             # Many changes in one transaction arrive in order, each applied.
             ops = [client.transactions.put((prefix + f"t{i}").encode(), b'{"state": "INIT"}')
                    for i in range(20)]
@@ -130,7 +137,7 @@ async def test_cache_follows_puts_overwrites_and_deletes_in_order_with_exact_ind
             names = [(await next_event()).name for _ in range(20)]
             assert names == [f"t{i}" for i in range(20)]
             assert len(mapping.list_names("state", "INIT")) == 20
-        assert cache.resyncs == 1 and cache.events == 24
+        assert cache.resyncs == 1 and cache.events == 26
         assert cache.revision == (await client.get((prefix + "t19").encode())).mod_revision
     assert not cache.synced
     assert mapping.list_names("state", "ERROR") == ("a",)  # closing keeps the contents

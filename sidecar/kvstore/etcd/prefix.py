@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, NamedTuple
 
 from sidecar.kvstore.api import KVUnavailableError
@@ -127,10 +127,10 @@ class PrefixWatch:
         self._watch = watch
         self.start_revision = start_revision
 
-    def __aiter__(self) -> AsyncIterator[WatchEvent]:
+    def __aiter__(self) -> AsyncGenerator[WatchEvent, None]:
         return self._events()
 
-    async def _events(self) -> AsyncIterator[WatchEvent]:
+    async def _events(self) -> AsyncGenerator[WatchEvent, None]:
         from aetcd import exceptions
 
         try:
