@@ -168,6 +168,13 @@ async def test_http_requests_by_route_method_and_status(running: Running) -> Non
     assert count("unmatched", "POST", "405") == 1
     assert samples[("sidecar_http_request_duration_seconds_count",
                     frozenset({("route", "/readiness")}))] == 3
+    buckets = sorted(
+        (float(dict(labels)["le"]), value) for (name, labels), value in samples.items()
+        if name == "sidecar_http_request_duration_seconds_bucket"
+        and ("route", "/readiness") in labels)
+    assert buckets[-1] == (float("inf"), 3)
+    assert [v for _, v in buckets] == sorted(v for _, v in buckets)  # cumulative
+    assert buckets[-2][0] == 10.0
 
 
 async def test_log_level_changes_are_counted_by_cause(running: Running) -> None:
