@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sidecar.agent import DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, Agent, Plugin
 from sidecar.config import ConfigError, ConfigSources
@@ -23,6 +24,10 @@ from sidecar.logging.measure.endpoint import StartupTracePlugin
 from sidecar.metrics import MetricsConfig, MetricsPlugin
 from sidecar.rest import HTTPConfig, RestPlugin, parse_port
 from sidecar.servicelabel import InvalidLabelError, ServiceLabelConfig, ServiceLabelPlugin
+
+if TYPE_CHECKING:
+    from sidecar.exec.processmanager import ProcessManagerPlugin
+    from sidecar.messaging.kafka import KafkaPlugin
 
 #: Config files the sidecar itself reads (``--<name>-config`` flags exist for each).
 CONFIG_NAMES = ("http", "servicelabel", "statuscheck", "etcd", "logs", "metrics", "kafka",
@@ -57,8 +62,13 @@ class Sidecar:
     options: Options = field(default_factory=Options)
     logmanager: LogManager | None = None
     metrics: MetricsPlugin | None = None
+    #: With kafka.conf: its ``.mux`` is the shared Multiplexer, ``publish_event`` the
+    #: hook for supervisor program events.
+    kafka: KafkaPlugin | None = None
     #: The agent's start-up trace, served at ``GET /debug/startup-trace``.
     tracer: Tracer = field(default_factory=lambda: Tracer("startup"))
+    #: With process-manager.conf: its ``.manager`` is the sidecar's ProcessManager.
+    process_manager: ProcessManagerPlugin | None = None
 
     def agent(self, *extra: Plugin) -> Agent:
         agent = Agent(*self.plugins, *extra, start_timeout=self.options.start_timeout,
@@ -133,9 +143,40 @@ def build(options: Options | None = None) -> Sidecar:
                                   "add etcd.conf or set 'enabled: false'")
             plugins.append(FleetPlugin(fleet_config, etcd_plugin, rest, statuscheck))
 
+    process_manager = _process_manager(sources, statuscheck, metrics, plugins)
+    kafka = _kafka(sources, statuscheck, servicelabel, plugins)
+
     return Sidecar(rest=rest, servicelabel=servicelabel, statuscheck=statuscheck, probe=probe,
                    etcd=etcd_plugin, plugins=plugins, options=options, logmanager=logmanager,
-                   metrics=metrics, tracer=tracer)
+                   kafka=kafka, metrics=metrics, tracer=tracer, process_manager=process_manager)
+
+
+def _process_manager(sources: ConfigSources, statuscheck: StatusCheck,
+                     metrics: MetricsPlugin | None,
+                     plugins: list[Plugin]) -> ProcessManagerPlugin | None:
+    """The process manager plugin (appended to ``plugins``) when process-manager.conf exists."""
+    if not sources.has("process-manager"):
+        return None
+    from sidecar.exec.processmanager import ProcessManagerConfig, ProcessManagerPlugin
+
+    plugin = ProcessManagerPlugin(sources.load("process-manager", ProcessManagerConfig),
+                                  statuscheck,
+                                  registry=metrics.registry if metrics is not None else None)
+    plugins.append(plugin)
+    return plugin
+
+
+def _kafka(sources: ConfigSources, statuscheck: StatusCheck, servicelabel: ServiceLabelPlugin,
+           plugins: list[Plugin]) -> KafkaPlugin | None:
+    """The Kafka plugin (appended to ``plugins``) when kafka.conf exists."""
+    if not sources.has("kafka"):
+        return None
+    from sidecar.messaging.kafka import KafkaConfig, KafkaPlugin
+
+    plugin = KafkaPlugin(sources.load("kafka", KafkaConfig), statuscheck,
+                         servicelabel.agent_label(), status_reader=statuscheck)
+    plugins.append(plugin)
+    return plugin
 
 
 def _initial_log_level(options: Options, env: Mapping[str, str]) -> int | None:

@@ -85,7 +85,12 @@ class Backoff:
         """The wait before the restart that follows the ``streak``-th fast exit in a row."""
         if streak <= 1 or self.base == 0:
             return 0.0
-        return float(min(self.cap, self.base * self.factor ** (streak - 2)))
+        delay = self.base
+        for _ in range(streak - 2):  # stepwise: a long crash loop must not overflow a float
+            delay *= self.factor
+            if delay >= self.cap:
+                return float(self.cap)
+        return float(min(delay, self.cap))
 
 
 #: No waiting between restarts at all (benchmarks, tests).

@@ -28,12 +28,12 @@ HEALTH_PREFIX = "process:"
 def process_health(process: Process) -> tuple[PluginState, str | None]:
     """OK, or ERROR with the reason: given up, crash-looping, or stopped by a signal."""
     if process.gave_up:
-        return PluginState.ERROR, (f"exited ({_exit_text(process.returncode)}) and will not "
+        return PluginState.ERROR, (f"exited ({_exit_text(process.last_returncode)}) and will not "
                                    f"be restarted ({process.restarts} restarts)")
     if process.crash_looping:
         return PluginState.ERROR, (f"crash-looping: exited {process.failure_streak} times in "
                                    "a row soon after starting, last "
-                                   f"{_exit_text(process.returncode)}")
+                                   f"{_exit_text(process.last_returncode)}")
     if process.state in (ProcessState.STOPPED, ProcessState.TRACING_STOP):
         return PluginState.ERROR, f"the process is {process.state.value} (SIGSTOP or a debugger)"
     return PluginState.OK, None

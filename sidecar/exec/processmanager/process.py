@@ -69,6 +69,7 @@ class Process:
         self._state = ProcessState.INITIAL
         self._status = ProcessStatus(state=ProcessState.INITIAL)
         self._returncode: int | None = None
+        self._last_returncode: int | None = None
         self._exit: asyncio.Future[int | None] | None = None
         self._start_time: float | None = None
         self._start_mono = 0.0
@@ -144,6 +145,11 @@ class Process:
     def returncode(self) -> int | None:
         """How the last run ended; None while running or when unknown."""
         return self._returncode
+
+    @property
+    def last_returncode(self) -> int | None:
+        """How the most recent run that has ended ended (kept while the next one runs)."""
+        return self._last_returncode
 
     @property
     def restarts(self) -> int:
@@ -491,7 +497,7 @@ class Process:
             returncode, state = self._attached_exit(pid)
         if state is ProcessState.TERMINATED:
             self._close_stat()
-        self._returncode = returncode
+        self._returncode = self._last_returncode = returncode
         exit_future.set_result(returncode)
         expected = self._stop_requested or self._released or self._owner.closing
         ran = time.monotonic() - self._start_mono

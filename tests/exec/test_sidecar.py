@@ -1,0 +1,149 @@
+"""The process manager inside the real ``sidecar`` command: templates, probes, metrics, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.exec.helpers import Pids, running, wait_until_sync
+from tests.servers._util import free_port, wait_until
+from tests.sidecar_proc import SidecarProcess, request
+
+
+def _config(config_dir: Path, templates: dict[str, dict[str, object]],
+            extra: str = "") -> Path:
+    template_dir = config_dir / "templates"
+    template_dir.mkdir()
+    for name, body in templates.items():
+        (template_dir / f"{name}.json").write_text(json.dumps({"name": name, **body}))
+    (config_dir / "process-manager.conf").write_text(
+        f"template-path: {template_dir}\nstatus-interval: 100ms\n{extra}")
+    (config_dir / "statuscheck.conf").write_text("probe-interval: 200ms\n")
+    return template_dir
+
+
+def _pid_of(path: Path) -> int:
+    wait_until(lambda: path.exists() and path.read_text().strip(), 10, f"pid in {path}")
+    return int(path.read_text())
+
+
+def _sleeper(pid_file: Path, **options: object) -> dict[str, object]:
+    return {"cmd": "/bin/sh", "p_options": {
+        "args": ["-c", f"echo $$ > {pid_file}; exec sleep 60"], "run_on_startup": True,
+        **options}}
+
+
+def test_templates_start_with_the_sidecar_and_stop_with_it(
+        config_dir: Path, sidecars: list[SidecarProcess], pids: Pids) -> None:
+    pid_file = config_dir / "web.pid"
+    _config(config_dir, {"web": _sleeper(pid_file, restart=-1)})
+    (config_dir / "templates" / "broken.json").write_text("{oops")
+    sidecar = SidecarProcess(config_dir)
+    sidecars.append(sidecar)
+    sidecar.start()
+    pid = pids.add(_pid_of(pid_file))
+    assert running(pid)
+
+    wait_until(lambda: sidecar.get("/readiness")[0] == 200, 10, "readiness")
+    plugins = sidecar.get("/readiness")[1]["plugins"]
+    assert plugins["process-manager"]["state"] == 1
+    assert plugins["process:web"]["state"] == 1
+    assert "broken.json" in sidecar.output()  # the bad file is named in the log
+
+    sleeping = 'sidecar_process_state{process="web",state="sleeping"} 1.0'
+    text = wait_until(lambda: sleeping in (body := request("GET", sidecar.url + "/metrics")[1])
+                      and body, 10, "the sleeping state in /metrics")
+    assert 'sidecar_process_up{process="web"} 1.0' in str(text)
+    assert 'sidecar_process_restarts_total{process="web"} 0.0' in str(text)
+
+    assert sidecar.stop(timeout=15) == 0
+    assert not running(pid)
+
+
+def test_a_killed_sidecar_takes_its_processes_but_not_detached_ones(
+        config_dir: Path, sidecars: list[SidecarProcess], pids: Pids) -> None:
+    bound_file, free_file = config_dir / "bound.pid", config_dir / "free.pid"
+    _config(config_dir, {"bound": _sleeper(bound_file),
+                         "free": _sleeper(free_file, detach=True)})
+    sidecar = SidecarProcess(config_dir)
+    sidecars.append(sidecar)
+    sidecar.start()
+    bound, free = pids.add(_pid_of(bound_file)), pids.add(_pid_of(free_file))
+    sidecar.signal(signal.SIGKILL)
+    assert sidecar.proc is not None
+    sidecar.proc.wait(10)
+    wait_until_sync(lambda: not running(bound), what="the bound process dying with the sidecar")
+    assert running(free)
+
+
+def test_as_pid_1_the_sidecar_reaps_orphaned_zombies(config_dir: Path, pids: Pids) -> None:
+    # Each run leaves an orphan that the kernel hands to PID 1 (the sidecar) when it ends.
+    _config(config_dir, {"orphaner": {"cmd": "/bin/sh", "p_options": {
+        "args": ["-c", "sleep 0.1 & exit 0"], "restart": -1, "run_on_startup": True,
+        "backoff_base": "50ms", "backoff_cap": "100ms"}}}, extra="reap-interval: 100ms\n")
+    port = free_port()
+    log_path = config_dir / "sidecar.log"
+    with open(log_path, "wb") as log:
+        unshare = subprocess.Popen(
+            ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGTERM",
+             sys.executable, "-m", "sidecar", "run", "--config-dir", str(config_dir),
+             "--http-port", str(port)],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            cwd=Path(__file__).resolve().parents[2])
+    pids.add(unshare.pid)
+    try:
+        wait_until(lambda: request("GET", f"http://127.0.0.1:{port}/liveness")[0] == 200, 20,
+                   "the sidecar as PID 1 answering")
+        sidecar = int(wait_until(lambda: _children(unshare.pid), 5, "sidecar pid")[0])
+        pids.add(sidecar)
+        ns_pids = next(line for line in Path(f"/proc/{sidecar}/status").read_text().splitlines()
+                       if line.startswith("NSpid:"))
+        assert ns_pids.split()[-1] == "1"  # PID 1 in its own namespace
+
+        first_seen: dict[int, float] = {}
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            for pid in _children(sidecar):
+                if _state(pid) == "Z":
+                    first_seen.setdefault(pid, now)
+            time.sleep(0.02)
+        now = time.monotonic()
+        lingering = [pid for pid, seen in first_seen.items()
+                     if now - seen > 1.0 and _state(pid) == "Z"]
+        assert len(first_seen) >= 5, f"only {len(first_seen)} orphans became zombies"
+        assert lingering == [], f"zombies not reaped: {lingering}\n{log_path.read_text()}"
+        # PID 1 ignores signals it has no handler for; the agent's handler stops it.
+        os.kill(sidecar, signal.SIGTERM)
+        assert unshare.wait(15) == 0
+    finally:
+        if unshare.poll() is None:
+            unshare.kill()  # --kill-child passes it on
+            unshare.wait()
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def _state(pid: int) -> str | None:
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    return data[data.rindex(b")") + 2:][:1].decode()
