@@ -19,7 +19,14 @@ from .watch import CallbackWatch, EventStream, Subscription
 V = TypeVar("V")
 
 _MISSING: object = object()
-_Entries = dict[str, tuple[str, ...]]
+# One name's index entries, compact because there is one per name: a flat tuple
+# ``(field, values, field, values, ...)`` where a single value is the string itself.
+_Entries = tuple[str | tuple[str, ...], ...]
+
+
+def _pairs(entries: _Entries) -> Iterator[tuple[str, str | tuple[str, ...]]]:
+    it = iter(entries)
+    return zip(it, it, strict=True)  # type: ignore[arg-type]
 
 
 class _Bucket:
@@ -130,7 +137,9 @@ class NamedMapping(Generic[V]):
 
     def list_fields(self, name: str) -> dict[str, list[str]]:
         entries = self._entries.get(name)
-        return {f: list(v) for f, v in entries.items()} if entries else {}
+        if not entries:
+            return {}
+        return {f: [v] if type(v) is str else list(v) for f, v in _pairs(entries)}
 
     def list_values(self, field: str) -> list[str]:
         return list(self._index.get(field, ()))
@@ -200,10 +209,10 @@ class NamedMapping(Generic[V]):
         except AttributeError:
             raise TypeError(f"idxmap {self._title}: the index function returned {raw!r}; "
                             "expected a mapping {field: [values]}") from None
-        entries: _Entries = {}
+        entries: list[str | tuple[str, ...]] = []
         for field, values in items:
             if isinstance(values, str):
-                entries[field] = (values,)
+                entries += (field, values)
                 continue
             try:
                 unique = tuple(dict.fromkeys(values))
@@ -211,17 +220,19 @@ class NamedMapping(Generic[V]):
                 raise TypeError(f"idxmap {self._title}: the index function gave {values!r} "
                                 f"for field {field!r}; expected a string or a list of them"
                                 ) from None
-            if unique:
-                entries[field] = unique
-        return entries or None
+            if len(unique) == 1 and type(unique[0]) is str:
+                entries += (field, unique[0])
+            elif unique:
+                entries += (field, unique)
+        return tuple(entries) if entries else None
 
     def _add_index(self, name: str, entries: _Entries) -> None:
         index = self._index
-        for field, values in entries.items():
+        for field, values in _pairs(entries):
             buckets = index.get(field)
             if buckets is None:
                 buckets = index[field] = {}
-            for value in values:
+            for value in (values,) if type(values) is str else values:
                 bucket = buckets.get(value)
                 if bucket is None:
                     bucket = buckets[value] = _Bucket()
@@ -230,9 +241,9 @@ class NamedMapping(Generic[V]):
 
     def _unindex(self, name: str, entries: _Entries) -> None:
         index = self._index
-        for field, values in entries.items():
+        for field, values in _pairs(entries):
             buckets = index[field]
-            for value in values:
+            for value in (values,) if type(values) is str else values:
                 bucket = buckets[value]
                 del bucket.names[name]
                 if bucket.names:
