@@ -1,0 +1,1 @@
+"""Messaging: publishers and consumers over a message broker (Kafka)."""

@@ -1,0 +1,112 @@
+"""Everything that touches aiokafka; imported only when a client starts.
+
+Kept apart so that ``import sidecar.messaging.kafka`` (done by the builder to
+read kafka.conf) stays cheap and works without aiokafka installed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
+
+from ..errors import PublishError
+from .config import ACKS_VALUES, ClientConfig
+from .message import ConsumerMessage, Headers
+
+__all__ = [
+    "AIOKafkaConsumer",
+    "AIOKafkaProducer",
+    "KafkaError",
+    "RebalanceListener",
+    "TopicPartition",
+    "common_kwargs",
+    "consumer_message",
+    "partitions_of",
+    "producer_kwargs",
+]
+
+
+def common_kwargs(config: ClientConfig) -> dict[str, Any]:
+    """Bootstrap, timeouts and security options shared by producers and consumers."""
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": list(config.addrs),
+        "client_id": config.client_id,
+        "request_timeout_ms": int(config.request_timeout * 1000),
+        "metadata_max_age_ms": int(config.metadata_max_age * 1000),
+    }
+    tls = config.tls if config.tls is not None and config.tls.enabled else None
+    if tls is not None:
+        kwargs["ssl_context"] = tls.ssl_context()
+    if config.sasl is not None:
+        kwargs["security_protocol"] = "SASL_SSL" if tls else "SASL_PLAINTEXT"
+        kwargs["sasl_mechanism"] = config.sasl.mechanism
+        kwargs["sasl_plain_username"] = config.sasl.username
+        kwargs["sasl_plain_password"] = config.sasl.resolve_password()
+    elif tls is not None:
+        kwargs["security_protocol"] = "SSL"
+    return kwargs
+
+
+def _random_partitioner(_key: bytes | None, all_partitions: Sequence[int],
+                        available: Sequence[int]) -> int:
+    return random.choice(available or all_partitions)  # spreading load, not secrets
+
+
+def _manual_partitioner(_key: bytes | None, _all: Sequence[int], _available: Sequence[int]) -> int:
+    raise PublishError("the manual partitioner needs every message to name its partition")
+
+
+_PARTITIONERS: dict[str, Callable[..., int]] = {
+    "hash": DefaultPartitioner(),
+    "random": _random_partitioner,
+    "manual": _manual_partitioner,
+}
+
+
+def producer_kwargs(config: ClientConfig, *, linger: float) -> dict[str, Any]:
+    kwargs = common_kwargs(config)
+    kwargs.update(
+        acks=ACKS_VALUES[config.required_acks],
+        enable_idempotence=config.idempotent,
+        partitioner=_PARTITIONERS[config.partitioner],
+        max_request_size=config.max_message_bytes,
+        linger_ms=int(linger * 1000),
+        # Batches up to 256 KiB: 1 KiB messages go out in far fewer requests.
+        max_batch_size=max(262_144, min(config.max_message_bytes, 1_048_576)),
+    )
+    return kwargs
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> set[int] | None:
+    """The partitions of ``topic`` from fresh cluster metadata (None: no such topic)."""
+    # The consumer's own cache only knows the topics it subscribed to or assigned.
+    cluster = await consumer._client.fetch_all_metadata()
+    partitions = cluster.partitions_for_topic(topic)
+    return set(partitions) if partitions is not None else None
+
+
+def consumer_message(record: ConsumerRecord[bytes, bytes]) -> ConsumerMessage:
+    headers: Headers = tuple(record.headers) if record.headers else ()
+    return ConsumerMessage(record.topic, record.partition, record.offset, record.key,
+                           record.value, record.timestamp, headers)
+
+
+class RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Forwards aiokafka's rebalance notifications (awaited before the group moves on)."""
+
+    def __init__(self, revoked: Callable[[set[tuple[str, int]]], Awaitable[None]],
+                 assigned: Callable[[set[tuple[str, int]]], None]) -> None:
+        self._revoked = revoked
+        self._assigned = assigned
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self._revoked({(tp.topic, tp.partition) for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self._assigned({(tp.topic, tp.partition) for tp in assigned})
