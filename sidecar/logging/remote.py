@@ -131,8 +131,18 @@ def run(args: argparse.Namespace) -> int:
     except RemoteError as exc:
         print(f"sidecar: {exc}", file=sys.stderr)
         return 2 if exc.status is None else 1
-    print(format_levels([row]).splitlines()[1])
+    print(format_change(row))
     return 0
+
+
+def format_change(row: dict[str, Any], now: float | None = None) -> str:
+    """``sidecar.etcd: debug (reverts in 15m00s)``."""
+    now = time.time() if now is None else now
+    text = f"{row.get('logger')}: {row.get('level')}"
+    expires = row.get("expires")
+    if isinstance(expires, int | float):
+        text += f" (reverts in {_duration(expires - now)})"
+    return text
 
 
 def _token(args: argparse.Namespace) -> str | None:

@@ -41,7 +41,7 @@ def test_log_list_set_and_reset_commands(config_dir: Path, sidecars: list[Sideca
 
     done = sidecar_cmd("log", "set", "sidecar.agent", "debug", "--ttl", "15m", "--url", proc.url)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split()[:3] == ["sidecar.agent", "debug", "in"]
+    assert done.stdout.startswith("sidecar.agent: debug (reverts in 1")
     row = levels(proc)["sidecar.agent"]
     assert row["level"] == "debug"
     assert 14 * 60 < row["expires"] - time.time() <= 15 * 60

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sidecar.config.duration import format_duration
 from sidecar.logging.levels import level_name, parse_level
 
 from .config import LogsConfig
@@ -130,7 +131,7 @@ class LevelManager:
             handle = asyncio.get_running_loop().call_later(ttl, self._expire, name)
             self._temporary[name] = _Temporary(time.time() + ttl, revert_to, handle)
         self._set_level(logger, numeric)
-        until = f" for {ttl:g}s" if ttl is not None else ""
+        until = f" for {format_duration(ttl)}" if ttl is not None else ""
         log.info("log level of %s set to %s%s", name, level_name(numeric), until)
         self._notify(name, numeric, "set")
         return self.get(name)
