@@ -92,6 +92,7 @@ class CacheHelper(Generic[V]):
         self._retry_max = max(max_retry_interval, retry_interval)
         self._mod_revisions: dict[str, int] = {}
         self._revision: int | None = None
+        self._last_seen_revision = 0
         self._cluster_id: int | None = None
         self._synced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -172,6 +173,7 @@ class CacheHelper(Generic[V]):
     async def _run(self) -> None:
         delay = self._retry_min
         was_following = False
+        compacted_in_a_row = 0
         await self._wait_for_source()
         while True:
             try:
@@ -181,7 +183,7 @@ class CacheHelper(Generic[V]):
                 watch = await watch_prefix(client, self._prefix, self._revision + 1,
                                            request_timeout=self._timeout)
                 self._following()
-                delay, was_following = self._retry_min, True
+                delay, was_following, compacted_in_a_row = self._retry_min, True, 0
                 events = aiter(watch)
                 try:
                     async for event in events:
@@ -194,6 +196,10 @@ class CacheHelper(Generic[V]):
                 self._revision = None
                 self._synced.clear()
                 log.warning("cache of %s: %s; reading the prefix again", self.prefix, exc)
+                compacted_in_a_row += 1
+                if compacted_in_a_row > 1:  # compacting faster than we read: do not hammer etcd
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self._retry_max)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure means: reconnect and catch up
@@ -234,6 +240,10 @@ class CacheHelper(Generic[V]):
         revision = cluster_id = 0
         async for page in read_prefix(client, self._prefix, page_size=self._page_size,
                                       request_timeout=self._timeout):
+            if not revision and (page.cluster_id != self._cluster_id
+                                 or page.revision < self._last_seen_revision):
+                # Another history: equal mod revisions no longer mean equal values.
+                self._mod_revisions.clear()
             revision, cluster_id = page.revision, page.cluster_id
             for key, value, mod_revision in page.kvs:
                 name = self._name(key)
@@ -247,11 +257,12 @@ class CacheHelper(Generic[V]):
             self._mapping.delete(name)
             self._mod_revisions.pop(name, None)
         self._revision, self._cluster_id = revision, cluster_id
+        self._last_seen_revision = revision
         log.info("cache of %s: read %d names at revision %d, removed %d stale", self.prefix,
                  len(seen), revision, len(stale))
 
     def _apply(self, event: WatchEvent) -> None:
-        self._revision = event.mod_revision
+        self._revision = self._last_seen_revision = event.mod_revision
         self.events += 1
         name = self._name(event.key)
         if name is None:

@@ -210,37 +210,52 @@ async def test_changes_made_during_an_outage_are_reconciled_on_reconnect(
         await etcd.close()
 
 
+async def mod_revision(server: EtcdServer, key: str) -> int:
+    out = await etcdctl(server, "get", key, "-w", "json")
+    return int(json.loads(out)["kvs"][0]["mod_revision"])
+
+
 async def test_a_replaced_store_is_read_again_and_stale_names_removed(
         own_etcd: EtcdServer) -> None:
     prefix = unique_prefix()
+    await put(own_etcd, prefix + "x", {"state": "OK"})
+    old_x_revision = await mod_revision(own_etcd, prefix + "x")
     for i in range(30):  # push the revision well past what the new store will have
         await put(own_etcd, prefix + f"old{i % 3}", {"state": "OK", "n": i})
+    partition = await Partition(own_etcd.endpoint).start()
     statuscheck = StatusCheck()
-    etcd = await started_etcd_plugin(own_etcd.endpoint, statuscheck)
+    etcd = await started_etcd_plugin(partition.endpoint, statuscheck)
     mapping: NamedMapping[Doc] = NamedMapping("agents", by_state)
     cache = CacheHelper(mapping, etcd, prefix)
     try:
         await cache.start()
         async with asyncio.timeout(10):
             await cache.wait_synced()
-        assert sorted(mapping.list_all_names()) == ["old0", "old1", "old2"]
+        assert sorted(mapping.list_all_names()) == ["old0", "old1", "old2", "x"]
 
         def wipe_and_start() -> None:  # etcd restored empty: same address, new history
             own_etcd.stop()
             shutil.rmtree(Path(own_etcd.data_dir) / "data")
             own_etcd.start()
 
+        partition.cut()  # the cache sees the new store only once it is written
         await asyncio.to_thread(wipe_and_start)
+        # The same key at the same revision as before, with another value: only a read of
+        # the new store can tell.
+        await put(own_etcd, prefix + "x", {"state": "ERROR"})
+        assert await mod_revision(own_etcd, prefix + "x") == old_x_revision
         await put(own_etcd, prefix + "old1", {"state": "ERROR"})
         await put(own_etcd, prefix + "new", {"state": "OK"})
-        await until(lambda: sorted(mapping.list_all_names()) == ["new", "old1"], 15,
+        partition.heal()
+        await until(lambda: sorted(mapping.list_all_names()) == ["new", "old1", "x"], 15,
                     "stale names removed")
         assert mapping.list_names("state", "OK") == ("new",)
-        assert mapping.list_names("state", "ERROR") == ("old1",)
+        assert sorted(mapping.list_names("state", "ERROR")) == ["old1", "x"]
         assert cache.resyncs == 2
     finally:
         await cache.close()
         await etcd.close()
+        await partition.close()
 
 
 async def test_a_compacted_watch_triggers_a_resync(own_etcd: EtcdServer) -> None:
