@@ -394,3 +394,14 @@ def test_backoff_delays() -> None:
     assert NO_BACKOFF.delay(50) == 0
     with pytest.raises(ValueError, match="factor"):
         Backoff(factor=0.5)
+
+
+async def test_start_after_stop_waits_for_the_exit_and_starts_again(
+        manager: ProcessManager) -> None:
+    proc = await manager.new_process("again", "/bin/sleep", Args("60"))
+    await proc.start()
+    first = proc.pid
+    assert proc.stop()
+    await proc.start()
+    assert proc.is_alive() and proc.pid != first
+    assert first is not None and not running(first)

@@ -218,3 +218,17 @@ def test_detach_and_writer_survive_the_template() -> None:
     out = Template.from_process("w", "/bin/x", Writer(stdout=print).apply(ProcessOptions()))
     assert out.p_options.out_writer  # a callback cannot be stored: the sidecar's stdout
     assert Detach().apply(ProcessOptions()).detach
+
+
+def test_the_example_config_and_templates_are_valid() -> None:
+    from sidecar.builder import example_config_dir
+    from sidecar.config import ConfigSources
+
+    optional = example_config_dir().parent / "optional"
+    sources = ConfigSources(config_dir=optional, env={})
+    config = sources.load("process-manager", ProcessManagerConfig)
+    assert config.template_path == "/etc/cninfra/process-templates"
+    templates, errors = TemplateStore(optional / "process-templates").load()
+    assert errors == []
+    assert [t.name for t in templates] == ["heartbeat"]
+    assert templates[0].run_on_startup

@@ -205,11 +205,17 @@ class Process:
 
     # -- control -------------------------------------------------------------
     async def start(self) -> None:
-        """Start the command; does nothing while it runs. Raises ProcessStartError."""
+        """Start the command; does nothing while it runs. Raises ProcessStartError.
+
+        A process that is stopping (stop was called, it has not exited yet) is
+        waited for and then started again.
+        """
         async with self._lock:
             self._check_usable("start")
             if self.is_alive():
-                return
+                if not self._stop_requested or self._exit is None:
+                    return
+                await asyncio.shield(self._exit)
             self._cancel_restart()
             self._budget_used = 0
             self._streak = 0
