@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sidecar.builder import Options, build
+from sidecar.builder import Options, build, example_config_dir
 from sidecar.config import ConfigError
 from sidecar.fleet import parse_state
 from sidecar.health.statuscheck import PluginState
@@ -117,6 +118,12 @@ def test_fleet_config_needs_etcd_and_can_be_switched_off(tmp_path: Path) -> None
     (tmp_path / "fleet.conf").write_text("enable: true\n")
     with pytest.raises(ConfigError, match="did you mean 'enabled'"):
         build(Options(config_dir=str(tmp_path), env={}))
+
+
+def test_the_example_fleet_conf_is_valid(tmp_path: Path) -> None:
+    for name in ("etcd.conf", "fleet.conf"):
+        shutil.copy(example_config_dir().parent / "optional" / name, tmp_path / name)
+    assert "fleet" in [p.name for p in build(Options(config_dir=str(tmp_path), env={})).plugins]
 
 
 def test_state_names_and_numbers() -> None:
