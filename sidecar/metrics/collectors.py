@@ -53,7 +53,7 @@ class StatusCollector(Collector):
                               "When the agent started, Unix seconds."),
             GaugeMetricFamily("sidecar_plugin_state",
                               "Plugin state: 0 INIT, 1 OK, 2 ERROR.", labels=["plugin"]),
-            GaugeMetricFamily("sidecar_plugin_last_change_seconds",
+            GaugeMetricFamily("sidecar_plugin_last_change_timestamp_seconds",
                               "When the plugin's state last changed, Unix seconds.",
                               labels=["plugin"]),
             InfoMetricFamily("sidecar_build", "Version, commit and build date of the sidecar."),
