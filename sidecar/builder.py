@@ -141,7 +141,9 @@ def build(options: Options | None = None) -> Sidecar:
             if etcd_plugin is None:
                 raise ConfigError("fleet.conf: the fleet view reads agent statuses from etcd; "
                                   "add etcd.conf or set 'enabled: false'")
-            plugins.append(FleetPlugin(fleet_config, etcd_plugin, rest, statuscheck))
+            plugins.append(FleetPlugin(
+                fleet_config, etcd_plugin, rest, statuscheck,
+                registry=metrics.registry if metrics is not None else None))
 
     process_manager = _process_manager(sources, statuscheck, metrics, plugins)
     kafka = _kafka(sources, statuscheck, servicelabel, plugins)

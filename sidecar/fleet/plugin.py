@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -23,6 +23,10 @@ from sidecar.idxmap import CacheHelper, NamedMapping, NamedMappingReader, NameFu
 from sidecar.rest.api import HTTPHandlers
 
 from .config import FleetConfig
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.registry import Collector
 
 log = logging.getLogger("sidecar.fleet")
 
@@ -78,9 +82,12 @@ class FleetPlugin:
     name = "fleet"
 
     def __init__(self, config: FleetConfig, etcd: Any, rest: HTTPHandlers,
-                 statuscheck: StatusWriter | None = None) -> None:
+                 statuscheck: StatusWriter | None = None,
+                 registry: CollectorRegistry | None = None) -> None:
         self.config = config
         self._rest = rest
+        self._registry = registry
+        self._collector: Collector | None = None
         self._mapping: NamedMapping[AgentStatusDoc] = NamedMapping("fleet", by_state)
         self.cache = CacheHelper(
             self._mapping, etcd, config.prefix, name=self.name, decode=decode_agent_status,
@@ -138,6 +145,11 @@ class FleetPlugin:
         self._rest.register("GET", "/fleet", self.list_agents, name="fleet")
         self._rest.register("GET", "/fleet/{label}", self.get_agent, name="fleet-agent")
         await self.cache.init()
+        if self._registry is not None and self._collector is None:
+            from .metrics import FleetCollector
+
+            self._collector = FleetCollector(self._mapping, self.cache)
+            self._registry.register(self._collector)
 
     async def after_init(self) -> None:
         await self.cache.after_init()
@@ -146,6 +158,9 @@ class FleetPlugin:
     async def close(self) -> None:
         await self.cache.close()
         await self._mapping.close()
+        collector, self._collector = self._collector, None
+        if collector is not None and self._registry is not None:
+            self._registry.unregister(collector)
 
 
 def _error(status: int, message: str) -> web.Response:
