@@ -158,6 +158,10 @@ class SyncProducer(_Producer):
         if error is not None:
             raise _publish_error(topic, error) from error
         metadata = future.result()
+        if metadata is None:  # required-acks "none": the broker says nothing back
+            return ProducerMessage(topic, key_bytes, value_bytes,
+                                   -1 if partition is None else partition, -1, -1, None,
+                                   tuple(header_list))
         return ProducerMessage(topic, key_bytes, value_bytes, metadata.partition, metadata.offset,
                                metadata.timestamp, None, tuple(header_list))
 
@@ -306,8 +310,9 @@ class AsyncProducer(_Producer):
         try:
             if error is None:
                 if item.on_success is not None:
-                    item.on_success(item.message(metadata.partition, metadata.offset,
-                                                 metadata.timestamp))
+                    item.on_success(item.message() if metadata is None  # required-acks "none"
+                                    else item.message(metadata.partition, metadata.offset,
+                                                      metadata.timestamp))
             elif item.on_error is not None:
                 item.on_error(ProducerError(item.message(), error))
             else:

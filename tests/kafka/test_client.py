@@ -1,0 +1,230 @@
+"""The client layer against real brokers: partitioners, acks, groups, SASL and TLS."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import murmur2
+
+from sidecar.messaging.kafka import (
+    OFFSET_OLDEST,
+    ClientConfig,
+    Consumer,
+    KafkaUnavailableError,
+    PartitionConsumer,
+    PublishError,
+    SASLConfig,
+    SyncProducer,
+    TLSConfig,
+)
+from sidecar.messaging.kafka.client import ConsumerMessage
+from tests.kafka.conftest import client_config, unique, until
+from tests.servers import tls
+from tests.servers._util import free_port
+from tests.servers.kafka import KafkaBroker
+
+
+async def create_topic(broker: KafkaBroker, partitions: int) -> str:
+    topic = unique("parts")
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        await admin.close()
+    return topic
+
+
+@pytest.fixture
+async def producer_factory(kafka_broker: KafkaBroker) -> AsyncIterator[object]:
+    made: list[SyncProducer] = []
+
+    async def make(**overrides: object) -> SyncProducer:
+        producer = SyncProducer(client_config(kafka_broker, **overrides))
+        made.append(producer)
+        await producer.start()
+        return producer
+
+    yield make
+    for producer in made:
+        await producer.stop()
+
+
+async def test_hash_partitioner_keeps_a_key_on_the_partition_java_clients_choose(
+        kafka_broker: KafkaBroker, producer_factory: object) -> None:
+    topic = await create_topic(kafka_broker, 4)
+    producer = await producer_factory()  # type: ignore[operator]
+    seen: dict[bytes, set[int]] = {}
+    for round_ in range(3):
+        for i in range(8):
+            key = f"key-{i}".encode()
+            written = await producer.send(topic, f"v{round_}", key=key)
+            seen.setdefault(key, set()).add(written.partition)
+    assert all(len(partitions) == 1 for partitions in seen.values())
+    # murmur2 of the key, as the Java client and sarama compute it.
+    assert {key: parts.pop() for key, parts in seen.items()} == {
+        key: (murmur2(key) & 0x7FFFFFFF) % 4 for key in seen}
+    assert len({p for key, p in ((k, (murmur2(k) & 0x7FFFFFFF) % 4) for k in seen)}) > 1
+
+
+async def test_manual_partitioner_needs_a_partition_and_checks_it(
+        kafka_broker: KafkaBroker, producer_factory: object) -> None:
+    topic = await create_topic(kafka_broker, 4)
+    producer = await producer_factory(partitioner="manual")  # type: ignore[operator]
+    written = await producer.send(topic, b"to-3", key="k", partition=3)
+    assert written.partition == 3
+    with pytest.raises(PublishError, match="name its partition"):
+        await producer.send(topic, b"nowhere", key="k")
+    with pytest.raises(PublishError, match=r"has no partition 9 \(it has \[0, 1, 2, 3\]\)"):
+        await producer.send(topic, b"nowhere", partition=9)
+
+
+@pytest.mark.parametrize("acks", ["none", "leader", "all"])
+async def test_every_required_acks_level_delivers(
+        kafka_broker: KafkaBroker, producer_factory: object, acks: str) -> None:
+    topic = unique("acks")
+    producer = await producer_factory(required_acks=acks)  # type: ignore[operator]
+    written = await producer.send(topic, b"hello")
+    # With acks "none" the broker never answers, so the offset is unknown.
+    assert (written.offset == -1) if acks == "none" else (written.offset >= 0)
+    got: list[ConsumerMessage] = []
+    reader = PartitionConsumer(client_config(kafka_broker), topic, 0, OFFSET_OLDEST, got.append)
+    await reader.start()
+    try:
+        await until(lambda: got, 20, "the message read back")
+    finally:
+        await reader.stop()
+    assert got[0].value == b"hello"
+
+
+async def test_two_members_of_a_group_share_the_partitions(
+        kafka_broker: KafkaBroker, producer_factory: object) -> None:
+    topic, group = await create_topic(kafka_broker, 4), unique("group")
+    received: list[tuple[str, ConsumerMessage]] = []
+    members = [
+        Consumer(client_config(kafka_broker), group,
+                 lambda m, name=name: received.append((name, m)), name=name)
+        for name in ("a", "b")
+    ]
+    try:
+        await members[0].start([topic])
+        await members[1].start([topic])
+        await until(lambda: len(members[0].assignment) + len(members[1].assignment) == 4
+                    and all(m.assignment for m in members), 30, "partitions split")
+        assert not members[0].assignment & members[1].assignment
+        producer = await producer_factory()  # type: ignore[operator]
+        for partition in range(4):
+            await producer.send(topic, f"p{partition}", partition=partition)
+        await until(lambda: len(received) == 4, 20, "four messages")
+        owners = {m.partition: name for name, m in received}
+        for name, member in zip(("a", "b"), members, strict=True):
+            assert {p for p, owner in owners.items() if owner == name} == {
+                p for _, p in member.assignment}
+    finally:
+        for member in members:
+            await member.stop()
+
+
+async def test_a_client_without_brokers_fails_clearly() -> None:
+    producer = SyncProducer(ClientConfig(addrs=(f"127.0.0.1:{free_port()}",),
+                                         request_timeout=2.0))
+    with pytest.raises(KafkaUnavailableError, match=r"no broker reachable at 127\.0\.0\.1:"):
+        await producer.start()
+    with pytest.raises(PublishError, match="not connected"):
+        await producer.send("t", b"x")
+    await producer.stop()
+
+
+# -- SASL and TLS: one broker with a SASL_PLAINTEXT and an SSL listener ------------------
+
+
+class SecureBroker:
+    def __init__(self, broker: KafkaBroker, sasl_port: int, ssl_port: int,
+                 pki: tls.TestPKI) -> None:
+        self.broker = broker
+        self.sasl_addr = f"127.0.0.1:{sasl_port}"
+        self.ssl_addr = f"127.0.0.1:{ssl_port}"
+        self.pki = pki
+
+
+@pytest.fixture(scope="module")
+def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
+    pki = tls.make_pki(tmp_path_factory.mktemp("kafka-pki"))
+    keystore = pki.server_key.parent / "server-keystore.pem"
+    # Kafka's PEM key store: the certificate chain and the (PKCS#8) key in one file.
+    keystore.write_text(pki.server_cert.read_text() + pki.server_key.read_text())
+    broker = KafkaBroker()
+    sasl_port, ssl_port = free_port(), free_port()
+    local = "127.0.0.1"
+    broker.properties.update({
+        "listeners": (f"PLAINTEXT://{local}:{broker.port},CONTROLLER://{local}:"
+                      f"{broker.controller_port},SASL_PLAINTEXT://{local}:{sasl_port},"
+                      f"SSL://{local}:{ssl_port}"),
+        "advertised.listeners": (f"PLAINTEXT://{local}:{broker.port},SASL_PLAINTEXT://{local}:"
+                                 f"{sasl_port},SSL://{local}:{ssl_port}"),
+        "listener.security.protocol.map": ("PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,"
+                                           "SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL"),
+        "sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config": (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            'user_agent="agent-secret";'),
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(keystore),
+    })
+    try:
+        broker.start()
+        yield SecureBroker(broker, sasl_port, ssl_port, pki)
+    finally:
+        broker.close()
+
+
+async def round_trip(config: ClientConfig) -> bytes:
+    topic = unique("secure")
+    producer = SyncProducer(config)
+    await producer.start()
+    try:
+        await producer.send(topic, b"secret")
+    finally:
+        await producer.stop()
+    got: list[ConsumerMessage] = []
+    reader = PartitionConsumer(config, topic, 0, OFFSET_OLDEST, got.append)
+    await reader.start()
+    try:
+        await until(lambda: got, 20, "the message read back")
+    finally:
+        await reader.stop()
+    return got[0].value or b""
+
+
+async def test_sasl_plain_authenticates_and_a_wrong_password_is_refused(
+        secure_broker: SecureBroker, tmp_path: Path) -> None:
+    password_file = tmp_path / "password"
+    password_file.write_text("agent-secret\n")  # as a mounted Secret, with its newline
+    good = ClientConfig(addrs=(secure_broker.sasl_addr,), request_timeout=10.0,
+                        sasl=SASLConfig(username="agent", password_file=str(password_file)))
+    assert await round_trip(good) == b"secret"
+
+    bad = ClientConfig(addrs=(secure_broker.sasl_addr,), request_timeout=5.0,
+                       sasl=SASLConfig(username="agent", password="wrong"))
+    producer = SyncProducer(bad)
+    with pytest.raises(KafkaUnavailableError, match="no broker reachable"):
+        await producer.start()
+    await producer.stop()
+
+
+async def test_tls_verifies_the_brokers_certificate(secure_broker: SecureBroker) -> None:
+    trusted = ClientConfig(addrs=(secure_broker.ssl_addr,), request_timeout=10.0,
+                           tls=TLSConfig(ca_file=str(secure_broker.pki.ca)))
+    assert await round_trip(trusted) == b"secret"
+
+    # The system CAs do not know the test CA: the handshake must fail.
+    untrusted = ClientConfig(addrs=(secure_broker.ssl_addr,), request_timeout=5.0,
+                             tls=TLSConfig())
+    producer = SyncProducer(untrusted)
+    with pytest.raises(KafkaUnavailableError):
+        await asyncio.wait_for(producer.start(), 30)
+    await producer.stop()

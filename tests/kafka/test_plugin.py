@@ -1,0 +1,271 @@
+"""The Kafka plugin: kafka.conf, start-up without brokers, outages, readiness, status events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sidecar.builder import Options, Sidecar, build
+from sidecar.config import ConfigSources, ConfigValueError
+from sidecar.health.statuscheck import PluginState
+from sidecar.messaging.kafka import (
+    OFFSET_OLDEST,
+    KafkaConfig,
+    KafkaPlugin,
+    PartitionConsumer,
+    PublishError,
+)
+from sidecar.messaging.kafka.client import ConsumerMessage
+from tests.kafka.conftest import client_config, unique, until
+from tests.servers._util import free_port, wait_until
+from tests.servers.kafka import KafkaBroker
+from tests.sidecar_proc import SidecarProcess, run_sidecar
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_config(directory: Path, broker: KafkaBroker, extra: str = "") -> Path:
+    (directory / "kafka.conf").write_text(
+        f"addrs: ['{broker.bootstrap}']\nrequest-timeout: 5s\nreconnect-interval: 500ms\n"
+        f"session-timeout: 6s\n{extra}")
+    (directory / "statuscheck.conf").write_text("probe-interval: 200ms\nprobe-timeout: 3s\n")
+    (directory / "http.conf").write_text(f"endpoint: 127.0.0.1:{free_port()}\n")
+    return directory
+
+
+@pytest.fixture
+async def started(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Sidecar]:
+    """An in-process sidecar with kafka.conf; the param: (broker fixture, extra kafka.conf)."""
+    broker_fixture, extra = getattr(request, "param", ("kafka_broker", ""))
+    broker: KafkaBroker = request.getfixturevalue(broker_fixture)
+    sidecar = build(Options(config_dir=str(write_config(tmp_path, broker, extra)),
+                            microservice_label=unique("agent"), env={}))
+    agent = sidecar.agent()
+    await agent.start()
+    yield sidecar
+    await agent.stop()
+
+
+def kafka_state(sidecar: Sidecar) -> PluginState | None:
+    status = sidecar.statuscheck.plugin_status("kafka")
+    return status.state if status is not None else None
+
+
+# -- configuration --------------------------------------------------------------------
+
+
+def test_the_example_kafka_conf_loads_and_group_id_defaults_to_the_label(tmp_path: Path) -> None:
+    example = ROOT / "examples" / "optional" / "kafka.conf"
+    config = ConfigSources.from_env(None, {"kafka": str(example)}, {}).load("kafka", KafkaConfig)
+    assert config.addrs == ["127.0.0.1:9092"] and config.group_id is None
+    assert config.required_acks == "all" and config.partitioner == "hash"
+
+    (tmp_path / "kafka.conf").write_text(example.read_text())
+    sidecar = build(Options(config_dir=str(tmp_path), microservice_label="demo", env={}))
+    assert isinstance(sidecar.kafka, KafkaPlugin) and sidecar.kafka in sidecar.plugins
+    assert sidecar.kafka.mux.group_id == "demo"
+    assert sidecar.kafka.mux.config.client_id == "demo"
+
+    (tmp_path / "kafka.conf").write_text("group_id: orders\naddrs: ['k1:9092', 'k2:9093']\n")
+    sidecar = build(Options(config_dir=str(tmp_path), microservice_label="demo", env={}))
+    assert sidecar.kafka is not None and sidecar.kafka.mux.group_id == "orders"
+    assert sidecar.kafka.mux.config.addrs == ("k1:9092", "k2:9093")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("group-id: x\n", "unknown key (did you mean 'group_id'?)"),
+    ("addrs: ['no-port']\n", "'no-port' is not HOST:PORT"),
+    ("required-acks: most\n", "expected one of none, leader, all"),
+    ("idempotent: true\nrequired-acks: leader\n", "needs required-acks: all"),
+    ("sasl: {username: u}\n", "exactly one of password and password-file"),
+    ("tls: {cert-file: /c.pem}\n", "must be set together"),
+])
+def test_bad_kafka_conf_names_the_file_and_the_key(tmp_path: Path, text: str,
+                                                   expected: str) -> None:
+    path = tmp_path / "kafka.conf"
+    path.write_text(text)
+    with pytest.raises(ConfigValueError) as caught:
+        ConfigSources.from_env(tmp_path, {}, {}).load("kafka", KafkaConfig)
+    assert str(path) in str(caught.value) and expected in str(caught.value)
+
+
+def test_kafka_config_flag_and_env_point_at_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "elsewhere.yaml"
+    path.write_text("addrs: ['127.0.0.1:1']\n")
+    by_env = build(Options(microservice_label="x", env={"KAFKA_CONFIG": str(path)}))
+    by_flag = build(Options(config_files={"kafka": str(path)}, microservice_label="x", env={}))
+    assert by_env.kafka is not None and by_flag.kafka is not None
+    result = run_sidecar(tmp_path, "--kafka-config", str(tmp_path / "missing.conf"))
+    assert result.returncode == 2 and "missing.conf" in result.stderr
+
+
+def test_aiokafka_is_imported_only_when_kafka_is_enabled(tmp_path: Path) -> None:
+    (tmp_path / "kafka.conf").write_text("addrs: ['127.0.0.1:1']\n")
+    script = (
+        "import sys\n"
+        "from sidecar.builder import Options, build\n"
+        f"off = build(Options(config_dir={str(ROOT / 'examples' / 'config')!r}, env={{}}))\n"
+        "assert off.kafka is None\n"
+        "assert 'aiokafka' not in sys.modules, 'loaded with kafka off'\n"
+        f"on = build(Options(config_dir={str(tmp_path)!r}, env={{}}))\n"
+        "assert on.kafka is not None\n"
+        "assert 'aiokafka' not in sys.modules, 'loaded before the plugin starts'\n"
+        "print('ok')\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, check=False, cwd=ROOT)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_an_unreadable_tls_file_fails_the_start_up_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "kafka.conf").write_text(
+        "addrs: ['127.0.0.1:1']\ntls: {ca-file: /nonexistent/ca.pem}\n")
+    result = run_sidecar(tmp_path, "--http-port", str(free_port()))
+    assert result.returncode == 1
+    assert "kafka" in result.stderr and "/nonexistent/ca.pem" in result.stderr
+
+
+# -- outages: a real sidecar process and its probes -----------------------------------
+
+
+def test_broker_down_at_start_up_then_killed_readiness_follows_the_plugin(
+        own_kafka: KafkaBroker, config_dir: Path, sidecars: list[SidecarProcess]) -> None:
+    write_config(config_dir, own_kafka)
+    own_kafka.stop()  # down before the sidecar starts
+    proc = SidecarProcess(config_dir, "--microservice-label", unique("proc")).start()
+    sidecars.append(proc)
+
+    def kafka_is(state: PluginState) -> dict[str, Any] | None:
+        _code, body = proc.get("/readiness")
+        plugin = body["plugins"].get("kafka") if isinstance(body, dict) else None
+        return body if plugin is not None and plugin["state"] == state else None
+
+    body = wait_until(lambda: kafka_is(PluginState.ERROR), 20, "kafka ERROR at start-up")
+    assert isinstance(body, dict)
+    assert own_kafka.bootstrap in body["plugins"]["kafka"]["error"]
+    assert proc.get("/readiness")[0] == 503
+    assert proc.get("/liveness")[0] == 200  # kafka is non-fatal: no restart by the kubelet
+
+    own_kafka.start()
+    wait_until(lambda: proc.get("/readiness")[0] == 200, 30, "readiness 200 once Kafka is up")
+    assert kafka_is(PluginState.OK)
+
+    own_kafka.kill()
+    body = wait_until(lambda: kafka_is(PluginState.ERROR), 20, "kafka ERROR after the kill")
+    assert isinstance(body, dict) and body["plugins"]["kafka"].get("error")
+    assert proc.get("/readiness")[0] == 503 and proc.get("/liveness")[0] == 200
+
+    own_kafka.start()
+    wait_until(lambda: proc.get("/readiness")[0] == 200, 30, "readiness 200 after the restart")
+    assert proc.stop() == 0
+
+
+@pytest.mark.parametrize("started", [("own_kafka", "")], indirect=True)
+async def test_no_sync_published_message_is_lost_when_the_broker_is_killed(
+        started: Sidecar, own_kafka: KafkaBroker) -> None:
+    kafka = started.kafka
+    assert kafka is not None
+    await asyncio.wait_for(kafka.wait_connected(), 20)
+    await until(lambda: kafka_state(started) is PluginState.OK, 10, "kafka OK")
+    topic = unique("ledger")
+    publisher = kafka.new_bytes_connection("ledger").new_sync_publisher_to_partition(topic, 0)
+    acked: list[str] = []
+    failures: list[str] = []
+
+    async def publish_forever() -> None:
+        number = 0
+        while True:
+            value = f"n{number}"
+            try:
+                await publisher.put(None, value)
+            except PublishError as exc:
+                failures.append(str(exc))
+                await asyncio.sleep(0.1)  # the caller retries the same message
+                continue
+            acked.append(value)
+            number += 1
+
+    task = asyncio.create_task(publish_forever(), name="test-publisher")
+    try:
+        await until(lambda: len(acked) >= 50, 20, "50 messages acknowledged")
+        await asyncio.to_thread(own_kafka.kill)
+        await until(lambda: kafka_state(started) is PluginState.ERROR, 15, "kafka ERROR")
+        assert started.statuscheck.agent_status().state is PluginState.ERROR
+        during = len(acked)
+        await asyncio.to_thread(own_kafka.start)
+        await until(lambda: kafka_state(started) is PluginState.OK, 30, "kafka OK again")
+        await until(lambda: len(acked) >= during + 50, 30, "publishing resumed")
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert failures, "the outage was never noticed by the publisher"
+
+    stored: list[bytes] = []
+    reader = PartitionConsumer(client_config(own_kafka), topic, 0, OFFSET_OLDEST,
+                               lambda m: stored.append(m.value or b""))
+    await reader.start()
+    try:
+        wanted = {v.encode() for v in acked}
+        await until(lambda: wanted <= set(stored), 30, "every acknowledged message read back")
+    finally:
+        await reader.stop()
+
+
+# -- status events ---------------------------------------------------------------------
+
+
+async def read_records(broker: KafkaBroker, topic: str, count: int) -> list[dict[str, Any]]:
+    records: list[ConsumerMessage] = []
+    reader = PartitionConsumer(client_config(broker), topic, 0, OFFSET_OLDEST, records.append)
+    await reader.start()
+    try:
+        await until(lambda: len(records) >= count, 20, f"{count} status records")
+    finally:
+        await reader.stop()
+    return [json.loads(r.value or b"") | {"_key": r.key} for r in records]
+
+
+STATUS_TOPIC = unique("status")
+
+
+@pytest.mark.parametrize("started", [("kafka_broker", f"status-topic: {STATUS_TOPIC}\n")],
+                         indirect=True)
+async def test_status_events_topic_receives_state_changes_and_program_events(
+        started: Sidecar, kafka_broker: KafkaBroker) -> None:
+    kafka, label = started.kafka, started.servicelabel.agent_label()
+    assert kafka is not None and kafka.events is not None
+    await until(lambda: started.statuscheck.agent_status().state is PluginState.OK, 20,
+                "agent OK")
+    started.statuscheck.register("demo")  # INIT: the agent goes back to INIT
+    started.statuscheck.report_state_change("demo", PluginState.ERROR, "disk full")
+    kafka.publish_event({"program": "web", "state": "running", "event": "started", "pid": 42})
+    started.statuscheck.report_state_change("demo", PluginState.OK)
+    events = kafka.events
+    await until(lambda: events.sent >= 6, 20, "six status records written")
+
+    records = await read_records(kafka_broker, STATUS_TOPIC, 6)
+    assert all(r["agent"] == label and r["_key"] == label.encode() for r in records)
+    states = [(r["type"], r.get("previous_state"), r.get("state")) for r in records]
+    assert states == [
+        ("agent-state", None, 0),   # written at start: INIT
+        ("agent-state", 0, 1),      # all plugins up: OK
+        ("agent-state", 1, 0),      # "demo" registered, INIT
+        ("agent-state", 0, 2),      # "demo" failed
+        ("program", None, "running"),
+        ("agent-state", 2, 1),      # "demo" recovered
+    ]
+    failed = records[3]
+    assert failed["plugins"]["demo"] == {"state": 2, "last_change": failed["plugins"]["demo"][
+        "last_change"], "last_update": failed["plugins"]["demo"]["last_update"],
+        "error": "disk full"}
+    assert failed["plugins"]["kafka"]["state"] == 1
+    program = records[4]
+    assert (program["program"], program["event"], program["pid"]) == ("web", "started", 42)
+    assert isinstance(program["time"], float)
