@@ -132,3 +132,26 @@ async def test_sigkill_reaches_members_that_outlive_their_leader(manager: Proces
     await proc.kill()
     await eventually(lambda: not running(member), what="the group member killed")
 
+
+
+async def test_the_plugin_becomes_a_subreaper_and_reaps_when_asked() -> None:
+    from sidecar.exec.processmanager import (
+        ProcessManagerConfig,
+        ProcessManagerPlugin,
+        is_child_subreaper,
+        set_child_subreaper,
+    )
+
+    assert not is_child_subreaper()
+    never = ProcessManagerPlugin(ProcessManagerConfig(reap_zombies="never"))
+    assert never.manager.reaper is None
+    plugin = ProcessManagerPlugin(ProcessManagerConfig(subreaper=True))
+    assert not is_child_subreaper()  # building the plugin changes nothing yet
+    try:
+        await plugin.init()
+        assert is_child_subreaper()
+        assert plugin.manager.reaper is not None and plugin.manager.reaper.running
+    finally:
+        await plugin.close()
+        set_child_subreaper(False)
+    assert plugin.manager.reaper is not None and not plugin.manager.reaper.running

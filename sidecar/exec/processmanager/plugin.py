@@ -74,14 +74,14 @@ class ProcessManagerPlugin:
         )
 
     def _reap_zombies(self) -> bool:
-        if self.config.subreaper:
-            set_child_subreaper(True)
         mode = self.config.reap_zombies
         if mode == "auto":
-            return os.getpid() == 1 or is_child_subreaper()
+            return os.getpid() == 1 or self.config.subreaper or is_child_subreaper()
         return mode == "always"
 
     async def init(self) -> None:
+        if self.config.subreaper:
+            set_child_subreaper(True)
         if self._statuscheck is not None:
             self._statuscheck.register(self.name)
         if self._registry is not None and self._collector is None:

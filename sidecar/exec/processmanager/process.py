@@ -396,6 +396,9 @@ class Process:
             self._stat = None
             if self._popen is None:
                 raise
+        except OSError as exc:  # /proc mounted with hidepid: the state stays unavailable
+            log.warning("process %s: cannot read its status: %s", self._name, _reason(exc))
+            self._stat = None
         if HAVE_PIDFD:
             try:
                 self._pidfd = os.pidfd_open(pid)
