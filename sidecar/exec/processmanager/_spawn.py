@@ -18,6 +18,7 @@ import ctypes
 import errno
 import logging
 import os
+import signal
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -234,3 +235,40 @@ def spawn(argv: list[str], *, env: dict[str, str] | None, cwd: str | None, detac
         process_group=None if detach else 0,
         preexec_fn=preexec,  # noqa: PLW1509 - see the module docstring
     )
+
+
+def killpg(pgid: int, signum: int) -> bool:
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        return True  # nobody left to signal
+    except PermissionError:
+        return False
+    return True
+
+
+def group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def describe_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "exit code unknown"
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+def reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
+    return str(exc) or type(exc).__name__

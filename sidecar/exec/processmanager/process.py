@@ -21,10 +21,20 @@ from signal import Signals
 from typing import Protocol
 
 from . import reaper
-from ._spawn import PipeReader, StreamPlan, plan_stream, spawn
+from ._spawn import (
+    PipeReader,
+    StreamPlan,
+    describe_exit,
+    group_exists,
+    killpg,
+    plan_stream,
+    reason,
+    spawn,
+)
 from .errors import AttachError, ProcessNotRunningError, ProcessStartError
 from .events import DEFAULT_BUFFER, EventKind, Fanout, ProcessEvent, Subscription
 from .options import ProcessOptions
+from .restart import RestartPolicy
 from .status import ProcessState, ProcessStatus, StatFile, read_stat, read_status
 
 log = logging.getLogger("sidecar.exec.processmanager")
@@ -73,12 +83,9 @@ class Process:
         self._exit: asyncio.Future[int | None] | None = None
         self._start_time: float | None = None
         self._start_mono = 0.0
-        self._restarts = 0
-        self._budget_used = 0
-        self._streak = 0
+        self._policy = RestartPolicy(options.restarts, options.backoff)
         self._stop_requested = False
         self._released = False
-        self._gave_up = False
         self._restart_timer: asyncio.TimerHandle | None = None
         self._affinity_timer: asyncio.TimerHandle | None = None
         self._readers: list[PipeReader] = []
@@ -154,7 +161,7 @@ class Process:
     @property
     def restarts(self) -> int:
         """Automatic restarts since the process was created."""
-        return self._restarts
+        return self._policy.count
 
     @property
     def start_time(self) -> float | None:
@@ -169,20 +176,18 @@ class Process:
     @property
     def failure_streak(self) -> int:
         """Exits in a row that came sooner than the backoff's ``reset_after``."""
-        return self._streak
+        return self._policy.streak
 
     @property
     def crash_looping(self) -> bool:
         """It exited on its own more than once in a row soon after starting, and has not
         run healthily since."""
-        if self._streak < 2:
-            return False
-        return not self.is_alive() or self.uptime < self._options.backoff.reset_after
+        return self._policy.crash_looping(self.is_alive(), self.uptime)
 
     @property
     def gave_up(self) -> bool:
         """It exited on its own, with a failure or after its last restart, and stays down."""
-        return self._gave_up
+        return self._policy.gave_up
 
     @property
     def never_started(self) -> bool:
@@ -217,8 +222,7 @@ class Process:
                     return
                 await asyncio.shield(self._exit)
             self._cancel_restart()
-            self._budget_used = 0
-            self._streak = 0
+            self._policy.reset()
             self._spawn()
 
     async def restart(self, kill_after: float | None = None) -> None:
@@ -229,8 +233,7 @@ class Process:
                 raise ProcessStartError(self._name, "", "attached without a command: "
                                         "it cannot be restarted")
             await self.stop_and_wait(kill_after)
-            self._budget_used = 0
-            self._streak = 0
+            self._policy.reset()
             self._spawn()
 
     def stop(self) -> bool:
@@ -275,7 +278,7 @@ class Process:
             self._send(signal.SIGKILL, group=True)
             await asyncio.shield(exit_future)
         elif self._pgid is not None:
-            _killpg(self._pgid, signal.SIGKILL)
+            killpg(self._pgid, signal.SIGKILL)
         self._close_readers()
         return self._returncode
 
@@ -333,7 +336,7 @@ class Process:
         except (OSError, ValueError, TypeError, subprocess.SubprocessError) as exc:
             for plan in plans:
                 plan.discard()
-            raise ProcessStartError(self._name, self._command, _reason(exc)) from exc
+            raise ProcessStartError(self._name, self._command, reason(exc)) from exc
         for plan in plans:
             for fd in plan.close_after_spawn:
                 os.close(fd)
@@ -346,7 +349,7 @@ class Process:
         reaper.claim(popen.pid)
         self._returncode = None
         self._stop_requested = False
-        self._gave_up = False
+        self._policy.gave_up = False
         self._exit = self._loop.create_future()
         self._prune_readers()
         for plan, stream in zip(plans, ("stdout", "stderr"), strict=True):
@@ -369,7 +372,7 @@ class Process:
         except ProcessLookupError:
             raise AttachError(self._name, pid, "no such process") from None
         except OSError as exc:
-            raise AttachError(self._name, pid, _reason(exc)) from exc
+            raise AttachError(self._name, pid, reason(exc)) from exc
         if not line.state.is_alive:
             raise AttachError(self._name, pid, "it has already exited")
         self._attached = True
@@ -397,7 +400,7 @@ class Process:
             if self._popen is None:
                 raise
         except OSError as exc:  # /proc mounted with hidepid: the state stays unavailable
-            log.warning("process %s: cannot read its status: %s", self._name, _reason(exc))
+            log.warning("process %s: cannot read its status: %s", self._name, reason(exc))
             self._stat = None
         if HAVE_PIDFD:
             try:
@@ -443,7 +446,7 @@ class Process:
                 os.sched_setaffinity(pid, cpus)
             except OSError as exc:
                 log.warning("process %s: cannot set cpu affinity %s: %s", self._name,
-                            sorted(cpus), _reason(exc))
+                            sorted(cpus), reason(exc))
 
         if self._options.cpu_affinity_delay > 0:
             self._affinity_timer = self._loop.call_later(self._options.cpu_affinity_delay, pin)
@@ -514,7 +517,7 @@ class Process:
         if state is ProcessState.TERMINATED:
             self._owner.unwatch(self)
         if not expected:
-            log.info("process %s (pid %d) exited: %s", self._name, pid, _describe(returncode))
+            log.info("process %s (pid %d) exited: %s", self._name, pid, describe_exit(returncode))
             self._schedule_restart(ran)
 
     def _attached_exit(self, pid: int) -> tuple[int | None, ProcessState]:
@@ -534,20 +537,14 @@ class Process:
         return None, ProcessState.ZOMBIE
 
     def _schedule_restart(self, ran: float) -> None:
-        limit = self._options.restarts
-        if not self._command or limit == 0:
-            self._gave_up = self._returncode != 0
+        delay = self._policy.after_exit(ran, self._returncode, bool(self._command))
+        if delay is None:
+            if self._policy.exhausted:
+                log.warning("process %s: no restarts left (%d used)", self._name,
+                            self._policy.used)
+                self._emit(EventKind.GAVE_UP, self._state, self._state,
+                           returncode=self._returncode)
             return
-        if 0 < limit <= self._budget_used:
-            log.warning("process %s: no restarts left (%d used)", self._name, self._budget_used)
-            self._gave_up = True
-            self._emit(EventKind.GAVE_UP, self._state, self._state,
-                       returncode=self._returncode)
-            return
-        backoff = self._options.backoff
-        self._streak = self._streak + 1 if ran < backoff.reset_after else 1
-        self._budget_used += 1
-        delay = backoff.delay(self._streak)
         if delay <= 0:
             self._auto_restart()
             return
@@ -559,7 +556,7 @@ class Process:
         self._restart_timer = None
         if self._stop_requested or self._released or self._owner.closing:
             return
-        self._restarts += 1
+        self._policy.count += 1
         try:
             self._spawn()
         except ProcessStartError as exc:
@@ -571,20 +568,20 @@ class Process:
         pgid = self._pgid
         if pgid is None:
             return
-        while _group_exists(pgid):
+        while group_exists(pgid):
             reaper.reap_group_orphans(pgid)
-            if not _group_exists(pgid):
+            if not group_exists(pgid):
                 return
             if time.monotonic() >= deadline:
                 log.warning("process %s: members of process group %d outlived the stop "
                             "timeout: sending SIGKILL", self._name, pgid)
-                _killpg(pgid, signal.SIGKILL)
+                killpg(pgid, signal.SIGKILL)
                 return
             await asyncio.sleep(_GROUP_POLL)
 
     # -- plumbing ------------------------------------------------------------
     def _send(self, signum: Signals, *, group: bool) -> None:
-        if group and self._pgid is not None and _killpg(self._pgid, signum):
+        if group and self._pgid is not None and killpg(self._pgid, signum):
             return
         if self._pidfd is not None:
             with contextlib.suppress(ProcessLookupError):
@@ -608,7 +605,7 @@ class Process:
               delay: float | None = None) -> None:
         event = ProcessEvent.now(name=self._name, kind=kind, state=state, previous=previous,
                                  pid=self._pid, returncode=returncode, expected=expected,
-                                 restarts=self._restarts, delay=delay)
+                                 restarts=self._policy.count, delay=delay)
         self._fanout.emit(event)
         self._owner.process_event(event)
 
@@ -656,39 +653,3 @@ class Process:
     def _prune_readers(self) -> None:
         self._readers = [r for r in self._readers if r.open]
 
-
-def _killpg(pgid: int, signum: int) -> bool:
-    try:
-        os.killpg(pgid, signum)
-    except ProcessLookupError:
-        return True  # nobody left to signal
-    except PermissionError:
-        return False
-    return True
-
-
-def _group_exists(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _describe(returncode: int | None) -> str:
-    if returncode is None:
-        return "exit code unknown"
-    if returncode < 0:
-        try:
-            return f"killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exit code {returncode}"
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
-    return str(exc) or type(exc).__name__
