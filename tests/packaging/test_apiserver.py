@@ -1,0 +1,215 @@
+"""The chart and manifests/ against a real kube-apiserver: server-side dry-run
+apply (defaulting, strict field validation, admission), Pod Security
+"restricted", the chart's RBAC in force, and a real `helm install`."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.packaging.cases import CASE_IDS, CASES, Case, rendered
+from tests.packaging.kubeapply import ApplyError, apply, apply_one
+from tests.packaging.render import (
+    CHART_DIR,
+    MANIFESTS_DIR,
+    chart_rbac,
+    find,
+    helm_template,
+    kustomize_build,
+    run_helm,
+)
+from tests.packaging.test_chart import parent_chart
+from tests.servers.kube import KubeApiServer
+
+Doc = dict[str, Any]
+_ids = itertools.count()
+
+
+def namespace(prefix: str) -> str:
+    """A namespace name of this test's own."""
+    return f"{prefix}-{next(_ids)}"
+
+
+def test_default_rendering_is_accepted_by_the_apiserver(kube_apiserver: KubeApiServer) -> None:
+    ns = namespace("default-render")
+    docs = helm_template(namespace=ns)
+    answers = apply(kube_apiserver, docs, namespace=ns, dry_run=True)
+    assert [a["kind"] for a in answers] == [d["kind"] for d in docs]
+    # The apiserver kept the native sidecar (a server without the feature would
+    # silently drop restartPolicy from the init container).
+    deployment = find(answers, "Deployment")
+    init = deployment["spec"]["template"]["spec"]["initContainers"][0]
+    assert init["restartPolicy"] == "Always"
+    assert deployment["spec"]["template"]["spec"]["readinessGates"] == [
+        {"conditionType": "cninfra.io/ready"}]
+    # A dry run stores nothing.
+    status, _ = kube_apiserver.request(
+        "GET", f"/apis/apps/v1/namespaces/{ns}/deployments/demo-cninfra-sidecar")
+    assert status == 404
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_every_value_set_is_accepted(kube_apiserver: KubeApiServer, case: Case) -> None:
+    ns = namespace("case")
+    docs = rendered(case)
+    for doc in docs:
+        doc["metadata"]["namespace"] = ns
+        for subject in doc.get("subjects", []):
+            subject["namespace"] = ns
+    apply(kube_apiserver, docs, namespace=ns, dry_run=True)
+
+
+def test_apiserver_rejects_what_the_chart_must_never_render(
+        kube_apiserver: KubeApiServer) -> None:
+    """The dry run has teeth: strict field validation refuses an unknown field."""
+    ns = namespace("teeth")
+    deployment = find(helm_template(namespace=ns), "Deployment")
+    deployment["spec"]["template"]["spec"]["initContainers"][0]["restartPolicyy"] = "Always"
+    with pytest.raises(ApplyError, match=r"restartPolicyy: field not declared in schema"):
+        apply(kube_apiserver, [deployment], namespace=ns, dry_run=True)
+
+
+def test_manifests_overlay_is_accepted(kube_apiserver: KubeApiServer, tmp_path: Path) -> None:
+    """manifests/ used as users do: an overlay that sets the namespace."""
+    ns = namespace("kustomize")
+    shutil.copytree(MANIFESTS_DIR, tmp_path / "base")
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "namespace": ns,
+        "resources": ["base"],
+    }))
+    docs = kustomize_build(tmp_path)
+    binding = find(docs, "RoleBinding")
+    assert binding["subjects"][0]["namespace"] == ns
+    apply(kube_apiserver, docs, namespace=ns, dry_run=True)
+
+
+def test_users_chart_with_the_named_templates_is_accepted(
+        kube_apiserver: KubeApiServer, tmp_path: Path) -> None:
+    ns = namespace("include")
+    docs = helm_template(chart=parent_chart(tmp_path), release="shop", namespace=ns)
+    apply(kube_apiserver, docs, namespace=ns, dry_run=True)
+
+
+# -- Pod Security "restricted" ------------------------------------------------------
+
+
+def restricted_namespace(api: KubeApiServer, name: str) -> None:
+    status, out = api.request("POST", "/api/v1/namespaces", {
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": name, "labels": {
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/enforce-version": "latest",
+        }},
+    })
+    assert status == 201, out
+
+
+def pod_from(deployment: Doc, name: str) -> Doc:
+    template = deployment["spec"]["template"]
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, **template["metadata"]}, "spec": template["spec"]}
+
+
+def test_default_pod_passes_pod_security_restricted(kube_apiserver: KubeApiServer) -> None:
+    ns = namespace("restricted")
+    restricted_namespace(kube_apiserver, ns)
+    deployment = find(helm_template(namespace=ns), "Deployment")
+    apply_one(kube_apiserver, pod_from(deployment, "demo"), namespace=ns, dry_run=True)
+
+    # ...and the check has teeth: a sidecar that may escalate is refused.
+    bad = pod_from(deployment, "bad")
+    bad["spec"]["initContainers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+    with pytest.raises(ApplyError, match=r'violates PodSecurity "restricted:latest"'):
+        apply_one(kube_apiserver, bad, namespace=ns, dry_run=True)
+
+
+# -- the chart's RBAC in force ----------------------------------------------------------
+
+ALLOWED = [
+    ("get", "pods", ""), ("patch", "pods", ""),
+    ("get", "pods", "status"), ("patch", "pods", "status"),
+    ("get", "configmaps", ""), ("list", "configmaps", ""), ("watch", "configmaps", ""),
+    ("create", "events", ""),
+]
+DENIED = [
+    ("delete", "pods", ""), ("create", "pods", ""), ("update", "pods", ""),
+    ("list", "pods", ""), ("get", "pods", "exec"), ("create", "pods", "exec"),
+    ("get", "secrets", ""), ("list", "secrets", ""),
+    ("update", "configmaps", ""), ("patch", "configmaps", ""), ("delete", "configmaps", ""),
+    ("patch", "events", ""), ("delete", "events", ""),
+    ("get", "serviceaccounts", "token"), ("create", "serviceaccounts", "token"),
+]
+
+
+def can(api: KubeApiServer, user: str, ns: str, verb: str, resource: str,
+        subresource: str) -> bool:
+    status, review = api.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", {
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+        "spec": {"user": user, "groups": ["system:serviceaccounts", "system:authenticated"],
+                 "resourceAttributes": {"namespace": ns, "verb": verb, "resource": resource,
+                                        "subresource": subresource}},
+    })
+    assert status == 201, review
+    return bool(review["status"].get("allowed"))
+
+
+def test_chart_rbac_grants_the_k8s_plugin_exactly_its_needs(
+        kube_apiserver: KubeApiServer) -> None:
+    ns, other = namespace("rbac"), namespace("rbac-other")
+    docs = chart_rbac(ns)
+    apply(kube_apiserver, docs, namespace=ns)
+    kube_apiserver.ensure_namespace(other)
+    sa = docs[0]["metadata"]["name"]
+    user = f"system:serviceaccount:{ns}:{sa}"
+
+    wrong = [f"{verb} {res}/{sub}" for verb, res, sub in ALLOWED
+             if not can(kube_apiserver, user, ns, verb, res, sub)]
+    wrong += [f"{verb} {res}/{sub} (should be denied)" for verb, res, sub in DENIED
+              if can(kube_apiserver, user, ns, verb, res, sub)]
+    wrong += [f"{verb} {res}/{sub} in another namespace (should be denied)"
+              for verb, res, sub in ALLOWED if can(kube_apiserver, user, other, verb, res, sub)]
+    assert not wrong, wrong
+
+    # And with the ServiceAccount's own token, as the sidecar would call.
+    token = kube_apiserver.create_token(ns, sa, create_service_account=False)
+    status, _ = kube_apiserver.request("GET", f"/api/v1/namespaces/{ns}/configmaps", token=token)
+    assert status == 200
+    status, _ = kube_apiserver.request("GET", f"/api/v1/namespaces/{ns}/secrets", token=token)
+    assert status == 403
+
+
+# -- helm install ------------------------------------------------------------------------
+
+
+def test_helm_install_prints_how_to_reach_the_sidecar(
+        kube_apiserver: KubeApiServer, tmp_path: Path) -> None:
+    ns = namespace("install")
+    kubeconfig = kube_apiserver.write_kubeconfig(tmp_path / "admin.kubeconfig")
+    res = run_helm("install", "demo", str(CHART_DIR), "--namespace", ns, "--create-namespace",
+                   "--kubeconfig", str(kubeconfig), timeout=120)
+    notes = res.stdout
+    assert f"kubectl -n {ns} port-forward deploy/demo-cninfra-sidecar 9191:9191" in notes
+    assert "curl -s localhost:9191/readiness" in notes
+    assert "curl -X PUT localhost:9191/log/<logger>/<level>" in notes
+    assert "curl -s localhost:9191/log/list" in notes
+    assert f"kubectl -n {ns} edit configmap demo-cninfra-sidecar-programs" in notes
+
+    status, deployment = kube_apiserver.request(
+        "GET", f"/apis/apps/v1/namespaces/{ns}/deployments/demo-cninfra-sidecar")
+    assert status == 200, deployment
+    status, role = kube_apiserver.request(
+        "GET", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles/demo-cninfra-sidecar")
+    assert status == 200 and role["rules"] == find(helm_template(namespace=ns), "Role")["rules"]
+
+    run_helm("uninstall", "demo", "--namespace", ns, "--kubeconfig", str(kubeconfig),
+             "--wait", "--timeout", "60s", timeout=120)
+    status, _ = kube_apiserver.request(
+        "GET", f"/apis/apps/v1/namespaces/{ns}/deployments/demo-cninfra-sidecar")
+    assert status == 404
