@@ -17,9 +17,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from tests.packaging.render import chart_rbac
 from tests.servers.kube import KubeApiServer
 
-__all__ = ["ApplyError", "apply", "apply_one", "resource_path"]
+__all__ = ["ApplyError", "apply", "apply_one", "install_chart_rbac", "resource_path"]
 
 FIELD_MANAGER = "cninfra-tests"
 
@@ -118,3 +119,13 @@ def apply(
     api.ensure_namespace(namespace)
     return [apply_one(api, doc, namespace=namespace, dry_run=dry_run, token=token)
             for doc in docs]
+
+
+def install_chart_rbac(api: KubeApiServer, namespace: str, release: str = "cninfra-test") -> str:
+    """Create the chart's ServiceAccount, Role and RoleBinding (default values)
+    in ``namespace``, for real; returns the ServiceAccount's name. A process
+    run with ``api.create_token(namespace, name, create_service_account=False)``
+    then has exactly the sidecar's permissions."""
+    docs = chart_rbac(namespace, release)
+    apply(api, docs, namespace=namespace)
+    return str(docs[0]["metadata"]["name"])

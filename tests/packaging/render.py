@@ -12,7 +12,8 @@ sidecar under test runs with exactly the chart's Role::
     role = chart_role("t1")
     sa = docs[0]["metadata"]["name"]
 
-(``tests.packaging.kubeapply.apply`` creates them on a ``KubeApiServer``.)
+``tests.packaging.kubeapply.install_chart_rbac(api, "t1")`` creates them on a
+``KubeApiServer`` and returns the ServiceAccount's name.
 """
 
 from __future__ import annotations

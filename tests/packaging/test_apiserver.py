@@ -13,11 +13,10 @@ import pytest
 import yaml
 
 from tests.packaging.cases import CASE_IDS, CASES, Case, rendered
-from tests.packaging.kubeapply import ApplyError, apply, apply_one
+from tests.packaging.kubeapply import ApplyError, apply, apply_one, install_chart_rbac
 from tests.packaging.render import (
     CHART_DIR,
     MANIFESTS_DIR,
-    chart_rbac,
     find,
     helm_template,
     kustomize_build,
@@ -163,10 +162,8 @@ def can(api: KubeApiServer, user: str, ns: str, verb: str, resource: str,
 def test_chart_rbac_grants_the_k8s_plugin_exactly_its_needs(
         kube_apiserver: KubeApiServer) -> None:
     ns, other = namespace("rbac"), namespace("rbac-other")
-    docs = chart_rbac(ns)
-    apply(kube_apiserver, docs, namespace=ns)
+    sa = install_chart_rbac(kube_apiserver, ns)
     kube_apiserver.ensure_namespace(other)
-    sa = docs[0]["metadata"]["name"]
     user = f"system:serviceaccount:{ns}:{sa}"
 
     wrong = [f"{verb} {res}/{sub}" for verb, res, sub in ALLOWED

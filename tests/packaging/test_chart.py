@@ -377,6 +377,9 @@ def test_bad_values_on_the_command_line_fail_too() -> None:
     ({"k8s": {"enabled": False}},
      "readinessGate.enabled needs k8s.enabled: the k8s plugin is what sets the "
      "cninfra.io/ready condition"),
+    # Mode (b) renders no container, and is checked all the same.
+    ({"workload": {"enabled": False}, "k8s": {"enabled": False}},
+     "readinessGate.enabled needs k8s.enabled"),
     ({"config": {"supervisor": {"programs": []}}},
      "config.supervisor: supervisor.conf is written from the supervisor.* values"),
     ({"config": {"http": {"admin-token-file": "/x"}}, "adminToken": {"existingSecret": "s"}},

@@ -11,7 +11,7 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 
 from tests.packaging.cases import CASE_IDS, CASES, KUBE_VERSIONS, Case, rendered
-from tests.packaging.render import kustomize_build
+from tests.packaging.render import helm_template, kustomize_build
 
 
 def test_the_validator_ships_every_version_we_claim() -> None:
@@ -39,6 +39,16 @@ def _check(docs: list[dict[str, Any]], version: str) -> None:
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_chart_renderings_are_valid(case: Case, version: str) -> None:
     _check(rendered(case), version)
+
+
+@pytest.mark.parametrize("version", ["1.25", "1.26", "1.27", "1.28"])
+def test_older_clusters_get_a_valid_classic_sidecar(version: str) -> None:
+    """The chart claims Kubernetes >= 1.25: below 1.29, `auto` renders a classic
+    second container, valid for that version's API."""
+    docs = helm_template(kube_version=f"{version}.0")
+    spec = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert "initContainers" not in spec
+    _check(docs, version)
 
 
 @functools.cache
