@@ -295,36 +295,49 @@ def test_include_only_renders_no_workload() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_rendered_config_files_are_accepted_by_the_sidecar(case: Case, tmp_path: Path) -> None:
-    """The sidecar's own loader (as at start-up) takes every file the chart writes,
-    with the environment the pod spec gives it."""
+    """The sidecar's own loader (as at start-up) takes every file the chart
+    writes, mounted where the pod spec mounts it (under tmp_path) and with the
+    environment the pod spec gives the sidecar."""
     docs = rendered(case)
-    config_dir = tmp_path / "etc-sidecar"
-    config_dir.mkdir()
-    for doc in docs:
-        if doc["kind"] == "ConfigMap":
-            for name, text in (doc["data"] or {}).items():
-                (config_dir / name).write_text(text)
-    # Mounted files the config points at exist in the pod; here they are made up.
-    http_conf = config_dir / "http.conf"
+    workloads = [d for d in docs if d["kind"] == "Deployment"]
+    # Mode (b) has no pod of its own: the default pod shows where things go.
+    pod_docs = docs if workloads else helm_template()
+    spec = pod_spec(pod_docs)
+    sc, _ = container(spec, "cninfra-sidecar")
+    volumes = volumes_of(spec)
+    root = tmp_path / "pod"
+
+    def in_pod(path: str) -> Path:
+        return root / path.lstrip("/")
+
+    for mount_path, volume in mounts_of(sc).items():
+        config_map = volumes[volume].get("configMap")
+        if config_map is None:
+            continue
+        directory = in_pod(mount_path)
+        directory.mkdir(parents=True)
+        for name, text in (find(docs, "ConfigMap", config_map["name"])["data"] or {}).items():
+            (directory / name).write_text(text)
+    # Secrets the config points at exist in the pod; here one is made up.
+    http_conf = in_pod("/etc/sidecar/http.conf")
     if http_conf.exists():
         http = yaml.safe_load(http_conf.read_text())
         if "admin-token-file" in http:
-            (tmp_path / "token").write_text("s3cret\n")
-            http["admin-token-file"] = str(tmp_path / "token")
+            token = in_pod(http["admin-token-file"])
+            token.parent.mkdir(parents=True)
+            token.write_text("s3cret\n")
+            http["admin-token-file"] = str(token)
             http_conf.write_text(yaml.safe_dump(http))
-    workloads = [d for d in docs if d["kind"] == "Deployment"]
-    env = {"POD_NAME": "demo-abc", "POD_NAMESPACE": "default"}
-    if workloads:
-        sc, _ = container(workloads[0]["spec"]["template"]["spec"], "cninfra-sidecar")
-        env |= {k: v for k, v in env_of(sc).items() if isinstance(v, str)}
-        env.pop("SUPERVISOR_CONFIG", None)  # the supervisor.conf content is checked below
-    env["CONFIG_DIR"] = str(config_dir)
-    built = build(Options(env=env))
-    assert built.rest is not None
 
-    supervisor = config_dir / "supervisor.conf"
-    if supervisor.exists():
-        data = yaml.safe_load(supervisor.read_text())
+    env = {"POD_NAME": "demo-abc", "POD_NAMESPACE": "default", "POD_UID": "1234"}
+    env |= {k: v for k, v in env_of(sc).items() if isinstance(v, str)}
+    for name in ("CONFIG_DIR", "SUPERVISOR_CONFIG"):
+        if name in env:
+            env[name] = str(in_pod(env[name]))
+    build(Options(env=env))
+
+    if "SUPERVISOR_CONFIG" in env:
+        data = yaml.safe_load(Path(env["SUPERVISOR_CONFIG"]).read_text())
         assert set(data) == {"programs", "hooks"}
 
 
