@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write manifests/ (a kustomize base) from the chart's default rendering.
 
-    python3 scripts/render-manifests.py [--helm PATH]
+    .venv/bin/python scripts/render-manifests.py [--helm PATH]   # needs PyYAML and helm
 
 manifests/ holds the same objects as `helm template demo charts/cninfra-sidecar`
 without Helm's bookkeeping (the helm.sh/chart and managed-by labels, the config

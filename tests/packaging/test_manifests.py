@@ -67,8 +67,8 @@ def test_manifests_and_chart_describe_the_same_workload() -> None:
                 yaml.safe_dump(want).splitlines(), yaml.safe_dump(got).splitlines(),
                 "chart", "manifests", lineterm="")
             raise AssertionError(
-                f"{key} differs (run scripts/render-manifests.py after changing the chart):\n"
-                + "\n".join(diff))
+                f"{key} differs (after changing the chart, run "
+                ".venv/bin/python scripts/render-manifests.py):\n" + "\n".join(diff))
 
 
 def test_the_comparison_notices_a_difference() -> None:
