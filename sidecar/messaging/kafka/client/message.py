@@ -16,10 +16,15 @@ OFFSET_NEWEST = -1
 OFFSET_OLDEST = -2
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ProducerMessage:
     """A message as written: where it landed (``partition``, ``offset``) and the
-    caller's ``metadata``, handed back untouched to async callbacks."""
+    caller's ``metadata``, handed back untouched to async callbacks.
+
+    Not frozen, only because the async producer fills ``partition``, ``offset``
+    and ``timestamp`` in when the brokers confirm (one object per message on
+    the hot path); treat it as read-only.
+    """
 
     topic: str
     key: bytes | None

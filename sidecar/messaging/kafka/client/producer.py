@@ -12,6 +12,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 from ..errors import (
@@ -26,7 +27,6 @@ from ..errors import (
 from .config import ClientConfig
 from .message import (
     ErrorCallback,
-    Headers,
     ProducerError,
     ProducerMessage,
     SuccessCallback,
@@ -166,27 +166,8 @@ class SyncProducer(_Producer):
                                metadata.timestamp, None, tuple(header_list))
 
 
-class _Pending:
-    __slots__ = ("headers", "key", "metadata", "on_error", "on_success", "partition", "topic",
-                 "value")
-
-    def __init__(self, topic: str, key: bytes | None, value: bytes | None,  # noqa: PLR0917
-                 partition: int | None, headers: Headers, metadata: Any,
-                 on_success: SuccessCallback | None, on_error: ErrorCallback | None) -> None:
-        self.topic = topic
-        self.key = key
-        self.value = value
-        self.partition = partition
-        self.headers = headers
-        self.metadata = metadata
-        self.on_success = on_success
-        self.on_error = on_error
-
-    def message(self, partition: int = -1, offset: int = -1,
-                timestamp: int = -1) -> ProducerMessage:
-        return ProducerMessage(self.topic, self.key, self.value,
-                               self.partition if partition < 0 and self.partition is not None
-                               else partition, offset, timestamp, self.metadata, self.headers)
+#: A queued async message: the record reported back, the partition asked for, the callbacks.
+_Pending = tuple[ProducerMessage, int | None, SuccessCallback | None, ErrorCallback | None]
 
 
 class AsyncProducer(_Producer):
@@ -222,23 +203,33 @@ class AsyncProducer(_Producer):
              partition: int | None = None, headers: Iterable[tuple[str, bytes]] = (),
              metadata: Any = None, on_success: SuccessCallback | None = None,
              on_error: ErrorCallback | None = None) -> None:
-        item = _Pending(topic, as_bytes(key, "key"), as_bytes(value, "value"), partition,
-                        tuple(headers), metadata, on_success, on_error)
-        if self._producer is None or self._pump_task is None:
+        # The hot path of every async publisher: type() checks instead of calls.
+        if key is not None and type(key) is not bytes:
+            key = as_bytes(key, "key")
+        if value is not None and type(value) is not bytes:
+            value = as_bytes(value, "value")
+        item: _Pending = (ProducerMessage(topic, key, value,
+                                          -1 if partition is None else partition, -1, -1,
+                                          metadata, tuple(headers) if headers else ()),
+                          partition, on_success, on_error)
+        if self._pump_task is None or self._closed:
             error: PublishError = PublishError(
                 f"{topic}: {self.name} is closed" if self._closed
                 else f"{topic}: not connected to {self.config.bootstrap} yet", topic=topic)
-            asyncio.get_running_loop().call_soon(self._report, item, None, error, False)
+            asyncio.get_running_loop().call_soon(self._report, item, error, False)
             return
         if self._in_flight >= self.config.max_pending:
             error = QueueFullError(f"{topic}: {self._in_flight} messages await confirmation "
                                    f"(max-pending {self.config.max_pending})", topic=topic)
-            asyncio.get_running_loop().call_soon(self._report, item, None, error, False)
+            asyncio.get_running_loop().call_soon(self._report, item, error, False)
             return
-        self._queue.append(item)
+        queue = self._queue
+        queue.append(item)
         self._in_flight += 1
-        self._idle.clear()
-        self._wakeup.set()
+        if self._in_flight == 1:
+            self._idle.clear()
+        if len(queue) == 1:  # the pump may be waiting for work
+            self._wakeup.set()
 
     async def flush(self, max_wait: float | None = None) -> bool:
         """Wait until every message sent so far is confirmed or failed; False if
@@ -261,7 +252,7 @@ class AsyncProducer(_Producer):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         while self._queue:
-            self._report(self._queue.popleft(), None,
+            self._report(self._queue.popleft(),
                          PublishError(f"{self.name} closed before sending the message"))
         await super().stop(max(0.1, deadline - time.monotonic()))
 
@@ -275,48 +266,54 @@ class AsyncProducer(_Producer):
                 await wakeup.wait()
                 continue
             item = queue.popleft()
+            message, partition = item[0], item[1]
             try:
-                if item.partition is not None:
-                    await self._check_partition(item.topic, item.partition)
-                future = await producer.send(item.topic, item.value, key=item.key,
-                                             partition=item.partition,
-                                             headers=list(item.headers) or None)
+                if partition is not None:
+                    await self._check_partition(message.topic, partition)
+                future = await producer.send(message.topic, message.value, key=message.key,
+                                             partition=partition,
+                                             headers=list(message.headers)
+                                             if message.headers else None)
             except asyncio.CancelledError:
                 queue.appendleft(item)
                 raise
             except Exception as exc:  # noqa: BLE001 - reported to the message's callback
-                self._report(item, None, exc if isinstance(exc, PublishError)
-                             else _publish_error(item.topic, exc))
+                self._report(item, exc if isinstance(exc, PublishError)
+                             else _publish_error(message.topic, exc))
                 continue
-            future.add_done_callback(lambda f, item=item: self._delivered(item, f))
+            future.add_done_callback(partial(self._delivered, item))
 
     def _delivered(self, item: _Pending, future: asyncio.Future[Any]) -> None:
+        message = item[0]
         if future.cancelled():
-            self._report(item, None, PublishError(f"{item.topic}: the send was cancelled",
-                                                  topic=item.topic))
+            self._report(item, PublishError(f"{message.topic}: the send was cancelled",
+                                            topic=message.topic))
             return
         exc = future.exception()
         if exc is not None:
-            self._report(item, None, _publish_error(item.topic, exc))
-        else:
-            self._report(item, future.result(), None)
+            self._report(item, _publish_error(message.topic, exc))
+            return
+        metadata = future.result()
+        if metadata is not None:  # None with required-acks "none": nothing comes back
+            message.partition = metadata.partition
+            message.offset = metadata.offset
+            message.timestamp = metadata.timestamp
+        self._report(item, None)
 
-    def _report(self, item: _Pending, metadata: Any, error: PublishError | None,
-                counted: bool = True) -> None:
+    def _report(self, item: _Pending, error: PublishError | None, counted: bool = True) -> None:
         if counted:  # refused messages never entered the queue
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()
+        message, _, on_success, on_error = item
         try:
             if error is None:
-                if item.on_success is not None:
-                    item.on_success(item.message() if metadata is None  # required-acks "none"
-                                    else item.message(metadata.partition, metadata.offset,
-                                                      metadata.timestamp))
-            elif item.on_error is not None:
-                item.on_error(ProducerError(item.message(), error))
+                if on_success is not None:
+                    on_success(message)
+            elif on_error is not None:
+                on_error(ProducerError(message, error))
             else:
-                log.warning("%s: a message to %s was not written: %s", self.name, item.topic,
+                log.warning("%s: a message to %s was not written: %s", self.name, message.topic,
                             error)
         except Exception:
             log.exception("%s: a publish callback failed", self.name)
