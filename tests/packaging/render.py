@@ -45,6 +45,7 @@ __all__ = [
     "helm_template",
     "kustomize_bin",
     "kustomize_build",
+    "parent_chart",
     "run_helm",
 ]
 
@@ -180,3 +181,13 @@ def chart_rbac(namespace: str, release: str = "cninfra-test") -> list[Doc]:
 def chart_role(namespace: str, release: str = "cninfra-test") -> Doc:
     """The chart's Role (default values)."""
     return chart_rbac(namespace, release)[1]
+
+
+def parent_chart(directory: Path) -> Path:
+    """A copy of examples/chart-include (a user's chart that includes the
+    sidecar's named templates) in ``directory``, with this chart in its charts/,
+    where `helm dependency update` would put it."""
+    parent = directory / "my-app"
+    shutil.copytree(REPO / "examples" / "chart-include", parent)
+    shutil.copytree(CHART_DIR, parent / "charts" / "cninfra-sidecar")
+    return parent

@@ -20,9 +20,9 @@ from tests.packaging.render import (
     find,
     helm_template,
     kustomize_build,
+    parent_chart,
     run_helm,
 )
-from tests.packaging.test_chart import parent_chart
 from tests.servers.kube import KubeApiServer
 
 Doc = dict[str, Any]

@@ -4,7 +4,6 @@ values refused with the schema's message."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +16,11 @@ from sidecar.servicelabel.config import DEFAULT_LABELS_FILE
 from tests.packaging.cases import CASE_IDS, CASES, Case, rendered
 from tests.packaging.render import (
     CHART_DIR,
-    REPO,
     HelmError,
     chart_role,
     find,
     helm_template,
+    parent_chart,
     run_helm,
 )
 
@@ -407,15 +406,6 @@ def test_inconsistent_values_fail_with_a_message(values: dict[str, Any], message
 
 
 # -- mode (b): the named templates in a user's chart --------------------------------
-
-
-def parent_chart(tmp_path: Path) -> Path:
-    """examples/chart-include with this chart as its dependency (what
-    `helm dependency update` would put in charts/)."""
-    parent = tmp_path / "my-app"
-    shutil.copytree(REPO / "examples" / "chart-include", parent)
-    shutil.copytree(CHART_DIR, parent / "charts" / "cninfra-sidecar")
-    return parent
 
 
 def test_named_templates_add_the_sidecar_to_a_users_pod(tmp_path: Path) -> None:
