@@ -4,6 +4,7 @@ and a partition consumer, with TLS, SASL, required acks and partitioners.
 aiokafka is imported when a producer or consumer starts, not on import.
 """
 
+from .async_producer import AsyncProducer
 from .config import (
     ClientConfig,
     InitialOffset,
@@ -25,7 +26,7 @@ from .message import (
     ProducerMessage,
     SuccessCallback,
 )
-from .producer import AsyncProducer, SyncProducer
+from .producer import SyncProducer
 
 __all__ = [
     "OFFSET_NEWEST",

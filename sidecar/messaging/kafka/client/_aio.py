@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from ..errors import PublishError
 from .config import ACKS_VALUES, ClientConfig
@@ -27,8 +28,11 @@ __all__ = [
     "TopicPartition",
     "common_kwargs",
     "consumer_message",
+    "partitioner",
+    "partitions",
     "partitions_of",
     "producer_kwargs",
+    "record_size",
 ]
 
 
@@ -67,6 +71,24 @@ _PARTITIONERS: dict[str, Callable[..., int]] = {
     "random": _random_partitioner,
     "manual": _manual_partitioner,
 }
+
+
+def partitioner(name: str) -> Callable[..., int]:
+    """``partitioner(key, all_partitions, available_partitions) -> partition``."""
+    return _PARTITIONERS[name]
+
+
+async def partitions(producer: AIOKafkaProducer, topic: str) -> tuple[list[int], list[int]]:
+    """All partitions of ``topic`` and those with a leader now (waits for metadata)."""
+    every = sorted(await producer.partitions_for(topic))
+    available = producer.client.cluster.available_partitions_for_topic(topic)
+    return every, sorted(available) if available else every
+
+
+def record_size(key: bytes | None, value: bytes | None,
+                headers: list[tuple[str, bytes]]) -> int:
+    """A message's size as a producer counts it against ``max_request_size``."""
+    return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers))
 
 
 def producer_kwargs(config: ClientConfig, *, linger: float) -> dict[str, Any]:

@@ -9,10 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections import deque
 from collections.abc import Iterable
-from functools import partial
 from typing import Any
 
 from ..errors import (
@@ -21,15 +18,11 @@ from ..errors import (
     KafkaUnavailableError,
     PublishError,
     PublishTimeoutError,
-    QueueFullError,
     describe,
 )
 from .config import ClientConfig
 from .message import (
-    ErrorCallback,
-    ProducerError,
     ProducerMessage,
-    SuccessCallback,
     as_bytes,
 )
 
@@ -164,159 +157,6 @@ class SyncProducer(_Producer):
                                    tuple(header_list))
         return ProducerMessage(topic, key_bytes, value_bytes, metadata.partition, metadata.offset,
                                metadata.timestamp, None, tuple(header_list))
-
-
-#: A queued async message: the record reported back, the partition asked for, the callbacks.
-_Pending = tuple[ProducerMessage, int | None, SuccessCallback | None, ErrorCallback | None]
-
-
-class AsyncProducer(_Producer):
-    """``send`` queues the message and returns at once; batches go out every ``linger``.
-
-    Each message's fate is reported to its ``on_success(ProducerMessage)`` or
-    ``on_error(ProducerError)`` callback, which get back the caller's
-    ``metadata``. Callbacks run in the event loop: keep them short. At most
-    ``max_pending`` messages wait for confirmation; beyond that ``send``
-    reports QueueFullError to ``on_error`` (call ``flush()`` to wait for room).
-    """
-
-    def __init__(self, config: ClientConfig, *, name: str = "kafka-async") -> None:
-        super().__init__(config, linger=config.linger, name=name)
-        self._queue: deque[_Pending] = deque()
-        self._wakeup = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._in_flight = 0
-        self._pump_task: asyncio.Task[None] | None = None
-
-    @property
-    def pending(self) -> int:
-        """Messages queued or sent but not yet confirmed."""
-        return self._in_flight
-
-    async def start(self) -> None:
-        await super().start()
-        if self._pump_task is None:
-            self._pump_task = asyncio.create_task(self._pump(), name=f"{self.name}-pump")
-
-    def send(self, topic: str, value: bytes | str | None, *, key: bytes | str | None = None,
-             partition: int | None = None, headers: Iterable[tuple[str, bytes]] = (),
-             metadata: Any = None, on_success: SuccessCallback | None = None,
-             on_error: ErrorCallback | None = None) -> None:
-        # The hot path of every async publisher: type() checks instead of calls.
-        if key is not None and type(key) is not bytes:
-            key = as_bytes(key, "key")
-        if value is not None and type(value) is not bytes:
-            value = as_bytes(value, "value")
-        item: _Pending = (ProducerMessage(topic, key, value,
-                                          -1 if partition is None else partition, -1, -1,
-                                          metadata, tuple(headers) if headers else ()),
-                          partition, on_success, on_error)
-        if self._pump_task is None or self._closed:
-            error: PublishError = PublishError(
-                f"{topic}: {self.name} is closed" if self._closed
-                else f"{topic}: not connected to {self.config.bootstrap} yet", topic=topic)
-            asyncio.get_running_loop().call_soon(self._report, item, error, False)
-            return
-        if self._in_flight >= self.config.max_pending:
-            error = QueueFullError(f"{topic}: {self._in_flight} messages await confirmation "
-                                   f"(max-pending {self.config.max_pending})", topic=topic)
-            asyncio.get_running_loop().call_soon(self._report, item, error, False)
-            return
-        queue = self._queue
-        queue.append(item)
-        self._in_flight += 1
-        if self._in_flight == 1:
-            self._idle.clear()
-        if len(queue) == 1:  # the pump may be waiting for work
-            self._wakeup.set()
-
-    async def flush(self, max_wait: float | None = None) -> bool:
-        """Wait until every message sent so far is confirmed or failed; False if
-        that took longer than ``max_wait`` s."""
-        try:
-            async with asyncio.timeout(max_wait):
-                await self._idle.wait()
-        except TimeoutError:
-            return False
-        return True
-
-    async def stop(self, grace: float = 5.0) -> None:
-        self._closed = True
-        deadline = time.monotonic() + grace
-        if self._pump_task is not None and self._producer is not None:
-            await self.flush(grace)
-        task, self._pump_task = self._pump_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        while self._queue:
-            self._report(self._queue.popleft(),
-                         PublishError(f"{self.name} closed before sending the message"))
-        await super().stop(max(0.1, deadline - time.monotonic()))
-
-    async def _pump(self) -> None:
-        producer = self._producer
-        queue = self._queue
-        wakeup = self._wakeup
-        while True:
-            if not queue:
-                wakeup.clear()
-                await wakeup.wait()
-                continue
-            item = queue.popleft()
-            message, partition = item[0], item[1]
-            try:
-                if partition is not None:
-                    await self._check_partition(message.topic, partition)
-                future = await producer.send(message.topic, message.value, key=message.key,
-                                             partition=partition,
-                                             headers=list(message.headers)
-                                             if message.headers else None)
-            except asyncio.CancelledError:
-                queue.appendleft(item)
-                raise
-            except Exception as exc:  # noqa: BLE001 - reported to the message's callback
-                self._report(item, exc if isinstance(exc, PublishError)
-                             else _publish_error(message.topic, exc))
-                continue
-            future.add_done_callback(partial(self._delivered, item))
-
-    def _delivered(self, item: _Pending, future: asyncio.Future[Any]) -> None:
-        message = item[0]
-        if future.cancelled():
-            self._report(item, PublishError(f"{message.topic}: the send was cancelled",
-                                            topic=message.topic))
-            return
-        exc = future.exception()
-        if exc is not None:
-            self._report(item, _publish_error(message.topic, exc))
-            return
-        metadata = future.result()
-        if metadata is not None:  # None with required-acks "none": nothing comes back
-            message.partition = metadata.partition
-            message.offset = metadata.offset
-            message.timestamp = metadata.timestamp
-        self._report(item, None)
-
-    def _report(self, item: _Pending, error: PublishError | None, counted: bool = True) -> None:
-        if counted:  # refused messages never entered the queue
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.set()
-        message, _, on_success, on_error = item
-        try:
-            if error is None:
-                if on_success is not None:
-                    on_success(message)
-            elif on_error is not None:
-                on_error(ProducerError(message, error))
-            else:
-                log.warning("%s: a message to %s was not written: %s", self.name, message.topic,
-                            error)
-        except Exception:
-            log.exception("%s: a publish callback failed", self.name)
 
 
 def _publish_error(topic: str, exc: BaseException) -> PublishError:
