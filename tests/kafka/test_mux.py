@@ -102,14 +102,15 @@ async def test_two_connections_share_one_producer_and_both_get_their_messages(
     raw_async, proto_async = raw.new_async_publisher(topic), proto.new_async_publisher(topic)
     # One sync and one async producer for every connection, the same before and after start.
     assert mux.sync_producer is sync_before and mux.async_producer is async_before
-    assert raw_sync._producers is proto_sync._producers is mux
-    assert raw_async._producers is proto_async._producers is mux
+    assert raw_sync.producer is proto_sync.producer is mux.sync_producer
+    assert raw_async.producer is proto_async.producer is mux.async_producer
 
     written = await proto_sync.put("name", wrappers_pb2.StringValue(value="first"))
     await raw_sync.put("name", wrappers_pb2.StringValue(value="second").SerializeToString())
     proto_async.put("name", wrappers_pb2.StringValue(value="third"))
     assert await proto_async.flush(20)
 
+    assert mux.sync_producer is sync_before and mux.async_producer is async_before
     values = []
     for _ in range(3):
         message = await asyncio.wait_for(proto_received.get(), 20)

@@ -59,6 +59,17 @@ class AsyncProducer(_Producer):
         await super().start()
         if self._pump_task is None:
             self._pump_task = asyncio.create_task(self._pump(), name=f"{self.name}-pump")
+            self._pump_task.add_done_callback(self._pump_ended)
+
+    def _pump_ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        # A bug, not an outage (those are reported per message): say so, fail what waits.
+        log.error("%s: the send loop died: %r", self.name, task.exception())
+        self._closed = True
+        while self._queue:
+            self._report(self._queue.popleft(),
+                         PublishError(f"{self.name}: the send loop died: {task.exception()!r}"))
 
     def send(self, topic: str, value: bytes | str | None, *, key: bytes | str | None = None,
              partition: int | None = None, headers: Iterable[tuple[str, bytes]] = (),

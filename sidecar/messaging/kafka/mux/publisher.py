@@ -44,7 +44,14 @@ class _Publisher:
         return f"<{type(self).__name__} {self.connection} -> {where}>"
 
 
-class BytesSyncPublisher(_Publisher):
+class _SyncPublisher(_Publisher):
+    @property
+    def producer(self) -> SyncProducer:
+        """The multiplexer's one sync producer, shared by every connection."""
+        return self._producers.sync_producer
+
+
+class BytesSyncPublisher(_SyncPublisher):
     async def put(self, key: str | bytes | None, data: bytes | str | None, *,
                   headers: Iterable[tuple[str, bytes]] = ()) -> ProducerMessage:
         """Write and wait for the brokers: partition and offset, or PublishError."""
@@ -59,6 +66,11 @@ class _AsyncPublisher(_Publisher):
         super().__init__(producers, connection, topic, partition)
         self.on_success = on_success
         self.on_error = on_error
+
+    @property
+    def producer(self) -> AsyncProducer:
+        """The multiplexer's one async producer, shared by every connection."""
+        return self._producers.async_producer
 
     def _send(self, key: str | bytes | None, data: bytes | None, metadata: Any,
               headers: Iterable[tuple[str, bytes]]) -> None:
@@ -81,7 +93,7 @@ class BytesAsyncPublisher(_AsyncPublisher):
             metadata=metadata, on_success=self.on_success, on_error=self.on_error)
 
 
-class ProtoSyncPublisher(_Publisher):
+class ProtoSyncPublisher(_SyncPublisher):
     async def put(self, key: str | bytes | None, message: Message | None, *,
                   headers: Iterable[tuple[str, bytes]] = ()) -> ProducerMessage:
         """Serialise ``message`` (None: a tombstone), write it and wait for the brokers."""
