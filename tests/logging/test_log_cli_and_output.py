@@ -109,7 +109,7 @@ def test_levels_at_start_from_logs_conf_initial_loglvl_and_flag(
 ) -> None:
     (config_dir / "logs.conf").write_text(
         "default-level: error\nloggers:\n  - {name: sidecar.statuscheck, level: debug}\n")
-    plain = SidecarProcess(config_dir)
+    plain = SidecarProcess(config_dir, env={"INITIAL_LOGLVL": ""})  # empty counts as unset
     sidecars.append(plain)
     plain.start()
     shown = levels(plain)
