@@ -81,7 +81,12 @@ def free_port() -> int:
 def _random_cluster_id() -> str:
     # Kafka's Uuid.toString(): 16 random bytes, URL-safe base64 without padding.
     # Made here rather than with `StorageTool random-uuid` to save a JVM start.
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    # Like Kafka's Uuid.randomUuid(), never one starting with "-": the StorageTool's
+    # argument parser would take it for an option ("--cluster-id: expected one argument").
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not text.startswith("-"):
+            return text
 
 
 def _api_versions_ok(port: int, timeout: float = 2.0) -> bool:
