@@ -99,7 +99,8 @@ class LevelManager:
         """Every logger of the process, including parents that only exist as a prefix."""
         return sorted({ROOT, *logging.root.manager.loggerDict})
 
-    def list(self) -> list[LoggerLevel]:
+    def list_all(self) -> list[LoggerLevel]:
+        """Every logger and its level, sorted by name (``GET /log/list``)."""
         return [self.get(name) for name in self.names()]
 
     def get(self, name: str) -> LoggerLevel:

@@ -46,7 +46,7 @@ class LogManager:
 
     # -- handlers ------------------------------------------------------------
     async def list_loggers(self, request: web.Request) -> web.Response:
-        return web.json_response([row.to_dict() for row in self.levels.list()])
+        return web.json_response([row.to_dict() for row in self.levels.list_all()])
 
     async def set_level(self, request: web.Request) -> web.Response:
         name = request.match_info["logger"]
