@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import pytest
@@ -16,9 +17,11 @@ from sidecar.messaging.kafka import (
     ProducerMessage,
     ProtoMessage,
     PublishError,
+    QueueFullError,
     SubscriptionError,
 )
-from tests.kafka.conftest import MAX_MESSAGE_BYTES, unique, until
+from tests.kafka.conftest import MAX_MESSAGE_BYTES, client_config, unique, until
+from tests.servers.kafka import KafkaBroker
 
 MuxFactory = Callable[..., Multiplexer]
 
@@ -267,3 +270,42 @@ async def test_publishers_before_start_and_after_close_fail_clearly(
     other.new_bytes_connection("a")
     with pytest.raises(ValueError, match="exists"):
         other.new_proto_connection("a")
+
+
+async def test_an_async_publisher_refuses_beyond_max_pending(mux_factory: MuxFactory) -> None:
+    topic = unique("burst")
+    mux = mux_factory(max_pending=5)
+    await mux.start()
+    successes: list[ProducerMessage] = []
+    errors: list[ProducerError] = []
+    publisher = mux.new_bytes_connection("burst").new_async_publisher(
+        topic, on_success=successes.append, on_error=errors.append)
+    for i in range(8):
+        publisher.put(None, f"m{i}", metadata=i)  # all in one go: nothing confirmed yet
+    assert await publisher.flush(20)
+    await until(lambda: len(successes) + len(errors) == 8, 5, "every message reported")
+    assert [m.metadata for m in successes] == [0, 1, 2, 3, 4]
+    assert [e.metadata for e in errors] == [5, 6, 7]
+    assert all(isinstance(e.error, QueueFullError) for e in errors)
+    # Confirmed offsets are consecutive, in the order of put().
+    assert [m.offset for m in successes] == list(range(successes[0].offset,
+                                                        successes[0].offset + 5))
+
+
+async def test_close_with_the_broker_gone_fails_pending_messages_in_bounded_time(
+        own_kafka: KafkaBroker) -> None:
+    mux = Multiplexer(client_config(own_kafka, request_timeout=30.0), unique("group"))
+    await mux.start()
+    errors: list[ProducerError] = []
+    publisher = mux.new_bytes_connection("late").new_async_publisher(unique("late"),
+                                                                     on_error=errors.append)
+    publisher.put(None, "warm-up")  # the topic's metadata is known from here on
+    assert await publisher.flush(20)
+    own_kafka.kill()
+    for i in range(3):
+        publisher.put(None, f"lost-{i}", metadata=i)
+    begin = time.monotonic()
+    await mux.close()  # far sooner than request-timeout (30s)
+    assert time.monotonic() - begin < 12
+    assert sorted(e.metadata for e in errors) == [0, 1, 2]
+    assert all(isinstance(e.error, PublishError) for e in errors)

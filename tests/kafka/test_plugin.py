@@ -174,7 +174,11 @@ async def test_no_sync_published_message_is_lost_when_the_broker_is_killed(
     await asyncio.wait_for(kafka.wait_connected(), 20)
     await until(lambda: kafka_state(started) is PluginState.OK, 10, "kafka OK")
     topic = unique("ledger")
-    publisher = kafka.new_bytes_connection("ledger").new_sync_publisher_to_partition(topic, 0)
+    conn = kafka.new_bytes_connection("ledger")
+    publisher = conn.new_sync_publisher_to_partition(topic, 0)
+    await publisher.put(None, "first")  # the topic exists before the watcher joins
+    watched: set[bytes] = set()
+    await conn.consume_topic(lambda m: watched.add(m.value or b""), topic)
     acked: list[str] = []
     failures: list[str] = []
 
@@ -216,6 +220,8 @@ async def test_no_sync_published_message_is_lost_when_the_broker_is_killed(
         await until(lambda: wanted <= set(stored), 30, "every acknowledged message read back")
     finally:
         await reader.stop()
+    # The topic watcher lived through the outage too: it saw every acknowledged message.
+    await until(lambda: wanted <= watched, 30, "the watcher caught up after the restart")
 
 
 # -- status events ---------------------------------------------------------------------
