@@ -52,6 +52,7 @@ from .options import (
     StopSignal,
     WorkingDir,
     Writer,
+    parse_signal,
 )
 from .plugin import HEALTH_PREFIX, ProcessManagerPlugin, process_health
 from .process import Process
@@ -103,6 +104,7 @@ __all__ = [
     "Writer",
     "ZombieReaper",
     "is_child_subreaper",
+    "parse_signal",
     "parse_status",
     "process_health",
     "read_status",

@@ -142,6 +142,21 @@ def parse_cpu_list(text: str) -> frozenset[int]:
     return frozenset(cpus)
 
 
+def parse_signal(value: str | int) -> signal.Signals:
+    """``"SIGINT"``, ``"int"``, ``"2"`` or ``2`` -> ``signal.SIGINT``; ValueError naming the value."""
+    if isinstance(value, int) or value.strip().isdigit():
+        try:
+            return signal.Signals(int(value))
+        except ValueError:
+            raise ValueError(f"{value!r} is not a signal") from None
+    name = value.strip().upper()
+    name = name if name.startswith("SIG") else f"SIG{name}"
+    try:
+        return signal.Signals[name]
+    except KeyError:
+        raise ValueError(f"{value!r} is not a signal") from None
+
+
 @dataclass(frozen=True)
 class ProcessOptions:
     """Everything about how a process runs; every field is optional."""
@@ -171,6 +186,9 @@ class ProcessOptions:
     parent_death_signal: signal.Signals = signal.SIGKILL
     cpu_affinity: frozenset[int] | None = None
     cpu_affinity_delay: float = 0.0
+    #: Log an exit nobody asked for at debug level, not info: for short-lived helper
+    #: commands (such as supervisor hooks) whose exits are expected and counted elsewhere.
+    quiet_exit: bool = False
 
     def __post_init__(self) -> None:
         args: object = self.args

@@ -517,7 +517,8 @@ class Process:
         if state is ProcessState.TERMINATED:
             self._owner.unwatch(self)
         if not expected:
-            log.info("process %s (pid %d) exited: %s", self._name, pid, describe_exit(returncode))
+            log.log(logging.DEBUG if self._options.quiet_exit else logging.INFO,
+                    "process %s (pid %d) exited: %s", self._name, pid, describe_exit(returncode))
             self._schedule_restart(ran)
 
     def _attached_exit(self, pid: int) -> tuple[int | None, ProcessState]:

@@ -30,7 +30,7 @@ import yaml
 from sidecar.config import format_duration, parse_duration
 
 from .errors import TemplateError
-from .options import Backoff, ProcessOptions, parse_cpu_list
+from .options import Backoff, ProcessOptions, parse_cpu_list, parse_signal
 
 JSON_SUFFIX = ".json"
 TEMPLATE_SUFFIXES = (".json", ".yaml", ".yml")
@@ -117,24 +117,13 @@ def _value(kind: str, value: Any, where: str, source: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise bad("a signal name or number")
         try:
-            _signal(value)
+            parse_signal(value)
         except ValueError as exc:
             raise TemplateError(source, f"{where}: {exc}") from None
         return str(value)
     if not isinstance(value, str):
         raise bad("a string")
     return value
-
-
-def _signal(value: str | int) -> signal.Signals:
-    if isinstance(value, int) or value.strip().isdigit():
-        return signal.Signals(int(value))
-    name = value.strip().upper()
-    name = name if name.startswith("SIG") else f"SIG{name}"
-    try:
-        return signal.Signals[name]
-    except KeyError:
-        raise ValueError(f"{value!r} is not a signal") from None
 
 
 def _check_name(name: str, source: str) -> None:
@@ -180,7 +169,7 @@ class Template:
             affinity = parse_cpu_list(mask if mask.lower().startswith("0x") else f"0x{mask}")
         kwargs: dict[str, Any] = {}
         if opts.stop_signal:
-            kwargs["stop_signal"] = _signal(opts.stop_signal)
+            kwargs["stop_signal"] = parse_signal(opts.stop_signal)
         if opts.stop_timeout:
             kwargs["stop_timeout"] = parse_duration(opts.stop_timeout)
         try:
