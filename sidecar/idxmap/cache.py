@@ -13,11 +13,11 @@ cache: names it does not find in etcd are removed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
+from sidecar.agent.tasks import cancel_and_wait, spawn
 from sidecar.health.statuscheck.api import PluginState, StatusWriter
 from sidecar.kvstore.etcd.prefix import (
     DEFAULT_PAGE_SIZE,
@@ -139,7 +139,7 @@ class CacheHelper(Generic[V]):
 
     async def after_init(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"idxmap-cache:{self.prefix}")
+            self._task = spawn(self._run(), f"idxmap-cache:{self.prefix}")
             self._task.add_done_callback(self._task_done)
 
     async def start(self) -> CacheHelper[V]:
@@ -152,10 +152,7 @@ class CacheHelper(Generic[V]):
     async def close(self) -> None:
         """Stop following etcd (idempotent); the mapping keeps its contents."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         self._synced.clear()
 
     async def __aenter__(self) -> CacheHelper[V]:

@@ -32,6 +32,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from sidecar.agent.tasks import cancel_and_wait
+
 from .status import ProcessState, StatFile, read_stat
 
 log = logging.getLogger("sidecar.exec.processmanager")
@@ -191,10 +193,7 @@ class ZombieReaper:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
 
 def _describe(status: int) -> str:

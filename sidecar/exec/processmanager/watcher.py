@@ -8,9 +8,10 @@ changes such as running -> sleeping -> stopped, and costs one ``pread`` of
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING
+
+from sidecar.agent.tasks import cancel_and_wait
 
 from . import reaper
 
@@ -75,8 +76,5 @@ class StatusWatcher:
     async def close(self) -> None:
         self._closed = True
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         self._processes.clear()

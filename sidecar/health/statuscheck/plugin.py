@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from sidecar.agent.tasks import cancel_and_wait, spawn
 from sidecar.buildinfo import BuildInfo
 from sidecar.buildinfo import current as current_build
 
@@ -241,14 +242,11 @@ class StatusCheck:
 
     async def after_init(self) -> None:
         if self._probe_task is None:
-            self._probe_task = asyncio.create_task(self._probe_loop(), name="statuscheck-probes")
+            self._probe_task = spawn(self._probe_loop(), "statuscheck-probes")
 
     async def close(self) -> None:
         task, self._probe_task = self._probe_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         for running in self._running_probes.values():
             running.cancel()
         self._running_probes.clear()

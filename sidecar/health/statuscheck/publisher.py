@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from sidecar.agent.tasks import cancel_and_wait, spawn
 from sidecar.kvstore.api import KVUnavailableError, LeasedWriter
 
 from .api import AgentStatus
@@ -80,7 +81,7 @@ class StatusPublisher:
         self._writer.add_session_listener(self._on_session)
 
     async def after_init(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="status-publisher")
+        self._task = spawn(self._run(), "status-publisher")
 
     async def _run(self) -> None:
         retry = _RETRY_MIN
@@ -127,7 +128,4 @@ class StatusPublisher:
     async def close(self) -> None:
         self._statuscheck.remove_listener(self._on_change)
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)

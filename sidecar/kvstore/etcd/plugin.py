@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
+from sidecar.agent.tasks import cancel_and_wait, spawn
 from sidecar.health.statuscheck.api import PluginState, StatusWriter
 from sidecar.kvstore.api import KVUnavailableError
 
@@ -95,14 +96,13 @@ class EtcdPlugin:
             self._statuscheck.register(self.name)
 
     async def after_init(self) -> None:
-        self._task = asyncio.create_task(self._session_loop(), name="etcd-session")
+        self._task = spawn(
+            self._session_loop(), "etcd-session",
+            on_crash=lambda exc: self._report(PluginState.ERROR, f"session loop died: {exc}"))
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         client, self._client = self._client, None
         if client is not None:
             lease, self._lease_id = self._lease_id, None
