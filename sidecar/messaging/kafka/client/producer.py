@@ -140,17 +140,10 @@ class SyncProducer(_Producer):
         try:
             future = await producer.send(topic, value_bytes, key=key_bytes, partition=partition,
                                          headers=header_list or None, timestamp_ms=timestamp)
+            # aiokafka fails the future once request-timeout passes without a confirmation.
+            metadata = await future
         except Exception as exc:
             raise _publish_error(topic, exc) from exc
-        # Waiting on the future without cancelling it: aiokafka owns it. aiokafka
-        # fails it after request-timeout; the margin only guards against a hang.
-        await asyncio.wait({future}, timeout=self.config.request_timeout + 5)
-        if not future.done():
-            raise _publish_error(topic, TimeoutError())
-        error = future.exception()
-        if error is not None:
-            raise _publish_error(topic, error) from error
-        metadata = future.result()
         if metadata is None:  # required-acks "none": the broker says nothing back
             return ProducerMessage(topic, key_bytes, value_bytes,
                                    -1 if partition is None else partition, -1, -1, None,
