@@ -27,6 +27,7 @@ from sidecar.servicelabel import InvalidLabelError, ServiceLabelConfig, ServiceL
 
 if TYPE_CHECKING:
     from sidecar.exec.processmanager import ProcessManagerPlugin
+    from sidecar.k8s import K8sPlugin
     from sidecar.messaging.kafka import KafkaPlugin
 
 #: Config files the sidecar itself reads (``--<name>-config`` flags exist for each).
@@ -69,6 +70,8 @@ class Sidecar:
     tracer: Tracer = field(default_factory=lambda: Tracer("startup"))
     #: With process-manager.conf: its ``.manager`` is the sidecar's ProcessManager.
     process_manager: ProcessManagerPlugin | None = None
+    #: In a cluster or with k8s.conf: the Pod status writer, ConfigMap watch and Events.
+    k8s: K8sPlugin | None = None
 
     def agent(self, *extra: Plugin) -> Agent:
         agent = Agent(*self.plugins, *extra, start_timeout=self.options.start_timeout,
@@ -150,7 +153,8 @@ def build(options: Options | None = None) -> Sidecar:
 
     return Sidecar(rest=rest, servicelabel=servicelabel, statuscheck=statuscheck, probe=probe,
                    etcd=etcd_plugin, plugins=plugins, options=options, logmanager=logmanager,
-                   kafka=kafka, metrics=metrics, tracer=tracer, process_manager=process_manager)
+                   kafka=kafka, metrics=metrics, tracer=tracer, process_manager=process_manager,
+                   k8s=_k8s(sources, env, statuscheck, metrics, plugins))
 
 
 def _process_manager(sources: ConfigSources, statuscheck: StatusCheck,
@@ -164,6 +168,25 @@ def _process_manager(sources: ConfigSources, statuscheck: StatusCheck,
     plugin = ProcessManagerPlugin(sources.load("process-manager", ProcessManagerConfig),
                                   statuscheck,
                                   registry=metrics.registry if metrics is not None else None)
+    plugins.append(plugin)
+    return plugin
+
+
+def _k8s(sources: ConfigSources, env: Mapping[str, str], statuscheck: StatusCheck,
+         metrics: MetricsPlugin | None, plugins: list[Plugin]) -> K8sPlugin | None:
+    """The k8s plugin (appended to ``plugins``) with k8s.conf, or in a cluster without one."""
+    from sidecar.k8s.config import K8sConfig, in_cluster
+
+    config = sources.load_optional("k8s", K8sConfig)
+    if config is None and not in_cluster(env):
+        return None
+    config = config or K8sConfig()
+    if not config.enabled:
+        return None
+    from sidecar.k8s import K8sPlugin
+
+    plugin = K8sPlugin(config, statuscheck, env=env, deps=(statuscheck,),
+                       registry=metrics.registry if metrics is not None else None)
     plugins.append(plugin)
     return plugin
 

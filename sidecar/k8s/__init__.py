@@ -1,0 +1,63 @@
+"""k8s: the sidecar's state on its own Pod, the programs ConfigMap hot-applied, Events.
+
+Enabled in a cluster (``KUBERNETES_SERVICE_HOST`` and a mounted ServiceAccount
+token) or by ``k8s.conf``; kopf and the Kubernetes client are imported only
+then. The Role it needs: get/patch ``pods`` and ``pods/status``,
+get/list/watch ``configmaps``, create ``events``::
+
+    from sidecar.k8s import K8sConfig, K8sPlugin
+
+    plugin = K8sPlugin(K8sConfig(configmap=ConfigMapConfig(name="my-programs")),
+                       statuscheck, supervisor=supervisor)
+"""
+
+from .config import (
+    DEFAULT_CONFIGMAP_KEY,
+    SERVICE_ACCOUNT_DIR,
+    ConfigMapConfig,
+    EventsConfig,
+    K8sConfig,
+    PodStatusConfig,
+    in_cluster,
+)
+from .configmap import ConfigMapApplier, ProgramSupervisor, ReloadOutcome, describe_outcome
+from .errors import ApiError, ApiUnavailableError, CredentialsError, K8sError
+from .events import EventRecorder, TokenBucket
+from .plugin import K8sPlugin, enabled, pod_name
+from .podstatus import (
+    DETAIL_ANNOTATION,
+    READY_CONDITION,
+    STATUS_ANNOTATION,
+    PodRef,
+    PodStatus,
+    PodStatusWriter,
+)
+
+__all__ = [
+    "DEFAULT_CONFIGMAP_KEY",
+    "DETAIL_ANNOTATION",
+    "READY_CONDITION",
+    "SERVICE_ACCOUNT_DIR",
+    "STATUS_ANNOTATION",
+    "ApiError",
+    "ApiUnavailableError",
+    "ConfigMapApplier",
+    "ConfigMapConfig",
+    "CredentialsError",
+    "EventRecorder",
+    "EventsConfig",
+    "K8sConfig",
+    "K8sError",
+    "K8sPlugin",
+    "PodRef",
+    "PodStatus",
+    "PodStatusConfig",
+    "PodStatusWriter",
+    "ProgramSupervisor",
+    "ReloadOutcome",
+    "TokenBucket",
+    "describe_outcome",
+    "enabled",
+    "in_cluster",
+    "pod_name",
+]

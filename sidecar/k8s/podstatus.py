@@ -1,0 +1,253 @@
+"""The aggregated state on the sidecar's own Pod: annotations and a readiness-gate condition.
+
+One strategic-merge PATCH of ``pods/<name>/status`` carries both the
+annotations (``metadata`` is writable through the status subresource) and
+the ``cninfra.io/ready`` condition (merged by its ``type``, so the kubelet's
+conditions are left alone). Writes are coalesced and rate-limited: the first
+change after a quiet spell goes out at once, later ones wait until
+``min-interval`` after the previous PATCH and go out as one write of the
+latest state. A failed write is retried with backoff; nothing here ever
+blocks a probe or a plugin, it only reads the status check's state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from sidecar.health.statuscheck import AgentStatus, PluginState, StatusReader
+
+from ._api import STRATEGIC_MERGE, ApiClient, pod_path
+from ._health import ApiHealth
+from .config import PodStatusConfig
+from .errors import ApiError
+
+log = logging.getLogger("sidecar.k8s")
+
+STATUS_ANNOTATION = "cninfra.io/status"
+DETAIL_ANNOTATION = "cninfra.io/status-detail"
+READY_CONDITION = "cninfra.io/ready"
+#: Kubernetes caps a condition message at 32 KiB; keep the Pod readable far below that.
+MAX_MESSAGE = 1024
+_MAX_ERROR = 256
+_MIN_BACKOFF = 0.2
+
+_REASONS = {PluginState.OK: "AgentOK", PluginState.INIT: "AgentStarting",
+            PluginState.ERROR: "PluginError"}
+
+
+@dataclass(frozen=True)
+class PodRef:
+    """The sidecar's own Pod."""
+
+    namespace: str
+    name: str
+    uid: str | None = None
+
+
+@dataclass(frozen=True)
+class PodStatus:
+    """What the Pod shows: the annotations and the condition (empty when not written)."""
+
+    state: str = ""
+    detail: str = ""
+    ready: bool | None = None
+    reason: str = ""
+    message: str = ""
+
+    @classmethod
+    def of(cls, status: AgentStatus) -> PodStatus:
+        """The Pod's view of an agent status (no ``last_update``: it must not churn)."""
+        plugins: dict[str, Any] = {}
+        failing: list[str] = []
+        starting: list[str] = []
+        for name, plugin in sorted(status.plugins.items()):
+            entry: dict[str, Any] = {"state": int(plugin.state), "last_change": plugin.last_change}
+            if plugin.error:
+                entry["error"] = _clip(plugin.error, _MAX_ERROR)
+            plugins[name] = entry
+            if plugin.state is PluginState.ERROR:
+                failing.append(f"{name}: {plugin.error or 'ERROR'}")
+            elif plugin.state is PluginState.INIT:
+                starting.append(name)
+        detail = json.dumps({"state": int(status.state), "last_change": status.last_change,
+                             "plugins": plugins}, separators=(",", ":"))
+        if status.state is PluginState.ERROR:
+            message = "; ".join(failing)
+        elif status.state is PluginState.INIT:
+            message = ("waiting for " + ", ".join(starting)) if starting else "starting"
+        else:
+            message = f"all {len(plugins)} plugins are OK"
+        return cls(state=status.state.name, detail=detail,
+                   ready=status.state is PluginState.OK, reason=_REASONS[status.state],
+                   message=_clip(message, MAX_MESSAGE))
+
+    @classmethod
+    def from_pod(cls, pod: Mapping[str, Any]) -> PodStatus:
+        """What a Pod object shows now."""
+        annotations = (pod.get("metadata") or {}).get("annotations") or {}
+        shown = cls(state=annotations.get(STATUS_ANNOTATION, ""),
+                    detail=annotations.get(DETAIL_ANNOTATION, ""))
+        condition = find_condition(pod)
+        if condition is not None:
+            shown = replace(shown, ready=condition.get("status") == "True",
+                            reason=condition.get("reason") or "",
+                            message=condition.get("message") or "")
+        return shown
+
+    def limited_to(self, config: PodStatusConfig) -> PodStatus:
+        """Only the parts that ``config`` writes (so that the rest is never compared)."""
+        shown = self
+        if not config.annotations:
+            shown = replace(shown, state="", detail="")
+        if not config.condition:
+            shown = replace(shown, ready=None, reason="", message="")
+        return shown
+
+
+def find_condition(pod: Mapping[str, Any]) -> dict[str, Any] | None:
+    for condition in (pod.get("status") or {}).get("conditions") or ():
+        if condition.get("type") == READY_CONDITION:
+            return dict(condition)
+    return None
+
+
+def patch_body(desired: PodStatus, transition_time: str) -> dict[str, Any]:
+    """The strategic-merge patch that makes the Pod show ``desired``."""
+    body: dict[str, Any] = {}
+    if desired.state:
+        body["metadata"] = {"annotations": {STATUS_ANNOTATION: desired.state,
+                                            DETAIL_ANNOTATION: desired.detail}}
+    if desired.ready is not None:
+        body["status"] = {"conditions": [{
+            "type": READY_CONDITION,
+            "status": "True" if desired.ready else "False",
+            "reason": desired.reason,
+            "message": desired.message,
+            "lastTransitionTime": transition_time,
+        }]}
+    return body
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _rfc3339(seconds: float) -> str:
+    return datetime.fromtimestamp(int(seconds), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+#: Called after each successful write with what the Pod showed before and shows now.
+WrittenCallback = Callable[[PodStatus, PodStatus], None]
+
+
+class PodStatusWriter:
+    """Mirrors a status reader onto the Pod in a background task (``k8s-pod-status``)."""
+
+    def __init__(self, api: ApiClient, pod: PodRef, status: StatusReader,
+                 config: PodStatusConfig, health: ApiHealth, *,
+                 on_written: WrittenCallback | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._api = api
+        self._pod = pod
+        self._status = status
+        self._config = config
+        self._health = health
+        self._on_written = on_written
+        self._clock = clock
+        self._dirty = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._shown = PodStatus()
+        self._transition_time = ""
+        #: Successful PATCHes, failed ones, and the last failure.
+        self.patches = 0
+        self.failures = 0
+        self.last_error: str | None = None
+
+    @property
+    def shown(self) -> PodStatus:
+        """What the Pod showed after the last successful write (or when first read)."""
+        return self._shown
+
+    def start(self, pod: Mapping[str, Any]) -> None:
+        """Start writing; ``pod`` is the Pod object as just read (what it shows now)."""
+        if self._task is not None:
+            return
+        self._shown = PodStatus.from_pod(pod).limited_to(self._config)
+        condition = find_condition(pod)
+        if condition is not None:
+            self._transition_time = condition.get("lastTransitionTime") or ""
+        self._status.add_listener(self._dirty.set)
+        self._dirty.set()
+        self._task = asyncio.create_task(self._run(), name="k8s-pod-status")
+
+    def _desired(self) -> PodStatus:
+        return PodStatus.of(self._status.agent_status()).limited_to(self._config)
+
+    async def _run(self) -> None:
+        last_attempt = -float("inf")
+        backoff = _MIN_BACKOFF
+        while True:
+            await self._dirty.wait()
+            # Changes arriving during this wait coalesce into the one write below.
+            hold = last_attempt + self._config.min_interval - time.monotonic()
+            if hold > 0:
+                await asyncio.sleep(hold)
+            self._dirty.clear()
+            if self._desired() == self._shown:
+                continue
+            last_attempt = time.monotonic()
+            try:
+                await self._write()
+            except ApiError as exc:
+                self.failures += 1
+                self.last_error = str(exc)
+                self._health.failed(exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._config.max_backoff)
+                self._dirty.set()
+                continue
+            backoff = _MIN_BACKOFF
+
+    async def _write(self) -> None:
+        if self._health.failing_transiently:
+            # Back from an outage: confirm with a read first, so that the state
+            # written no longer carries the k8s plugin's own outage error.
+            await self._api.request("GET", pod_path(self._pod.namespace, self._pod.name))
+            self._health.ok()
+        desired = self._desired()
+        if desired == self._shown:
+            return
+        transition = self._transition_time
+        if desired.ready is not None and (desired.ready != self._shown.ready or not transition):
+            transition = _rfc3339(self._clock())
+        await self._api.request(
+            "PATCH", pod_path(self._pod.namespace, self._pod.name, "status"),
+            patch_body(desired, transition), content_type=STRATEGIC_MERGE)
+        self.patches += 1
+        previous, self._shown, self._transition_time = self._shown, desired, transition
+        log.debug("Pod %s/%s shows %s", self._pod.namespace, self._pod.name, desired.state)
+        self._health.ok()
+        if self._on_written is not None:
+            try:
+                self._on_written(previous, desired)
+            except Exception:
+                log.exception("Pod status callback failed")
+
+    async def close(self) -> None:
+        if self._task is None:
+            return
+        remove = getattr(self._status, "remove_listener", None)
+        if remove is not None:
+            remove(self._dirty.set)
+        task, self._task = self._task, None
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
