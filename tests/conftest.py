@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers.etcd import EtcdServer
+from tests.servers.kube import KubeApiServer
 from tests.sidecar_proc import SidecarProcess
 
 
@@ -18,6 +19,18 @@ def etcd_server() -> Iterator[EtcdServer]:
     server = EtcdServer().start()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def kube_apiserver() -> Iterator[KubeApiServer]:
+    """One kube-apiserver (with its own etcd) for the session; tests keep apart
+    by using namespaces of their own."""
+    api = KubeApiServer()
+    try:
+        api.start()  # inside try: a failed start still removes the temp dir
+        yield api
+    finally:
+        api.close()
 
 
 @pytest.fixture
