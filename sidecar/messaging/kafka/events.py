@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
+from sidecar.agent.tasks import cancel_and_wait, spawn
 from sidecar.health.statuscheck.api import PluginState, StatusReader
 
 from .errors import KafkaMessagingError, describe
@@ -51,7 +52,7 @@ class StatusEvents:
             self._status.add_listener(self._status_changed)
             self._status_changed()
         if self._task is None:
-            self._task = asyncio.create_task(self._send_loop(), name="kafka-status-events")
+            self._task = spawn(self._send_loop(), "kafka-status-events")
 
     def publish_event(self, event: Mapping[str, Any]) -> None:
         """Queue ``event`` (for example a supervisor program event) for the status topic.
@@ -121,9 +122,7 @@ class StatusEvents:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(grace):
                     await self._drained.wait()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
         if self._backlog:
             log.warning("kafka status events: %d record(s) not written at close",
                         len(self._backlog))

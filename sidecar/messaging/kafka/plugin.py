@@ -9,11 +9,11 @@ comes from the brokers' metadata, fetched by a pull probe.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any
 
+from sidecar.agent.tasks import cancel_and_wait, spawn
 from sidecar.health.statuscheck.api import PluginState, StatusReader, StatusWriter
 
 from .config import KafkaConfig
@@ -93,14 +93,14 @@ class KafkaPlugin:
         if self.events is not None:
             self.events.start()
         if self._connect_task is None:
-            self._connect_task = asyncio.create_task(self._connect_loop(), name="kafka-connect")
+            self._connect_task = spawn(
+                self._connect_loop(), "kafka-connect",
+                on_crash=lambda exc: self._report(PluginState.ERROR,
+                                                  f"connection loop died: {describe(exc)}"))
 
     async def close(self) -> None:
         task, self._connect_task = self._connect_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         if self.events is not None:
             await self.events.close()
         await self.mux.close()
