@@ -122,9 +122,13 @@ def kubeconfig_credentials(path: str) -> Credentials:
         raise CredentialsError(f"kubeconfig {path}: {exc}") from None
 
     def token() -> str | None:
-        # Refreshes an exec plugin's or an auth provider's token when it expires.
-        header = configuration.get_api_key_with_prefix("authorization")
-        return header.removeprefix("Bearer ").strip() if header else None
+        # auth_settings() refreshes an exec plugin's or an auth provider's token when
+        # it expires; the name of its entry has changed between client versions.
+        for setting in configuration.auth_settings().values():
+            value = setting.get("value")
+            if str(setting.get("key", "")).lower() == "authorization" and value:
+                return str(value).removeprefix("Bearer ").strip()
+        return None
 
     namespace = (context or {}).get("context", {}).get("namespace")
     return Credentials(

@@ -233,7 +233,9 @@ class PodStatusWriter:
             patch_body(desired, transition), content_type=STRATEGIC_MERGE)
         self.patches += 1
         previous, self._shown, self._transition_time = self._shown, desired, transition
-        log.debug("Pod %s/%s shows %s", self._pod.namespace, self._pod.name, desired.state)
+        level = logging.INFO if previous.state != desired.state else logging.DEBUG
+        log.log(level, "Pod %s/%s shows %s", self._pod.namespace, self._pod.name,
+                desired.state or ("ready" if desired.ready else "not ready"))
         self._health.ok()
         if self._on_written is not None:
             try:

@@ -1,0 +1,96 @@
+"""The API server going away: the probes keep answering, and the Pod catches up after."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.k8s.cluster import PodEnv, wait_for
+from tests.k8s.test_pod_status import readiness_error, start_sidecar, write_etcd_conf
+from tests.servers.etcd import EtcdServer
+from tests.servers.kube import KubeApiServer
+from tests.sidecar_proc import SidecarProcess
+
+
+class ProbePoller:
+    """Calls /liveness and /readiness every 50 ms in a thread, keeping every answer."""
+
+    def __init__(self, proc: SidecarProcess) -> None:
+        self.proc = proc
+        self.answers: list[tuple[str, int, float, Any]] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ProbePoller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for path in ("/liveness", "/readiness"):
+                begin = time.monotonic()
+                try:
+                    status, body = self.proc.get(path, timeout=1.0)
+                except OSError as exc:
+                    self.failures.append(f"{path}: {exc}")
+                    continue
+                self.answers.append((path, status, time.monotonic() - begin, body))
+            self._stop.wait(0.05)
+
+
+def k8s_state(proc: SidecarProcess) -> int | None:
+    body = proc.get("/readiness")[1]
+    return body["plugins"]["k8s"]["state"] if isinstance(body, dict) else None
+
+
+def test_apiserver_outage_never_breaks_the_probes_and_the_pod_catches_up(
+        own_kube_apiserver: KubeApiServer, own_etcd: EtcdServer, config_dir: Path,
+        tmp_path: Path, sidecars: list[SidecarProcess]) -> None:
+    api = own_kube_apiserver
+    env = PodEnv(api, tmp_path)
+    env.write_k8s_conf(config_dir, error_grace="2s",
+                       status={"min-interval": "1s", "max-backoff": "2s"})
+    write_etcd_conf(config_dir, own_etcd)
+    proc = start_sidecar(config_dir, env, sidecars)
+    wait_for(lambda: env.shown() == ("OK", "True"), 15, "the Pod showing OK")
+
+    with ProbePoller(proc) as poller:
+        api.stop()
+        # A change while the API server is away: the Pod cannot show it yet.
+        own_etcd.stop()
+        wait_for(lambda: readiness_error(proc, "etcd"), 15, "the etcd plugin ERROR")
+        # After error-grace of failed writes the k8s plugin says so itself.
+        wait_for(lambda: k8s_state(proc) == 2, 10, "the k8s plugin ERROR")
+        k8s_error = proc.get("/readiness")[1]["plugins"]["k8s"]["error"]
+        assert "PATCH" in k8s_error or "GET" in k8s_error
+
+        api.start()
+        wait_for(lambda: env.shown() == ("ERROR", "False"), 15, "the Pod catching up")
+        wait_for(lambda: k8s_state(proc) == 1, 5, "the k8s plugin OK again")
+        # What the Pod shows is the etcd outage, never the sidecar's own API outage.
+        detail = env.detail()
+        assert detail["plugins"]["k8s"]["state"] == 1
+        assert detail["plugins"]["etcd"]["state"] == 2
+        assert env.condition()["message"].startswith("etcd: ")  # type: ignore[index]
+
+        own_etcd.start()
+        wait_for(lambda: env.shown() == ("OK", "True"), 15, "the Pod showing OK again")
+
+    assert not poller.failures, poller.failures[:5]
+    liveness = [a for a in poller.answers if a[0] == "/liveness"]
+    assert len(liveness) > 20
+    assert {status for _, status, _, _ in liveness} == {200}  # k8s and etcd are non-fatal
+    slowest = max(latency for _, _, latency, _ in poller.answers)
+    assert slowest < 0.5, f"a probe took {slowest:.3f}s"
+    # No Event ever blamed the sidecar's own API outage.
+    messages = [e["message"] for e in env.events("AgentError")]
+    assert messages
+    assert not [m for m in messages if "k8s:" in m], messages
+    assert proc.stop() == 0

@@ -1,0 +1,154 @@
+"""The sidecar's state on its own Pod, against a real kube-apiserver and the chart's Role."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from sidecar.builder import Options, build
+from sidecar.health.statuscheck import PluginState, StatusCheck
+from sidecar.k8s import STATUS_ANNOTATION
+from tests.k8s.cluster import PodEnv, pod_patches, wait_for
+from tests.servers._util import free_port
+from tests.servers.etcd import EtcdServer
+from tests.servers.kube import KubeApiServer
+from tests.sidecar_proc import SidecarProcess
+
+
+def write_etcd_conf(config_dir: Path, etcd: EtcdServer) -> None:
+    (config_dir / "etcd.conf").write_text(
+        f"endpoints: ['{etcd.endpoint}']\ndial-timeout: 500ms\noperation-timeout: 1s\n"
+        "reconnect-interval: 500ms\n")
+    (config_dir / "statuscheck.conf").write_text("probe-interval: 200ms\n")
+
+
+def start_sidecar(config_dir: Path, env: PodEnv, sidecars: list[SidecarProcess]) -> SidecarProcess:
+    proc = SidecarProcess(config_dir, env=env.env())
+    sidecars.append(proc)
+    return proc.start()
+
+
+def readiness_error(proc: SidecarProcess, plugin: str) -> str | None:
+    status, body = proc.get("/readiness")
+    entry = body["plugins"].get(plugin, {}) if isinstance(body, dict) else {}
+    return entry.get("error") if status == 503 and entry.get("state") == 2 else None
+
+
+def test_plugin_error_flips_the_pod_condition_and_annotation_within_2s_and_back(
+        kube_apiserver: KubeApiServer, own_etcd: EtcdServer, config_dir: Path, tmp_path: Path,
+        sidecars: list[SidecarProcess]) -> None:
+    env = PodEnv(kube_apiserver, tmp_path)
+    env.write_k8s_conf(config_dir)
+    write_etcd_conf(config_dir, own_etcd)
+    proc = start_sidecar(config_dir, env, sidecars)
+
+    wait_for(lambda: env.shown() == ("OK", "True"), 15, "the Pod showing OK / Ready")
+    assert proc.get("/readiness")[0] == 200
+    detail = env.detail()
+    assert detail["state"] == 1
+    assert detail["plugins"]["k8s"]["state"] == 1
+    assert detail["plugins"]["etcd"]["state"] == 1
+
+    own_etcd.stop()
+    error = wait_for(lambda: readiness_error(proc, "etcd"), 15, "the etcd plugin ERROR")
+    went_error = time.monotonic()
+    wait_for(lambda: env.shown() == ("ERROR", "False"), 2, "the Pod showing ERROR / not ready")
+    assert time.monotonic() - went_error < 2
+    condition = env.condition()
+    assert condition is not None
+    assert condition["reason"] == "PluginError"
+    assert condition["message"].startswith("etcd: ")
+    assert env.detail()["plugins"]["etcd"]["error"] == error[:256] or \
+        env.detail()["plugins"]["etcd"]["state"] == 2
+
+    own_etcd.start()
+    wait_for(lambda: proc.get("/readiness")[0] == 200, 15, "readiness back to 200")
+    back = time.monotonic()
+    wait_for(lambda: env.shown() == ("OK", "True"), 2, "the Pod showing OK / Ready again")
+    assert time.monotonic() - back < 2
+    assert env.condition()["reason"] == "AgentOK"  # type: ignore[index]
+
+    # The transitions are Events on the Pod (with its uid: kubectl describe lists them).
+    wait_for(lambda: env.events("AgentError") and env.events("AgentRecovered"), 5,
+             "AgentError and AgentRecovered Events")
+    (error_event,) = env.events("AgentError")
+    assert error_event["type"] == "Warning"
+    assert error_event["message"].startswith("etcd: ")
+    assert error_event["involvedObject"]["uid"] == env.uid
+    assert error_event["source"]["component"] == "cninfra-sidecar"
+
+    # Only the sidecar's own annotations: nothing of kopf's bookkeeping.
+    annotations = env.pod()["metadata"]["annotations"]
+    assert sorted(annotations) == [STATUS_ANNOTATION, "cninfra.io/status-detail"]
+    assert proc.stop() == 0
+
+
+class Flapper:
+    """A user plugin whose state the test flips (the library use of the sidecar)."""
+
+    name = "flapper"
+
+    def __init__(self, statuscheck: StatusCheck) -> None:
+        self.statuscheck = statuscheck
+
+    async def init(self) -> None:
+        self.statuscheck.register(self.name)
+        self.statuscheck.report_state_change(self.name, PluginState.OK)
+
+    async def after_init(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_hundred_flaps_within_a_second_make_a_handful_of_patches(
+        kube_apiserver: KubeApiServer, config_dir: Path, tmp_path: Path) -> None:
+    env = await asyncio.to_thread(PodEnv, kube_apiserver, tmp_path)
+    env.write_k8s_conf(config_dir)
+    sidecar = build(Options(config_dir=str(config_dir), http_port=str(free_port()),
+                            env={**os.environ, **env.env()}))
+    assert sidecar.k8s is not None
+    flapper = Flapper(sidecar.statuscheck)
+    async with sidecar.agent(flapper):
+        await until(lambda: env.shown() == ("OK", "True"), 15, "the Pod showing OK")
+        writer = sidecar.k8s.writer
+        assert writer is not None
+        patches_before = writer.patches
+        served_before = await asyncio.to_thread(pod_patches, kube_apiserver)
+
+        begin = time.monotonic()
+        for i in range(100):
+            state = PluginState.ERROR if i % 2 == 0 else PluginState.OK
+            sidecar.statuscheck.report_state_change(flapper.name, state, f"flap {i}")
+            await asyncio.sleep(0.008)
+        assert time.monotonic() - begin < 1.0
+        # One more change after the storm: the Pod must end up showing exactly it.
+        sidecar.statuscheck.report_state_change(flapper.name, PluginState.ERROR, "final")
+        await until(lambda: env.shown() == ("ERROR", "False"), 5, "the final state on the Pod")
+        detail = await asyncio.to_thread(env.detail)
+        assert detail["plugins"]["flapper"] == {
+            "state": 2, "last_change": detail["plugins"]["flapper"]["last_change"],
+            "error": "final"}
+        await asyncio.sleep(1.5)  # nothing more is due: no late PATCH may follow
+
+        sent = writer.patches - patches_before
+        served = await asyncio.to_thread(pod_patches, kube_apiserver) - served_before
+        assert served == sent
+        print(f"{sent} PATCHes for 101 changes")
+        assert 1 <= sent <= 4, f"{sent} PATCHes for 101 changes"
+
+
+async def until(condition: Any, timeout: float, what: str) -> Any:
+    """Poll a blocking ``condition`` (in a thread) until truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await asyncio.to_thread(condition)
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        await asyncio.sleep(0.05)
