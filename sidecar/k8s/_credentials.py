@@ -12,6 +12,7 @@ import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .config import K8sConfig, in_cluster
 from .errors import CredentialsError
@@ -124,7 +125,8 @@ def kubeconfig_credentials(path: str) -> Credentials:
     def token() -> str | None:
         # auth_settings() refreshes an exec plugin's or an auth provider's token when
         # it expires; the name of its entry has changed between client versions.
-        for setting in configuration.auth_settings().values():
+        settings: Mapping[str, Any] = configuration.auth_settings()
+        for setting in settings.values():
             value = setting.get("value")
             if str(setting.get("key", "")).lower() == "authorization" and value:
                 return str(value).removeprefix("Bearer ").strip()

@@ -59,6 +59,10 @@ class ApiHealth:
         if self._permanent or now - self._failing_since >= self._grace:
             self._report(PluginState.ERROR, str(exc))
 
+    def crashed(self, task: str, exc: BaseException) -> None:
+        """A background task of the plugin died (a bug): ERROR until restart."""
+        self._report(PluginState.ERROR, f"{task} stopped: {exc or type(exc).__name__}")
+
     def _report(self, state: PluginState, error: str | None) -> None:
         self._state = state
         self._statuscheck.report_state_change(self._name, state, error)

@@ -30,6 +30,8 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from sidecar.agent.tasks import cancel_and_wait, spawn
+
 from ._credentials import Credentials
 
 if TYPE_CHECKING:
@@ -92,14 +94,11 @@ class ConfigMapOperator:
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._supervise(), name="k8s-configmap-watch")
+            self._task = spawn(self._supervise(), "k8s-configmap-watch")
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _supervise(self) -> None:
         while True:
@@ -163,8 +162,9 @@ class ConfigMapOperator:
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                if not task.cancelled() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+                error = None if task.cancelled() else task.exception()
+                if error is not None:
+                    raise error
         finally:
             stop.set()  # an intended stop: kopf's "ultimate termination" stays quiet
             for task in tasks:

@@ -11,13 +11,14 @@ exceed it are dropped and counted; so are Events the API server refuses
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
+
+from sidecar.agent.tasks import cancel_and_wait, spawn
 
 from ._api import ApiClient
 from .config import EventsConfig
@@ -104,7 +105,7 @@ class EventRecorder:
         """Post queued and future Events about ``pod`` (its uid makes them show in describe)."""
         self._pod = pod
         if self._task is None and not self._closed:
-            self._task = asyncio.create_task(self._run(pod), name="k8s-events")
+            self._task = spawn(self._run(pod), "k8s-events")
 
     async def _run(self, pod: PodRef) -> None:
         path = f"/api/v1/namespaces/{pod.namespace}/events"
@@ -126,10 +127,7 @@ class EventRecorder:
     async def close(self) -> None:
         self._closed = True
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
 
 def event_body(pod: PodRef, event: PodEvent) -> dict[str, Any]:

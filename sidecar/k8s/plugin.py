@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sidecar.agent import Plugin
+from sidecar.agent.tasks import cancel_and_wait, spawn
 from sidecar.config import ConfigError
 from sidecar.health.statuscheck import PluginState
 
@@ -65,7 +66,10 @@ class ProgramEventLike(Protocol):
     def program(self) -> str: ...
 
     @property
-    def event_type(self) -> str: ...
+    def state(self) -> str: ...
+
+    @property
+    def error(self) -> str | None: ...
 
     @property
     def restarts(self) -> int: ...
@@ -175,7 +179,8 @@ class K8sPlugin:
 
     async def after_init(self) -> None:
         if self._task is None and self.api is not None:
-            self._task = asyncio.create_task(self._start_on_pod(), name="k8s-pod-read")
+            self._task = spawn(self._start_on_pod(), "k8s-pod-read",
+                               on_crash=lambda exc: self.health.crashed("reading the Pod", exc))
         if self.operator is not None:
             self.operator.start()
 
@@ -214,10 +219,7 @@ class K8sPlugin:
 
     async def _stop_task(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _close_operator(self) -> None:
         if self.operator is not None:
@@ -253,15 +255,23 @@ class K8sPlugin:
             self._post_event("Normal", "AgentStarting", now.message)
 
     def _on_program_event(self, event: ProgramEventLike) -> None:
+        """Crashes, automatic restarts and given-up programs become Events."""
+        code = event.exit_code
+        how = (f"was killed by signal {-code}" if code is not None and code < 0
+               else f"exited with code {code}" if code is not None else "exited")
         if event.crashed:
-            code = event.exit_code
-            how = (f"was killed by signal {-code}" if code is not None and code < 0
-                   else f"exited with code {code}" if code is not None else "exited")
             self._post_event("Warning", "ProgramCrashed",
                              f"program {event.program} {how} (restarts so far: {event.restarts})")
-        elif event.event_type == "restarted":
+        elif event.state == "gave-up":
+            self._post_event("Warning", "ProgramGaveUp",
+                             f"program {event.program} {how} and has no restart left "
+                             f"(restarts: {event.restarts})")
+        elif event.state == "failed":
+            self._post_event("Warning", "ProgramFailed",
+                             f"program {event.program} could not start: {event.error}")
+        elif event.state == "started" and event.restarts > 0:
             self._post_event("Normal", "ProgramRestarted",
-                             f"program {event.program} restarted (restarts: {event.restarts})")
+                             f"program {event.program} restarted (restart {event.restarts})")
 
 
 def _quiet_kopf() -> None:

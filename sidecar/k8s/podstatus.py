@@ -13,7 +13,6 @@ blocks a probe or a plugin, it only reads the status check's state.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -22,6 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from sidecar.agent.tasks import cancel_and_wait, spawn
 from sidecar.health.statuscheck import AgentStatus, PluginState, StatusReader
 
 from ._api import STRATEGIC_MERGE, ApiClient, pod_path
@@ -186,7 +186,8 @@ class PodStatusWriter:
             self._transition_time = condition.get("lastTransitionTime") or ""
         self._status.add_listener(self._dirty.set)
         self._dirty.set()
-        self._task = asyncio.create_task(self._run(), name="k8s-pod-status")
+        self._task = spawn(self._run(), "k8s-pod-status",
+                           on_crash=lambda exc: self._health.crashed("the Pod status writer", exc))
 
     def _desired(self) -> PodStatus:
         return PodStatus.of(self._status.agent_status()).limited_to(self._config)
@@ -250,6 +251,4 @@ class PodStatusWriter:
         if remove is not None:
             remove(self._dirty.set)
         task, self._task = self._task, None
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
