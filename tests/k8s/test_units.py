@@ -218,7 +218,7 @@ def test_in_cluster_credentials_follow_a_rotated_token(tmp_path: Path) -> None:
 def test_no_credentials_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(sidecar.k8s.CredentialsError, match="no Kubernetes credentials"):
         find_credentials(K8sConfig(service_account_dir=str(tmp_path)), {})
-    with pytest.raises(sidecar.k8s.CredentialsError, match="missing.kubeconfig: no such file"):
+    with pytest.raises(sidecar.k8s.CredentialsError, match=r"missing\.kubeconfig: no such file"):
         find_credentials(K8sConfig(kubeconfig=str(tmp_path / "missing.kubeconfig")), {})
 
 
