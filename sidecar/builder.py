@@ -27,6 +27,7 @@ from sidecar.servicelabel import InvalidLabelError, ServiceLabelConfig, ServiceL
 
 if TYPE_CHECKING:
     from sidecar.exec.processmanager import ProcessManagerPlugin
+    from sidecar.exec.supervisor import Supervisor
     from sidecar.k8s import K8sPlugin
     from sidecar.messaging.kafka import KafkaPlugin
 
@@ -72,15 +73,20 @@ class Sidecar:
     process_manager: ProcessManagerPlugin | None = None
     #: In a cluster or with k8s.conf: the Pod status writer, ConfigMap watch and Events.
     k8s: K8sPlugin | None = None
+    #: With supervisor.conf: the programs and hooks (``reload_text``, ``add_listener``).
+    supervisor: Supervisor | None = None
 
     def agent(self, *extra: Plugin) -> Agent:
         agent = Agent(*self.plugins, *extra, start_timeout=self.options.start_timeout,
                       stop_timeout=self.options.stop_timeout, tracer=self.tracer)
         agent.on_started(self.statuscheck.mark_started)
+        if self.supervisor is not None:
+            # Programs need their stop-timeout to stop: the agent's budget grows to cover it.
+            self.supervisor.cover_stop_timeout(agent)
         return agent
 
 
-def build(options: Options | None = None) -> Sidecar:
+def build(options: Options | None = None) -> Sidecar:  # noqa: PLR0915 - the one wiring place
     """Load and check all config, construct the plugins; raise ConfigError on bad input."""
     options = options or Options()
     env = dict(os.environ) if options.env is None else dict(options.env)
@@ -148,20 +154,26 @@ def build(options: Options | None = None) -> Sidecar:
                 fleet_config, etcd_plugin, rest, statuscheck,
                 registry=metrics.registry if metrics is not None else None))
 
-    process_manager = _process_manager(sources, statuscheck, metrics, plugins)
+    # The supervisor runs its programs in the process manager: it gets one with defaults.
+    process_manager = _process_manager(sources, statuscheck, metrics, plugins,
+                                       required=sources.has("supervisor"))
     kafka = _kafka(sources, statuscheck, servicelabel, plugins)
+    supervisor = _supervisor(sources, env, rest, statuscheck, metrics=metrics,
+                             process_manager=process_manager, kafka=kafka, plugins=plugins)
 
     return Sidecar(rest=rest, servicelabel=servicelabel, statuscheck=statuscheck, probe=probe,
                    etcd=etcd_plugin, plugins=plugins, options=options, logmanager=logmanager,
                    kafka=kafka, metrics=metrics, tracer=tracer, process_manager=process_manager,
-                   k8s=_k8s(sources, env, statuscheck, metrics, plugins))
+                   k8s=_k8s(sources, env, statuscheck, metrics, plugins, supervisor=supervisor),
+                   supervisor=supervisor)
 
 
 def _process_manager(sources: ConfigSources, statuscheck: StatusCheck,
-                     metrics: MetricsPlugin | None,
-                     plugins: list[Plugin]) -> ProcessManagerPlugin | None:
-    """The process manager plugin (appended to ``plugins``) when process-manager.conf exists."""
-    if not sources.has("process-manager"):
+                     metrics: MetricsPlugin | None, plugins: list[Plugin], *,
+                     required: bool = False) -> ProcessManagerPlugin | None:
+    """The process manager plugin (appended to ``plugins``) when process-manager.conf exists
+    or another plugin requires it (then with its defaults if there is no file)."""
+    if not sources.has("process-manager") and not required:
         return None
     from sidecar.exec.processmanager import ProcessManagerConfig, ProcessManagerPlugin
 
@@ -172,8 +184,30 @@ def _process_manager(sources: ConfigSources, statuscheck: StatusCheck,
     return plugin
 
 
+def _supervisor(sources: ConfigSources, env: Mapping[str, str], rest: RestPlugin,
+                statuscheck: StatusCheck, *, metrics: MetricsPlugin | None,
+                process_manager: ProcessManagerPlugin | None, kafka: KafkaPlugin | None,
+                plugins: list[Plugin]) -> Supervisor | None:
+    """The supervisor (appended to ``plugins``) when supervisor.conf exists; its program
+    events go to Kafka's status topic when kafka.conf has one."""
+    path, _ = sources.locate("supervisor")
+    if path is None or not sources.has("supervisor"):
+        return None
+    from sidecar.exec.supervisor import Supervisor
+
+    supervisor = Supervisor.from_file(
+        path, manager=process_manager, statuscheck=statuscheck, rest=rest, env=env,
+        registry=metrics.registry if metrics is not None else None)
+    if kafka is not None and kafka.config.status_topic:
+        publish = kafka.publish_event
+        supervisor.add_listener(lambda event: publish(event.to_dict()))
+    plugins.append(supervisor)
+    return supervisor
+
+
 def _k8s(sources: ConfigSources, env: Mapping[str, str], statuscheck: StatusCheck,
-         metrics: MetricsPlugin | None, plugins: list[Plugin]) -> K8sPlugin | None:
+         metrics: MetricsPlugin | None, plugins: list[Plugin], *,
+         supervisor: Supervisor | None = None) -> K8sPlugin | None:
     """The k8s plugin (appended to ``plugins``) with k8s.conf, or in a cluster without one."""
     from sidecar.k8s.config import K8sConfig, in_cluster
 
@@ -185,7 +219,8 @@ def _k8s(sources: ConfigSources, env: Mapping[str, str], statuscheck: StatusChec
         return None
     from sidecar.k8s import K8sPlugin
 
-    plugin = K8sPlugin(config, statuscheck, env=env, deps=(statuscheck,),
+    plugin = K8sPlugin(config, statuscheck, env=env, supervisor=supervisor,
+                       deps=(statuscheck,) if supervisor is None else (statuscheck, supervisor),
                        registry=metrics.registry if metrics is not None else None)
     plugins.append(plugin)
     return plugin

@@ -56,6 +56,12 @@ def _parser(config_names: Sequence[str] = ()) -> argparse.ArgumentParser:
     log = sub.add_parser("log", help="list loggers or change a log level at run time")
     remote.add_arguments(log)
 
+    from sidecar.exec import supervisorctl
+
+    programs = sub.add_parser("programs", help="list, start, stop or restart the supervisor's "
+                                               "programs (default: list)")
+    supervisorctl.add_arguments(programs)
+
     sub.add_parser("version", help="print version, build date and commit")
     return parser
 
@@ -98,6 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sidecar.logging import remote
 
         return remote.run(args)
+    if args.command == "programs":
+        from sidecar.exec import supervisorctl
+
+        return supervisorctl.run(args)
     return _run(args, extra_configs)
 
 

@@ -86,15 +86,25 @@ def _duration(seconds: float) -> str:
     return f"{secs}s"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``log`` command's sub-commands and options."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", default=None,
+def connection_options(parser: argparse.ArgumentParser | None = None,
+                       default: object = None) -> argparse.ArgumentParser:
+    """``--url``, ``--token``, ``--token-file`` on ``parser``, or on a new parent parser for
+    commands that call the local sidecar (``sidecar log``, ``sidecar programs``).
+    ``default=argparse.SUPPRESS`` lets the options stand before and after a sub-command."""
+    common = parser or argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default=default,
                         help="base URL of the sidecar's REST API "
                              "(default http://127.0.0.1:$HTTP_PORT, else port 9191)")
-    common.add_argument("--token", default=None,
+    common.add_argument("--token", default=default,
                         help=f"admin bearer token (env {TOKEN_ENV}); not needed from loopback")
-    common.add_argument("--token-file", default=None, help="read the admin token from this file")
+    common.add_argument("--token-file", default=default,
+                        help="read the admin token from this file")
+    return common
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``log`` command's sub-commands and options."""
+    common = connection_options()
     sub = parser.add_subparsers(dest="log_command", required=True)
     listing = sub.add_parser("list", parents=[common], help="list every logger and its level")
     listing.add_argument("--json", action="store_true", help="print the raw JSON")
@@ -112,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     """Exit status: 0 done, 1 refused or bad request, 2 sidecar unreachable."""
     base = args.url or default_url()
     try:
-        token = _token(args)
+        token = token_from_args(args)
         if args.log_command == "list":
             rows = call("GET", f"{base.rstrip('/')}/log/list", token)
             print(json.dumps(rows, indent=2) if args.json else format_levels(rows))
@@ -145,7 +155,8 @@ def format_change(row: dict[str, Any], now: float | None = None) -> str:
     return text
 
 
-def _token(args: argparse.Namespace) -> str | None:
+def token_from_args(args: argparse.Namespace) -> str | None:
+    """``--token``, else the file of ``--token-file``, else ``$SIDECAR_ADMIN_TOKEN``."""
     if args.token:
         return str(args.token)
     if args.token_file:

@@ -143,7 +143,7 @@ def parse_cpu_list(text: str) -> frozenset[int]:
 
 
 def parse_signal(value: str | int) -> signal.Signals:
-    """``"SIGINT"``, ``"int"``, ``"2"`` or ``2`` -> ``signal.SIGINT``; ValueError naming the value."""
+    """``"SIGINT"``, ``"int"``, ``"2"`` or ``2`` -> ``signal.SIGINT``; ValueError if not one."""
     if isinstance(value, int) or value.strip().isdigit():
         try:
             return signal.Signals(int(value))

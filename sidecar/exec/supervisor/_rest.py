@@ -1,0 +1,97 @@
+"""The supervisor's REST routes: listing is open, starting and stopping programs is admin."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from sidecar.rest.api import HTTPHandlers
+from sidecar.rest.openapi import Parameter, Response, RouteDoc
+
+from .errors import ProgramNotFoundError, ProgramStartError
+
+if TYPE_CHECKING:
+    from .plugin import Supervisor
+
+ACTIONS = ("start", "stop", "restart")
+
+# OpenAPI documentation of the routes (GET /openapi.json).
+_PROGRAM: dict[str, Any] = {"type": "object", "required": ["name", "state", "running"],
+                            "properties": {"name": {"type": "string"},
+                                           "state": {"type": "string"},
+                                           "running": {"type": "boolean"},
+                                           "pid": {"type": "integer", "nullable": True},
+                                           "restarts": {"type": "integer"},
+                                           "healthy": {"type": "boolean"},
+                                           "error": {"type": "string", "nullable": True}}}
+_NAME = Parameter("name", "the program's name in supervisor.conf")
+_NOT_FOUND = Response.error("no program of this name (programs lists the known ones)")
+OVERVIEW_DOC = RouteDoc(
+    "The supervisor: its config, hooks and programs",
+    {200: Response.json("config source and reloads, hook counts, every program",
+                        {"type": "object", "properties": {
+                            "config": {"type": "object"}, "hooks": {"type": "object"},
+                            "programs": {"type": "array", "items": _PROGRAM}}})},
+    tags=("supervisor",))
+LIST_DOC = RouteDoc(
+    "Every program, sorted by name",
+    {200: Response.json("one row per program", {"type": "array", "items": _PROGRAM})},
+    tags=("supervisor",))
+ONE_DOC = RouteDoc(
+    "One program",
+    {200: Response.json("the program's row", _PROGRAM), 404: _NOT_FOUND},
+    parameters=(_NAME,), tags=("supervisor",))
+CONTROL_DOC = RouteDoc(
+    "Start, stop or restart a program",
+    {200: Response.json("the program after the action; changed says if it did anything",
+                        {"type": "object", "properties": {
+                            "program": _PROGRAM, "action": {"type": "string"},
+                            "changed": {"type": "boolean"}}}),
+     404: _NOT_FOUND,
+     500: Response.error("the program could not be started (program shows its row)")},
+    parameters=(_NAME, Parameter("action", "start, stop or restart")), tags=("supervisor",))
+
+
+def register_routes(rest: HTTPHandlers, supervisor: Supervisor) -> None:
+    async def overview(request: web.Request) -> web.Response:
+        return web.json_response(supervisor.status())
+
+    async def list_programs(request: web.Request) -> web.Response:
+        return web.json_response(supervisor.program_rows())
+
+    async def one_program(request: web.Request) -> web.Response:
+        try:
+            return web.json_response(supervisor.program_row(request.match_info["name"]))
+        except ProgramNotFoundError as exc:
+            return _not_found(exc)
+
+    async def control(request: web.Request) -> web.Response:
+        name, action = request.match_info["name"], request.match_info["action"]
+        try:
+            if action == "start":
+                changed = await supervisor.start_program(name)
+            elif action == "stop":
+                changed = await supervisor.stop_program(name)
+            else:
+                changed = await supervisor.restart_program(name)
+        except ProgramNotFoundError as exc:
+            return _not_found(exc)
+        except ProgramStartError as exc:
+            return web.json_response({"error": str(exc),
+                                      "program": supervisor.program_row(name)}, status=500)
+        return web.json_response({"program": supervisor.program_row(name), "action": action,
+                                  "changed": changed})
+
+    rest.register("GET", "/supervisor", overview, name="supervisor", doc=OVERVIEW_DOC)
+    rest.register("GET", "/supervisor/programs", list_programs, name="supervisor-programs",
+                  doc=LIST_DOC)
+    rest.register("GET", "/supervisor/programs/{name}", one_program, name="supervisor-program",
+                  doc=ONE_DOC)
+    rest.register("POST", "/supervisor/programs/{name}/{action:start|stop|restart}", control,
+                  admin=True, name="supervisor-program-control", doc=CONTROL_DOC)
+
+
+def _not_found(exc: ProgramNotFoundError) -> web.Response:
+    body: dict[str, Any] = {"error": str(exc), "programs": exc.known}
+    return web.json_response(body, status=404)

@@ -1,0 +1,582 @@
+"""The supervisor plugin: runs the programs of ``supervisor.conf``, calls its hooks, reloads it.
+
+Programs are processes of the process manager (the process-manager plugin's
+when it is on): they get their own process group and a parent-death signal,
+so they die with the sidecar, and they are stopped with their stop signal,
+then SIGKILL after their stop timeout, when the sidecar stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sidecar.config import ConfigError, ConfigValueError
+from sidecar.exec.processmanager import (
+    EventKind,
+    Process,
+    ProcessEvent,
+    ProcessManager,
+    ProcessManagerPlugin,
+    ProcessOptions,
+    ProcessStartError,
+)
+from sidecar.health.statuscheck.api import PluginState, StatusWriter
+
+from .config import (
+    ProgramConfig,
+    SupervisorConfig,
+    digest,
+    parse_supervisor_config,
+    read_config_file,
+)
+from .errors import ProgramNotFoundError, ProgramStartError, SupervisorError
+from .events import FAILED, PROCESS_STATUS, ProgramEvent
+from .hooks import HookRunner
+from .programs import Program
+from .watch import ConfigWatcher, Signature, signature
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from sidecar.rest.api import HTTPHandlers
+
+log = logging.getLogger("sidecar.supervisor")
+
+#: Added to the largest program stop-timeout to get the agent's stop budget: the hooks'
+#: kill grace and the plugins that close after the supervisor.
+STOP_MARGIN = 2.0
+#: Digests of texts applied by someone else (the k8s plugin) that the file watcher ignores.
+_FOREIGN_MEMORY = 16
+
+ProgramListener = Callable[[ProgramEvent], None]
+
+
+class StopBudget(Protocol):
+    """Something with a stop timeout to keep large enough (the :class:`sidecar.Agent`)."""
+
+    stop_timeout: float
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    """What applying a config did, by program name."""
+
+    started: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+    restarted: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    #: Changed only in how they are reported (``fatal``, ``health-check``): kept running.
+    updated: list[str] = field(default_factory=list)
+    #: Among started and restarted: could not be started (see their status).
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.started or self.stopped or self.restarted or self.updated)
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        parts = [f"{key} {', '.join(names)}" for key, names in self.to_dict().items()
+                 if names and key != "unchanged"]
+        return "; ".join(parts) or "no change"
+
+
+@dataclass
+class _Reloads:
+    applied: int = 0
+    rejected: int = 0
+    last_applied: float | None = None
+    last_source: str | None = None
+    last_error: str | None = None
+    last_error_time: float | None = None
+
+
+class Supervisor:
+    """The ``supervisor`` plugin (also usable on its own: ``async with``-less, init/close).
+
+    ``manager`` is the process manager to run programs in: a
+    :class:`ProcessManagerPlugin` (then a dependency), a :class:`ProcessManager`
+    owned by the caller, or None for one of its own. ``config_path``: the file
+    to watch for changes. ``env``: the environment programs inherit (default
+    the sidecar's).
+    """
+
+    name = "supervisor"
+
+    def __init__(self, config: SupervisorConfig | None = None, *,
+                 manager: ProcessManager | ProcessManagerPlugin | None = None,
+                 statuscheck: StatusWriter | None = None,
+                 rest: HTTPHandlers | None = None,
+                 config_path: str | os.PathLike[str] | None = None,
+                 registry: CollectorRegistry | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
+        self.config = config or SupervisorConfig()
+        self._owns_manager = manager is None
+        if isinstance(manager, ProcessManagerPlugin):
+            self._manager = manager.manager
+        else:
+            self._manager = manager or ProcessManager()
+        self.deps = tuple(p for p in (manager, statuscheck, rest)
+                          if p is not None and hasattr(p, "init"))
+        self._statuscheck = statuscheck
+        self._rest = rest
+        self._registry = registry
+        self._collector: Any = None
+        self._env = dict(env) if env is not None else None
+        self._hooks = HookRunner()
+        self._programs: dict[str, Program] = {}
+        self._checks: set[str] = set()
+        self._listeners: list[ProgramListener] = []
+        self._budgets: list[StopBudget] = []
+        self._lock = asyncio.Lock()
+        self._initialised = False
+        self._closed = False
+        self._path = Path(config_path) if config_path is not None else None
+        self._watcher: ConfigWatcher | None = None
+        self._file_signature: Signature | None = None
+        self._applied_digest: str | None = None
+        self._foreign: deque[str] = deque(maxlen=_FOREIGN_MEMORY)
+        self.reloads = _Reloads()
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> Supervisor:
+        """Read and check ``path`` now (ConfigError if bad) and watch it once started."""
+        location = Path(path)
+        before = signature(location)
+        text, config = read_config_file(location)
+        supervisor = cls(config, config_path=location, **kwargs)
+        supervisor._applied_digest = digest(text)
+        supervisor._file_signature = before
+        return supervisor
+
+    # -- reading -----------------------------------------------------------------------
+    @property
+    def manager(self) -> ProcessManager:
+        return self._manager
+
+    @property
+    def config_path(self) -> Path | None:
+        return self._path
+
+    def get_program_names(self) -> list[str]:
+        """The programs in the applied config, in its order (cn-infra's GetProgramNames)."""
+        return list(self._programs)
+
+    def get_program(self, name: str) -> Process | None:
+        """The process of program ``name`` (cn-infra's GetProgramByName)."""
+        program = self._programs.get(name)
+        return program.process if program is not None else None
+
+    def program_rows(self) -> list[dict[str, Any]]:
+        """Every program's name, state, pid, restarts, uptime, ... sorted by name."""
+        return [self._programs[name].row() for name in sorted(self._programs)]
+
+    def program_row(self, name: str) -> dict[str, Any]:
+        return self._program(name).row()
+
+    def status(self) -> dict[str, Any]:
+        """The overview served at ``GET /supervisor``."""
+        reloads = self.reloads
+        config: dict[str, Any] = {
+            "source": reloads.last_source or self.config.source,
+            "applied_at": reloads.last_applied,
+            "watching": str(self._path) if self._watcher is not None else None,
+            "reloads": reloads.applied,
+            "rejected": reloads.rejected,
+            "programs": len(self.config.programs),
+            "hooks": len(self.config.hooks),
+        }
+        if reloads.last_error:
+            config["last_error"] = {"error": reloads.last_error, "time": reloads.last_error_time}
+        return {
+            "config": config,
+            "hooks": {"running": self._hooks.running, "pending": self._hooks.pending,
+                      "dropped": self._hooks.dropped,
+                      "stats": {n: s.to_dict() for n, s in sorted(self._hooks.stats.items())}},
+            "programs": self.program_rows(),
+        }
+
+    @property
+    def hooks(self) -> HookRunner:
+        return self._hooks
+
+    # -- listeners -----------------------------------------------------------------------
+    def add_listener(self, listener: ProgramListener) -> None:
+        """Call ``listener(event)`` for every program event (in the event loop; keep it cheap)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: ProgramListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    # -- stop budget -------------------------------------------------------------------
+    def stop_budget(self) -> float:
+        """Seconds the sidecar's stop needs: the largest stop-timeout plus a margin."""
+        longest = max((p.stop_timeout for p in self.config.programs), default=0.0)
+        return longest + STOP_MARGIN
+
+    def cover_stop_timeout(self, target: StopBudget) -> None:
+        """Keep ``target.stop_timeout`` (the agent's) at least :meth:`stop_budget`, now and
+        after every reload."""
+        self._budgets.append(target)
+        self._raise_budgets()
+
+    def _raise_budgets(self) -> None:
+        need = self.stop_budget()
+        for target in self._budgets:
+            if target.stop_timeout < need:
+                log.info("stop timeout raised from %gs to %gs to let programs stop "
+                         "(largest stop-timeout plus %gs)", target.stop_timeout, need,
+                         STOP_MARGIN)
+                target.stop_timeout = need
+
+    # -- changing the config -----------------------------------------------------------
+    async def reload_text(self, text: str, source: str) -> ReloadResult:
+        """Parse ``text`` and apply it; a broken text raises ConfigError and changes nothing."""
+        try:
+            config = parse_supervisor_config(text, source)
+            result = await self.apply_config(config)
+        except ConfigError as exc:
+            self._rejected(source, exc)
+            raise
+        text_digest = digest(text)
+        self._applied_digest = text_digest
+        if self._path is None or source != str(self._path):
+            self._foreign.append(text_digest)
+        return result
+
+    def _rejected(self, source: str, exc: ConfigError) -> None:
+        self.reloads.rejected += 1
+        self.reloads.last_error = str(exc)
+        self.reloads.last_error_time = time.time()
+        log.error("supervisor config from %s rejected, the programs keep running as they "
+                  "are: %s", source, exc)
+
+    async def apply_config(self, config: SupervisorConfig) -> ReloadResult:
+        """Make the running programs match ``config``: new ones start, removed ones stop,
+        changed ones restart, unchanged ones keep running.
+
+        Raises ConfigError (and changes nothing) if a program cannot be run as
+        configured. Before the plugin has started, it only replaces the config
+        to start with (every program is then reported as started).
+        """
+        async with self._lock:
+            if self._closed:
+                raise SupervisorError("the supervisor is closed")
+            if not self._initialised:
+                self.config = config
+                return ReloadResult(started=config.program_names)
+            result = await self._apply(config)
+        self._applied_digest = None
+        self.reloads.applied += 1
+        self.reloads.last_applied = time.time()
+        self.reloads.last_source = config.source
+        if result.changed:
+            log.info("supervisor config from %s applied: %s", config.source, result)
+        return result
+
+    def _check_runnable(self, config: SupervisorConfig,
+                        names: list[str]) -> dict[str, ProcessOptions]:
+        """The process options of the programs to (re)create; ConfigError before any change."""
+        options: dict[str, ProcessOptions] = {}
+        for index, program in enumerate(config.programs):
+            if program.name not in names:
+                continue
+            if program.name in self._manager and program.name not in self._programs:
+                raise ConfigValueError(config.source, f"programs[{index}].name",
+                                       f"the process manager already runs a process named "
+                                       f"{program.name!r} (a process template?)")
+            try:
+                options[program.name] = program.process_options(self._env)
+            except (ValueError, TypeError) as exc:
+                raise ConfigValueError(config.source, f"programs[{index}]", str(exc)) from None
+        return options
+
+    async def _apply(self, config: SupervisorConfig) -> ReloadResult:
+        old = dict(self._programs)
+        new = {p.name: p for p in config.programs}
+        removed = [n for n in old if n not in new]
+        added = [n for n in new if n not in old]
+        changed, updated, unchanged = [], [], []
+        for name in (n for n in new if n in old):
+            if old[name].config == new[name]:
+                unchanged.append(name)
+            elif old[name].config.same_process(new[name]):
+                updated.append(name)
+            else:
+                changed.append(name)
+        options = self._check_runnable(config, added + changed)
+
+        self.config = config
+        self._hooks.configure(config)
+        self._raise_budgets()
+        if removed or changed:
+            results = await asyncio.gather(*(self._remove(old[n]) for n in removed + changed),
+                                           return_exceptions=True)
+            for name, outcome in zip(removed + changed, results, strict=True):
+                if isinstance(outcome, Exception):
+                    log.error("program %s: stopping failed: %s", name, outcome)
+        for name in updated:
+            self._update(old[name], new[name])
+        failed = []
+        for name, program in new.items():  # in the file's order
+            if name in added or name in changed:
+                error = await self._add(program, options[name])
+                if error is not None:
+                    failed.append(name)
+        # The file's order, also for programs kept running.
+        self._programs = {name: self._programs[name] for name in new}
+        return ReloadResult(started=added, stopped=removed, restarted=changed,
+                            unchanged=unchanged, updated=updated, failed=failed)
+
+    async def _add(self, config: ProgramConfig, options: ProcessOptions) -> str | None:
+        process = await self._manager.new_process(config.name, config.executable_path, options)
+        program = Program(config)
+        program.process = process
+        process.add_listener(self._listener(program, process))
+        self._programs[config.name] = program
+        self._register_check(program)
+        if not config.autostart:
+            self._health_soon(program)
+            return None
+        return await self._start(program)
+
+    async def _remove(self, program: Program) -> None:
+        if self._programs.get(program.name) is program:
+            del self._programs[program.name]
+        program.stop_requested = True
+        program.cancel_timer()
+        try:
+            if self._manager.get_process(program.name) is program.process:
+                await self._manager.delete(program.name, stop=True)
+        finally:
+            self._unregister_check(program)
+
+    def _update(self, program: Program, config: ProgramConfig) -> None:
+        before = program.config
+        program.config = config
+        if before.health_check and not config.health_check:
+            self._unregister_check(program)
+        else:
+            self._register_check(program)
+            self._health_soon(program)
+
+    # -- control -----------------------------------------------------------------------
+    def _program(self, name: str) -> Program:
+        program = self._programs.get(name)
+        if program is None or program.process is None:
+            raise ProgramNotFoundError(name, sorted(self._programs))
+        return program
+
+    async def start_program(self, name: str) -> bool:
+        """Start it if it is not running; False if it was. ProgramStartError if it cannot."""
+        async with self._lock:
+            program = self._program(name)
+            if program.running and not program.stop_requested:
+                return False
+            error = await self._start(program)
+        if error is not None:
+            raise ProgramStartError(name, error)
+        return True
+
+    async def stop_program(self, name: str) -> bool:
+        """Stop it (stop signal, SIGKILL after its stop-timeout); False if it was not running."""
+        async with self._lock:
+            program = self._program(name)
+            assert program.process is not None
+            program.stop_requested = True
+            running = program.running
+            await program.process.stop_and_wait()
+            self._health_soon(program)
+            return running
+
+    async def restart_program(self, name: str) -> bool:
+        """Stop it if it runs, then start it. ProgramStartError if it cannot be started."""
+        async with self._lock:
+            program = self._program(name)
+            assert program.process is not None
+            program.stop_requested = False
+            program.start_error = None
+            try:
+                await program.process.restart()
+            except ProcessStartError as exc:
+                self._start_failed(program, exc.reason)
+                raise ProgramStartError(name, exc.reason) from None
+            return True
+
+    async def _start(self, program: Program) -> str | None:
+        process = program.process
+        assert process is not None
+        program.stop_requested = False
+        try:
+            await process.start()
+        except ProcessStartError as exc:
+            self._start_failed(program, exc.reason)
+            return exc.reason
+        return None
+
+    def _start_failed(self, program: Program, reason: str) -> None:
+        process = program.process
+        log.error("program %s: cannot start %s: %s", program.name,
+                  program.config.executable_path, reason)
+        program.start_error = reason
+        event = ProgramEvent(program=program.name, state=FAILED, event_type=PROCESS_STATUS,
+                             pid=None, restarts=process.restarts if process else 0,
+                             crashed=False, exit_code=None, time=time.time(),
+                             previous=program.last_event, error=reason)
+        program.last_event = FAILED
+        self._publish(event)
+        self._health_soon(program)
+
+    # -- events and health -----------------------------------------------------------------
+    def _listener(self, program: Program, process: Process) -> Callable[[ProcessEvent], None]:
+        def on_event(event: ProcessEvent) -> None:
+            if program.process is process:
+                self._on_event(program, event)
+        return on_event
+
+    def _on_event(self, program: Program, event: ProcessEvent) -> None:
+        program_event = ProgramEvent.from_process_event(program.name, event)
+        program.last_event = program_event.state
+        if event.kind is EventKind.STARTED:
+            program.start_error = None
+            self._arm_recovery_check(program)
+        self._publish(program_event)
+        self._health_soon(program)
+
+    def _publish(self, event: ProgramEvent) -> None:
+        log.debug("program %s: %s (pid %s)", event.program, event.state, event.pid)
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("program event listener %r failed on %s", listener, event)
+        self._hooks.submit(event)
+
+    def _register_check(self, program: Program) -> None:
+        if self._statuscheck is None or not program.config.health_check:
+            return
+        self._statuscheck.register(program.check, fatal=program.config.fatal)
+        self._checks.add(program.check)
+
+    def _unregister_check(self, program: Program) -> None:
+        if program.check not in self._checks:
+            return
+        self._checks.discard(program.check)
+        unregister = getattr(self._statuscheck, "unregister", None)
+        if unregister is not None:
+            unregister(program.check)
+
+    def _health_soon(self, program: Program) -> None:
+        # After the event's own bookkeeping: the restart policy decides "gave up" after
+        # the terminated event has gone out.
+        if not program.health_due:
+            program.health_due = True
+            asyncio.get_running_loop().call_soon(self._update_health, program)
+
+    def _update_health(self, program: Program) -> None:
+        program.health_due = False
+        if self._statuscheck is None or program.check not in self._checks \
+                or self._programs.get(program.name) is not program:
+            return
+        state, error = program.health()
+        self._statuscheck.report_state_change(program.check, state, error)
+
+    def _arm_recovery_check(self, program: Program) -> None:
+        """A crash-looping program that then runs for ``reset-after`` is healthy again:
+        no event says so, a timer does."""
+        program.cancel_timer()
+        delay = program.config.backoff_reset_after + 0.05
+        program.health_timer = asyncio.get_running_loop().call_later(
+            delay, self._health_soon, program)
+
+    # -- the watched file --------------------------------------------------------------------
+    async def _file_changed(self, text: str) -> None:
+        text_digest = digest(text)
+        if text_digest == self._applied_digest or text_digest in self._foreign:
+            return  # already applied, or applied through the API before the file caught up
+        with contextlib.suppress(ConfigError, SupervisorError):  # logged by reload_text
+            await self.reload_text(text, str(self._path))
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def init(self) -> None:
+        if self._closed:
+            raise SupervisorError("the supervisor is closed")
+        if self._owns_manager:
+            await self._manager.start()
+        await self._hooks.start()
+        if self._rest is not None:
+            from ._rest import register_routes  # aiohttp only with the REST plugin
+
+            register_routes(self._rest, self)
+        if self._registry is not None and self._collector is None:
+            from .metrics import SupervisorCollector  # prometheus_client only with metrics
+
+            self._collector = SupervisorCollector(self)
+            self._registry.register(self._collector)
+        if self._statuscheck is not None:
+            self._statuscheck.register(self.name)
+        async with self._lock:
+            self._initialised = True
+            result = await self._apply(self.config)
+        self.reloads.last_applied = time.time()
+        self.reloads.last_source = self.config.source
+        log.info("supervisor: %d program(s) started%s, %d hook(s), from %s",
+                 len(result.started) - len(result.failed),
+                 f", {len(result.failed)} failed ({', '.join(result.failed)})"
+                 if result.failed else "", len(self.config.hooks), self.config.source)
+        if self._statuscheck is not None:
+            self._statuscheck.report_state_change(self.name, PluginState.OK)
+        if self._path is not None:
+            self._watcher = ConfigWatcher(self._path, lambda: self.config.watch_interval,
+                                          self._file_changed)
+            if self.config.watch_interval > 0:
+                self._watcher.start(self._file_signature)
+
+    async def after_init(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        """Stop every program (stop signal, SIGKILL after its stop-timeout) and every hook.
+
+        Idempotent; when cancelled (the agent's stop timeout), programs still
+        running get SIGKILL.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        programs = list(self._programs.values())
+        try:
+            if self._watcher is not None:
+                await self._watcher.close()
+            self._hooks.shut()  # the shutdown's own events run no hooks
+            results = await asyncio.gather(
+                self._hooks.close(), *(self._remove(p) for p in programs),
+                return_exceptions=True)
+            for outcome in results:
+                if isinstance(outcome, Exception):
+                    log.error("supervisor: stopping failed: %s", outcome)
+        finally:
+            for program in programs:
+                program.cancel_timer()
+                self._unregister_check(program)
+            self._programs.clear()
+            if self._owns_manager:
+                await self._manager.close()
+            if self._collector is not None and self._registry is not None:
+                self._registry.unregister(self._collector)
+                self._collector = None
+
+
+__all__ = ["STOP_MARGIN", "ProgramListener", "ReloadResult", "StopBudget", "Supervisor"]
