@@ -19,8 +19,10 @@ from aiohttp import web
 
 from sidecar.health.statuscheck.api import PluginState, StatusWriter
 from sidecar.health.statuscheck.publisher import AGENT_KEY
+from sidecar.health.statuscheck.schema import AGENT_STATUS_SCHEMA
 from sidecar.idxmap import CacheHelper, NamedMapping, NamedMappingReader, NameFunction
 from sidecar.rest.api import HTTPHandlers
+from sidecar.rest.openapi import Parameter, Response, RouteDoc
 
 from .config import FleetConfig
 
@@ -34,6 +36,44 @@ AgentStatusDoc = dict[str, Any]
 
 _VALID_STATES = "INIT, OK, ERROR (or 0, 1, 2)"
 _STATE_NUMBERS = frozenset(int(s) for s in PluginState)
+
+
+_AGENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["label", "state", "state_name"],
+    "properties": {
+        "label": {"type": "string", "description": "the agent's microservice label"},
+        "state_name": {"type": "string", "enum": ["INIT", "OK", "ERROR"]},
+        **{key: value for key, value in AGENT_STATUS_SCHEMA["properties"].items()
+           if key != "plugins"},
+    },
+}
+_NOT_SYNCED = Response.error("the fleet view has not read etcd yet (the reason is given)")
+LIST_DOC = RouteDoc(
+    "Every agent publishing its status to the same etcd",
+    {200: Response.json("the agents, sorted by label", {
+        "type": "object",
+        "required": ["synced", "revision", "count", "states", "agents"],
+        "properties": {
+            "synced": {"type": "boolean", "description": "false while catching up after an "
+                                                         "etcd outage"},
+            "revision": {"type": "integer", "description": "etcd revision the view reflects"},
+            "count": {"type": "integer"},
+            "states": {"type": "object", "additionalProperties": {"type": "integer"},
+                       "description": "agents per state, INIT/OK/ERROR"},
+            "agents": {"type": "array", "items": _AGENT_SCHEMA}}}),
+     400: Response.error("a state is not one of INIT, OK, ERROR (or 0, 1, 2)"),
+     503: _NOT_SYNCED},
+    parameters=(Parameter("state", "only agents in this state (INIT, OK, ERROR or 0-2; "
+                                   "comma-separated or repeated)", location="query"),),
+    tags=("fleet",))
+GET_DOC = RouteDoc(
+    "One agent's status",
+    {200: Response.json("the agent's status document", _AGENT_SCHEMA),
+     404: Response.error("no agent with this label publishes a status"),
+     503: _NOT_SYNCED},
+    parameters=(Parameter("label", "the agent's microservice label"),),
+    tags=("fleet",))
 
 
 def decode_agent_status(data: bytes) -> AgentStatusDoc:
@@ -142,8 +182,9 @@ class FleetPlugin:
 
     # -- lifecycle -----------------------------------------------------------
     async def init(self) -> None:
-        self._rest.register("GET", "/fleet", self.list_agents, name="fleet")
-        self._rest.register("GET", "/fleet/{label}", self.get_agent, name="fleet-agent")
+        self._rest.register("GET", "/fleet", self.list_agents, name="fleet", doc=LIST_DOC)
+        self._rest.register("GET", "/fleet/{label}", self.get_agent, name="fleet-agent",
+                            doc=GET_DOC)
         await self.cache.init()
         if self._registry is not None and self._collector is None:
             from .metrics import FleetCollector

@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 
 from sidecar.health.statuscheck.api import ChangeListener, PluginState, ProbeObserver, StatusReader
 from sidecar.rest.api import HTTPHandlers
+from sidecar.rest.openapi import Parameter, Response, RouteDoc
 
 from .collectors import (
     PublishCounts,
@@ -29,6 +30,15 @@ from .config import MetricsConfig
 from .http import http_metrics
 
 log = logging.getLogger("sidecar.metrics")
+
+METRICS_DOC = RouteDoc(
+    "Prometheus metrics",
+    {200: Response.text("the text exposition format, or OpenMetrics when the Accept header "
+                        "asks for it; gzip with Accept-Encoding: gzip",
+                        "text/plain; version=0.0.4")},
+    parameters=(Parameter("name[]", "only these metric families (repeatable)",
+                          location="query"),),
+    tags=("metrics",))
 
 #: Seconds; probes are bounded by ``probe-timeout`` (3 s by default).
 PROBE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -87,7 +97,7 @@ class MetricsPlugin:
             return
         self._registered = True
         self._rest.register("GET", self.config.path, make_aiohttp_handler(self.exposed),
-                            name="metrics")
+                            name="metrics", doc=METRICS_DOC)
         if self.config.http_requests:
             self._rest.add_middleware(http_metrics(self.registry))
         if self._statuscheck is not None and self._transitions is not None:

@@ -7,6 +7,8 @@ from typing import Protocol
 
 from aiohttp import web
 
+from .openapi import RouteDoc
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
@@ -22,8 +24,13 @@ class HTTPHandlers(Protocol):
         *,
         admin: bool = False,
         name: str | None = None,
+        doc: RouteDoc | None = None,
     ) -> None:
-        """Serve ``method path`` with ``handler``; ``admin`` routes need the allow-list or token."""
+        """Serve ``method path`` with ``handler``; ``admin`` routes need the allow-list or token.
+
+        ``doc`` describes the route in the OpenAPI document (``GET /openapi.json``);
+        every route of the sidecar's own plugins has one.
+        """
         ...
 
     def add_middleware(self, middleware: Middleware) -> None:

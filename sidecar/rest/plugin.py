@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import ssl
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
+
+from sidecar._version import __version__
 
 from .access import AdminAccess, refuse
 from .api import Handler, Middleware
 from .config import HTTPConfig
+from .openapi import Response, RouteDoc, RouteInfo, openapi_document
 
 log = logging.getLogger("sidecar.rest")
+
+OPENAPI_PATH = "/openapi.json"
+_OPENAPI_DOC = RouteDoc(
+    "This API as an OpenAPI 3 document",
+    {200: Response.json("the OpenAPI document of every route this sidecar serves",
+                        {"type": "object"})},
+    description="Built from the routes the enabled plugins registered, so it lists "
+                "exactly what this sidecar serves with its configuration.")
 
 
 class RestPlugin:
@@ -27,8 +40,11 @@ class RestPlugin:
         self.access = AdminAccess(self.config.admin_allow, self._read_token())
         self._middlewares: list[Middleware] = []
         self._routes: list[tuple[str, str, Handler, str | None]] = []
+        self._infos: list[RouteInfo] = []
+        self._openapi: bytes | None = None
         self._runner: web.AppRunner | None = None
         self.bound: list[tuple[str, int]] = []
+        self.register("GET", OPENAPI_PATH, self._serve_openapi, name="openapi", doc=_OPENAPI_DOC)
 
     def _read_token(self) -> str | None:
         if self.config.admin_token:
@@ -52,11 +68,33 @@ class RestPlugin:
         *,
         admin: bool = False,
         name: str | None = None,
+        doc: RouteDoc | None = None,
     ) -> None:
         if self._runner is not None:
             raise RuntimeError(f"route {method} {path} registered after the server started")
         wrapped = self._guard(handler) if admin else handler
         self._routes.append((method.upper(), path, self._with_timeout(wrapped), name))
+        self._infos.append(RouteInfo(method.upper(), path, name, admin, doc))
+        self._openapi = None
+
+    @property
+    def routes(self) -> list[RouteInfo]:
+        """Every registered route with its documentation (``doc`` None if it has none)."""
+        return list(self._infos)
+
+    def openapi(self) -> dict[str, Any]:
+        """The OpenAPI 3 document of the registered routes (served at ``/openapi.json``)."""
+        return openapi_document(
+            self._infos, title="cninfra-sidecar", version=__version__,
+            description="The REST API of a cninfra-sidecar: probes, status and the routes of "
+                        "its enabled plugins. Admin routes answer callers in admin-allow or "
+                        "with the admin bearer token.",
+            request_timeout=self.config.request_timeout or None)
+
+    async def _serve_openapi(self, request: web.Request) -> web.Response:
+        if self._openapi is None:  # routes are fixed once the server runs: rendered once
+            self._openapi = json.dumps(self.openapi(), separators=(",", ":")).encode()
+        return web.Response(body=self._openapi, content_type="application/json")
 
     def add_middleware(self, middleware: Middleware) -> None:
         if self._runner is not None:

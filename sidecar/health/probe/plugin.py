@@ -11,9 +11,26 @@ import json
 from aiohttp import web
 
 from sidecar.health.statuscheck.api import StatusReader
+from sidecar.health.statuscheck.schema import AGENT_STATUS_SCHEMA
 from sidecar.rest.api import HTTPHandlers
+from sidecar.rest.openapi import Response, RouteDoc
 
 _JSON = "application/json"
+
+LIVENESS_DOC = RouteDoc(
+    "Liveness probe: is any fatal plugin in ERROR?",
+    {200: Response.json("no fatal plugin is ERROR", AGENT_STATUS_SCHEMA),
+     503: Response.json("a fatal plugin is ERROR (the kubelet restarts the container)",
+                        AGENT_STATUS_SCHEMA)},
+    description="Plugins listed as non-fatal in statuscheck.conf (etcd, kafka, k8s by "
+                "default) keep readiness down when they fail, but not liveness.",
+    tags=("probes",))
+READINESS_DOC = RouteDoc(
+    "Readiness probe: is the agent state OK?",
+    {200: Response.json("the agent state is OK", AGENT_STATUS_SCHEMA),
+     503: Response.json("the agent is starting (INIT) or a plugin is ERROR",
+                        AGENT_STATUS_SCHEMA)},
+    tags=("probes",))
 
 
 class ProbePlugin:
@@ -48,8 +65,9 @@ class ProbePlugin:
                             content_type=_JSON)
 
     async def init(self) -> None:
-        self._rest.register("GET", "/liveness", self.liveness, name="liveness")
-        self._rest.register("GET", "/readiness", self.readiness, name="readiness")
+        self._rest.register("GET", "/liveness", self.liveness, name="liveness", doc=LIVENESS_DOC)
+        self._rest.register("GET", "/readiness", self.readiness, name="readiness",
+                            doc=READINESS_DOC)
 
     async def after_init(self) -> None:
         pass

@@ -14,11 +14,45 @@ from prometheus_client import CollectorRegistry, Counter
 from sidecar.config import parse_duration
 from sidecar.logging.levels import LEVELS, InvalidLevelError, level_name
 from sidecar.rest.api import HTTPHandlers
+from sidecar.rest.openapi import Parameter, Response, RouteDoc
 
 from .config import LogsConfig
 from .manager import LevelManager, UnknownLoggerError
 
 log = logging.getLogger("sidecar.logmanager")
+
+_ROW_SCHEMA = {
+    "type": "object",
+    "required": ["logger", "level"],
+    "properties": {
+        "logger": {"type": "string"},
+        "level": {"type": "string", "enum": ["trace", "debug", "info", "warning", "error",
+                                             "fatal", "panic"]},
+        "expires": {"type": "number",
+                    "description": "Unix time when a level set with ttl reverts"},
+    },
+}
+_LOGGER = Parameter("logger", "a logger name, such as sidecar.etcd (root for the root logger)")
+LIST_DOC = RouteDoc(
+    "Every logger of the process and its level",
+    {200: Response.json("sorted by logger name", {"type": "array", "items": _ROW_SCHEMA})},
+    tags=("log",))
+SET_DOC = RouteDoc(
+    "Set a logger's level, for a while with ttl",
+    {200: Response.json("the logger's new level", _ROW_SCHEMA),
+     400: Response.error("the level or the ttl is not valid (valid_levels lists the levels)"),
+     404: Response.error("no such logger")},
+    parameters=(_LOGGER,
+                Parameter("level", "trace, debug, info, warn/warning, error, fatal or panic"),
+                Parameter("ttl", "revert to the configured level after this long "
+                                 "(500ms, 5s, 15m, or seconds)", location="query")),
+    tags=("log",))
+RESET_DOC = RouteDoc(
+    "Return a logger to its logs.conf level (or to inheriting)",
+    {200: Response.json("the logger's level now", _ROW_SCHEMA),
+     404: Response.error("no such logger")},
+    parameters=(_LOGGER,),
+    tags=("log",))
 
 
 class LogManager:
@@ -77,11 +111,12 @@ class LogManager:
     # -- lifecycle -----------------------------------------------------------
     async def init(self) -> None:
         self.levels.apply()
-        self._rest.register("GET", "/log/list", self.list_loggers, name="log-list")
+        self._rest.register("GET", "/log/list", self.list_loggers, name="log-list",
+                            doc=LIST_DOC)
         self._rest.register("PUT", "/log/{logger:.+}/{level:[^/]+}", self.set_level,
-                            admin=True, name="log-set")
+                            admin=True, name="log-set", doc=SET_DOC)
         self._rest.register("DELETE", "/log/{logger:.+}", self.reset_level,
-                            admin=True, name="log-reset")
+                            admin=True, name="log-reset", doc=RESET_DOC)
         log.debug("default log level %s", level_name(self.levels.default_level))
 
     async def after_init(self) -> None:

@@ -5,10 +5,25 @@ from __future__ import annotations
 from aiohttp import web
 
 from sidecar.rest.api import HTTPHandlers
+from sidecar.rest.openapi import Response, RouteDoc
 
 from .tracer import Tracer
 
 STARTUP_TRACE_PATH = "/debug/startup-trace"
+
+_ENTRY = {"type": "object", "properties": {
+    "index": {"type": "integer"}, "entity": {"type": "string", "description": "plugin.phase"},
+    "start": {"type": "number", "description": "Unix time"},
+    "duration": {"type": "number", "description": "seconds"}}}
+TRACE_DOC = RouteDoc(
+    "How long each plugin's init and after_init took",
+    {200: Response.json("the start-up trace", {"type": "object", "properties": {
+        "name": {"type": "string"},
+        "overall": {"type": "number", "description": "seconds from the first start to the "
+                                                     "last end"},
+        "entries": {"type": "array", "items": _ENTRY},
+        "average": {"type": "object", "additionalProperties": {"type": "number"}}}})},
+    tags=("debug",))
 
 
 class StartupTracePlugin:
@@ -26,7 +41,7 @@ class StartupTracePlugin:
 
     async def init(self) -> None:
         self._rest.register("GET", STARTUP_TRACE_PATH, self.handle, admin=True,
-                            name="startup-trace")
+                            name="startup-trace", doc=TRACE_DOC)
 
     async def after_init(self) -> None:
         pass

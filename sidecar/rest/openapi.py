@@ -1,0 +1,185 @@
+"""Route documentation and the OpenAPI 3 document built from it.
+
+Every plugin passes a :class:`RouteDoc` when it registers a route; the REST
+plugin serves the document at ``GET /openapi.json``. Path templates are
+aiohttp's (``/log/{logger:.+}``): the document shows ``/log/{logger}`` and
+keeps the regular expression as the parameter's ``pattern``.
+
+    rest.register("GET", "/fleet/{label}", handler, name="fleet-agent", doc=RouteDoc(
+        "One agent's status",
+        parameters=(Parameter("label", "the agent's microservice label"),),
+        responses={200: Response.json("the agent's status", AGENT_SCHEMA),
+                   404: Response.error("no agent with this label")}))
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Schema = Mapping[str, Any]
+
+#: The body of every JSON error answer of the sidecar's routes.
+ERROR_SCHEMA: Schema = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string", "description": "what was wrong, in one line"}},
+}
+
+_VARIABLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::((?:[^{}]|\{[^{}]*\})*))?\}")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A path, query or header parameter of a route."""
+
+    name: str
+    description: str
+    location: Literal["path", "query", "header"] = "path"
+    #: Path parameters are always required.
+    required: bool = False
+    schema: Schema = field(default_factory=lambda: {"type": "string"})
+
+    def to_dict(self, pattern: str | None = None) -> dict[str, Any]:
+        schema = dict(self.schema)
+        if pattern is not None and "pattern" not in schema:
+            schema["pattern"] = f"^(?:{pattern})$"
+        data: dict[str, Any] = {
+            "name": self.name, "in": self.location, "description": self.description,
+            "required": self.required or self.location == "path", "schema": schema,
+        }
+        return data
+
+
+@dataclass(frozen=True)
+class Response:
+    """One documented answer: a description and, for a body, its media type and schema."""
+
+    description: str
+    schema: Schema | None = None
+    content_type: str = "application/json"
+
+    @classmethod
+    def json(cls, description: str, schema: Schema) -> Response:
+        return cls(description, schema)
+
+    @classmethod
+    def error(cls, description: str) -> Response:
+        """A JSON ``{"error": ...}`` answer."""
+        return cls(description, ERROR_SCHEMA)
+
+    @classmethod
+    def text(cls, description: str, content_type: str = "text/plain") -> Response:
+        return cls(description, {"type": "string"}, content_type)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"description": self.description}
+        if self.schema is not None:
+            data["content"] = {self.content_type: {"schema": dict(self.schema)}}
+        return data
+
+
+@dataclass(frozen=True)
+class RouteDoc:
+    """What a route does, its parameters and its answers (status -> Response)."""
+
+    summary: str
+    responses: Mapping[int, Response]
+    description: str = ""
+    parameters: tuple[Parameter, ...] = ()
+    #: Groups routes in viewers; by default the first path segment.
+    tags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.summary.strip():
+            raise ValueError("a route doc needs a summary")
+        if not self.responses:
+            raise ValueError(f"route doc {self.summary!r}: document at least one response")
+
+
+@dataclass(frozen=True)
+class RouteInfo:
+    """A registered route as the REST plugin knows it."""
+
+    method: str
+    path: str
+    name: str | None
+    admin: bool
+    doc: RouteDoc | None
+
+
+def split_path(path: str) -> tuple[str, dict[str, str | None]]:
+    """``/log/{logger:.+}/{level}`` -> (``/log/{logger}/{level}``, {logger: '.+', level: None})."""
+    variables: dict[str, str | None] = {}
+
+    def plain(match: re.Match[str]) -> str:
+        variables[match.group(1)] = match.group(2)
+        return "{" + match.group(1) + "}"
+
+    return _VARIABLE.sub(plain, path), variables
+
+
+def _operation_id(route: RouteInfo) -> str:
+    if route.name:
+        return route.name
+    words = re.findall(r"[A-Za-z0-9]+", route.path)
+    return "-".join([route.method.lower(), *words]) or route.method.lower()
+
+
+def _operation(route: RouteInfo, request_timeout: float | None) -> dict[str, Any]:
+    openapi_path, variables = split_path(route.path)
+    doc = route.doc
+    if doc is None:
+        doc = RouteDoc("undocumented", {200: Response("not documented by its plugin")})
+    documented = {p.name: p for p in doc.parameters}
+    parameters = [
+        (documented.get(name) or Parameter(name, "")).to_dict(pattern)
+        for name, pattern in variables.items()
+    ]
+    parameters += [p.to_dict() for p in doc.parameters if p.name not in variables]
+    responses = {str(status): answer.to_dict() for status, answer in sorted(doc.responses.items())}
+    if route.admin:
+        responses.setdefault("401", Response.error(
+            "admin route: the caller is outside admin-allow and sent no token").to_dict())
+        responses.setdefault("403", Response.error(
+            "admin route: the bearer token is wrong").to_dict())
+    if request_timeout:
+        responses.setdefault("503", Response.error(
+            f"the handler did not finish within request-timeout ({request_timeout:g}s)"
+        ).to_dict())
+    operation: dict[str, Any] = {
+        "operationId": _operation_id(route),
+        "summary": doc.summary,
+        "tags": list(doc.tags) or [openapi_path.strip("/").split("/")[0] or "root"],
+        "responses": responses,
+    }
+    if doc.description:
+        operation["description"] = doc.description
+    if parameters:
+        operation["parameters"] = parameters
+    if route.admin:
+        # Either the token or a peer in admin-allow (which needs no credentials: {}).
+        operation["security"] = [{"adminToken": []}, {}]
+    return operation
+
+
+def openapi_document(routes: Iterable[RouteInfo], *, title: str, version: str,
+                     description: str = "",
+                     request_timeout: float | None = None) -> dict[str, Any]:
+    """An OpenAPI 3.0 document of ``routes`` (undocumented ones say so in their summary)."""
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        openapi_path, _ = split_path(route.path)
+        paths.setdefault(openapi_path, {})[route.method.lower()] = _operation(
+            route, request_timeout)
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": title, "version": version, "description": description},
+        "paths": dict(sorted(paths.items())),
+        "components": {"securitySchemes": {"adminToken": {
+            "type": "http", "scheme": "bearer",
+            "description": "admin-token (or admin-token-file) of http.conf; callers in "
+                           "admin-allow need none"}}},
+    }
