@@ -1,11 +1,12 @@
 """Events on the sidecar's own Pod, rate-limited, posted in the background.
 
 ``kubectl describe pod`` lists them: overall state changes, program crashes
-and restarts, ConfigMaps applied or rejected. A token bucket (``burst``, then
-``per-minute``) bounds what one pod can post: a crash-looping program must
-not flood the API server of a cluster with thousands of pods. Events that
-exceed it are dropped and counted; so are Events the API server refuses
-(they are best effort, like the kubelet's).
+and restarts, ConfigMaps applied or rejected. A token bucket per reason
+(``burst``, then ``per-minute``) bounds what one pod can post: a crash-looping
+program must not flood the API server of a cluster with thousands of pods,
+nor use up the allowance of the rarer, more telling Events (``AgentError``,
+``ConfigMapRejected``). Events over the limit are dropped and counted; so are
+Events the API server refuses (they are best effort, like the kubelet's).
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ class EventRecorder:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._api = api
         self._config = config
-        self._bucket = TokenBucket(config.per_minute, config.burst, clock)
+        self._clock = clock
+        self._buckets: dict[str, TokenBucket] = {}
         self._queue: asyncio.Queue[PodEvent] = asyncio.Queue(_QUEUE_SIZE)
         self._pod: PodRef | None = None
         self._task: asyncio.Task[None] | None = None
@@ -87,7 +89,11 @@ class EventRecorder:
         """Queue an Event; False when the rate limit (or a closed recorder) dropped it."""
         if self._closed or not self._config.enabled:
             return False
-        if not self._bucket.take():
+        bucket = self._buckets.get(reason)
+        if bucket is None:
+            bucket = self._buckets[reason] = TokenBucket(
+                self._config.per_minute, self._config.burst, self._clock)
+        if not bucket.take():
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 100 == 0:
                 log.info("Event %s dropped by the rate limit (%d so far)", reason, self.dropped)

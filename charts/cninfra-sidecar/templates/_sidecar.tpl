@@ -235,7 +235,12 @@ the workload's containers get no API credentials from the sidecar's account. */}
 {{- $_ := set $files "http" $http }}
 {{- end }}
 {{- if .Values.k8s.enabled }}
-{{- $_ := set $files "k8s" (.Values.k8s.config | default dict) }}
+{{- $k8s := deepCopy (.Values.k8s.config | default dict) }}
+{{- /* The k8s plugin watches the programs ConfigMap unless k8s.config names another. */}}
+{{- if and .Values.supervisor.enabled (not (hasKey $k8s "configmap")) }}
+{{- $_ := set $k8s "configmap" (dict "name" (include "cninfra-sidecar.programsConfigMapName" .)) }}
+{{- end }}
+{{- $_ := set $files "k8s" $k8s }}
 {{- end }}
 {{- range $name, $content := $files }}
 {{- if not (kindIs "invalid" $content) }}
