@@ -337,6 +337,7 @@ class Supervisor:
                     failed.append(name)
         # The file's order, also for programs kept running.
         self._programs = {name: self._programs[name] for name in new}
+        self._flush_health()
         return ReloadResult(started=added, stopped=removed, restarted=changed,
                             unchanged=unchanged, updated=updated, failed=failed)
 
@@ -386,6 +387,7 @@ class Supervisor:
             if program.running and not program.stop_requested:
                 return False
             error = await self._start(program)
+            self._flush_health()
         if error is not None:
             raise ProgramStartError(name, error)
         return True
@@ -399,6 +401,7 @@ class Supervisor:
             running = program.running
             await program.process.stop_and_wait()
             self._health_soon(program)
+            self._flush_health()
             return running
 
     async def restart_program(self, name: str) -> bool:
@@ -413,6 +416,8 @@ class Supervisor:
             except ProcessStartError as exc:
                 self._start_failed(program, exc.reason)
                 raise ProgramStartError(name, exc.reason) from None
+            finally:
+                self._flush_health()
             return True
 
     async def _start(self, program: Program) -> str | None:
@@ -486,12 +491,19 @@ class Supervisor:
             asyncio.get_running_loop().call_soon(self._update_health, program)
 
     def _update_health(self, program: Program) -> None:
+        if not program.health_due:
+            return  # already done by _flush_health
         program.health_due = False
         if self._statuscheck is None or program.check not in self._checks \
                 or self._programs.get(program.name) is not program:
             return
         state, error = program.health()
         self._statuscheck.report_state_change(program.check, state, error)
+
+    def _flush_health(self) -> None:
+        """Report now what is due, so that the status is current when a call returns."""
+        for program in list(self._programs.values()):
+            self._update_health(program)
 
     def _arm_recovery_check(self, program: Program) -> None:
         """A crash-looping program that then runs for ``reset-after`` is healthy again:
