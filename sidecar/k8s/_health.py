@@ -36,11 +36,6 @@ class ApiHealth:
         """Calls have failed since the last success."""
         return self._failing_since is not None
 
-    @property
-    def failing_transiently(self) -> bool:
-        """Failing, but only with errors that a retry may cure (no answer, 5xx, 429)."""
-        return self._failing_since is not None and not self._permanent
-
     def ok(self) -> None:
         if self._failing_since is not None:
             log.info("Kubernetes API calls succeed again")

@@ -218,20 +218,17 @@ class PodStatusWriter:
             backoff = _MIN_BACKOFF
 
     async def _write(self) -> None:
-        if self._health.failing_transiently:
-            # Back from an outage: confirm with a read first, so that the state
-            # written no longer carries the k8s plugin's own outage error.
-            await self._api.request("GET", pod_path(self._pod.namespace, self._pod.name))
+        if self._health.failing:
+            # Back from a failure: try the write as a dry run first, so that what
+            # is then written no longer carries the k8s plugin's own (past) error.
+            # An API server that is coming back may refuse for a while (403 until
+            # its caches sync): the dry run exercises exactly the permission needed.
+            await self._patch(self._desired(), dry_run=True)
             self._health.ok()
         desired = self._desired()
         if desired == self._shown:
             return
-        transition = self._transition_time
-        if desired.ready is not None and (desired.ready != self._shown.ready or not transition):
-            transition = _rfc3339(self._clock())
-        await self._api.request(
-            "PATCH", pod_path(self._pod.namespace, self._pod.name, "status"),
-            patch_body(desired, transition), content_type=STRATEGIC_MERGE)
+        transition = await self._patch(desired)
         self.patches += 1
         previous, self._shown, self._transition_time = self._shown, desired, transition
         level = logging.INFO if previous.state != desired.state else logging.DEBUG
@@ -243,6 +240,16 @@ class PodStatusWriter:
                 self._on_written(previous, desired)
             except Exception:
                 log.exception("Pod status callback failed")
+
+    async def _patch(self, desired: PodStatus, *, dry_run: bool = False) -> str:
+        """PATCH the Pod's status to show ``desired``; returns the condition's transition time."""
+        transition = self._transition_time
+        if desired.ready is not None and (desired.ready != self._shown.ready or not transition):
+            transition = _rfc3339(self._clock())
+        path = pod_path(self._pod.namespace, self._pod.name, "status")
+        await self._api.request("PATCH", path + "?dryRun=All" if dry_run else path,
+                                patch_body(desired, transition), content_type=STRATEGIC_MERGE)
+        return transition
 
     async def close(self) -> None:
         if self._task is None:

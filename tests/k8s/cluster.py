@@ -27,14 +27,15 @@ __all__ = ["PodEnv", "pod_patches"]
 
 
 def pod_patches(api: KubeApiServer) -> int:
-    """PATCHes of ``pods/status`` the apiserver has served (its own metrics: an
-    independent count of what the sidecar sent)."""
+    """PATCHes of ``pods/status`` the apiserver has served, dry runs left out (its
+    own metrics: an independent count of what the sidecar sent)."""
     status, text = api.request("GET", "/metrics")
     assert status == 200, text
     total = 0
     for line in str(text).splitlines():
         if (line.startswith("apiserver_request_total{") and 'verb="PATCH"' in line
-                and 'resource="pods"' in line and 'subresource="status"' in line):
+                and 'resource="pods"' in line and 'subresource="status"' in line
+                and 'dry_run=""' in line):
             total += int(float(line.rsplit(" ", 1)[1]))
     return total
 
