@@ -22,13 +22,27 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench._common import EXAMPLES, median, report, rss_mib, start_sidecar, stop, wait_ready
+from bench._common import (
+    EXAMPLES,
+    Figure,
+    collect,
+    median,
+    report,
+    rss_mib,
+    start_sidecar,
+    stop,
+    wait_ready,
+)
 
 if TYPE_CHECKING:
     from tests.servers.kube import KubeApiServer
 
 POD = "bench-0"
 NAMESPACE = "bench"
+
+
+#: Arguments under `python -m bench --quick`.
+QUICK_ARGS = ["--starts", "2"]
 
 
 def import_cost(module: str, runs: int = 5) -> float:
@@ -147,6 +161,11 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         api.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def figures(argv: list[str] | None = None) -> list[Figure]:
+    """What ``main(argv)`` reports, as records (``python -m bench`` writes BENCHMARKS.md)."""
+    return collect(main, argv)
 
 
 if __name__ == "__main__":

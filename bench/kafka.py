@@ -23,13 +23,17 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench._common import percentile, report
+from bench._common import Figure, collect, percentile, report
 from sidecar.messaging.kafka import BytesMessage, ClientConfig, Multiplexer
 from sidecar.messaging.kafka.client import ProducerError, ProducerMessage
 
 VALUE = b"v" * 1024
 LINGER = 0.005
 BATCH = 262_144  # what the client uses (sidecar/messaging/kafka/client/_aio.py)
+
+
+#: Arguments under `python -m bench --quick`.
+QUICK_ARGS = ["--messages", "10000", "--sync", "500", "--latency", "200", "--rounds", "1"]
 
 
 def topic() -> str:
@@ -296,6 +300,11 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(run(broker.bootstrap, args))
     finally:
         broker.close()
+
+
+def figures(argv: list[str] | None = None) -> list[Figure]:
+    """What ``main(argv)`` reports, as records (``python -m bench`` writes BENCHMARKS.md)."""
+    return collect(main, argv)
 
 
 if __name__ == "__main__":

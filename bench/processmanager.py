@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._common import percentile, report, rss_mib
+from bench._common import Figure, collect, percentile, report, rss_mib
 from sidecar.exec.processmanager import (
     NO_BACKOFF,
     Args,
@@ -30,6 +30,10 @@ from sidecar.exec.processmanager import (
     ProcessManager,
     Restarts,
 )
+
+#: Report runs watch for 20 s (three runs make a minute); a single run defaults to 60 s.
+RUN_ARGS = ["--duration", "20"]
+QUICK_ARGS = ["--restarts", "50", "--processes", "20", "--duration", "5"]
 
 EXIT_STAMP = ("import os, sys\n"
               "from time import time\n"
@@ -97,6 +101,11 @@ def main(argv: list[str] | None = None) -> None:
     print("process manager (issue 5)")
     asyncio.run(restart_latency(args.restarts))
     asyncio.run(watch_cost(args.processes, args.duration, args.interval))
+
+
+def figures(argv: list[str] | None = None) -> list[Figure]:
+    """What ``main(argv)`` reports, as records (``python -m bench`` writes BENCHMARKS.md)."""
+    return collect(main, argv)
 
 
 if __name__ == "__main__":
