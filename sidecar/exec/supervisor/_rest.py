@@ -17,14 +17,32 @@ if TYPE_CHECKING:
 ACTIONS = ("start", "stop", "restart")
 
 # OpenAPI documentation of the routes (GET /openapi.json).
-_PROGRAM: dict[str, Any] = {"type": "object", "required": ["name", "state", "running"],
-                            "properties": {"name": {"type": "string"},
-                                           "state": {"type": "string"},
-                                           "running": {"type": "boolean"},
-                                           "pid": {"type": "integer", "nullable": True},
-                                           "restarts": {"type": "integer"},
-                                           "healthy": {"type": "boolean"},
-                                           "error": {"type": "string", "nullable": True}}}
+_NULLABLE_INT: dict[str, Any] = {"type": "integer", "nullable": True}
+_PROGRAM: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "state", "running", "pid", "restarts", "uptime", "healthy"],
+    "properties": {
+        "name": {"type": "string"},
+        "state": {"type": "string", "description": "while it runs the process state (running, "
+                  "sleeping, idle, ...) or stopping; else stopped, backoff, exited, gave-up "
+                  "or failed"},
+        "running": {"type": "boolean"},
+        "pid": {**_NULLABLE_INT, "description": "null when not running"},
+        "restarts": {"type": "integer", "description": "automatic restarts so far"},
+        "uptime": {"type": "number", "description": "seconds since the last start; 0 when "
+                   "not running"},
+        "start_time": {"type": "number", "nullable": True, "description": "Unix seconds"},
+        "exit_code": {**_NULLABLE_INT, "description": "of the last run that ended; -N: "
+                      "killed by signal N"},
+        "healthy": {"type": "boolean", "description": "its status check (program:<name>) is "
+                    "OK"},
+        "error": {"type": "string", "nullable": True, "description": "why it is not healthy"},
+        "command": {"type": "string"},
+        "args": {"type": "array", "items": {"type": "string"}},
+        "logfile": {"type": "string", "nullable": True},
+        "autostart": {"type": "boolean"},
+    },
+}
 _NAME = Parameter("name", "the program's name in supervisor.conf")
 _NOT_FOUND = Response.error("no program of this name (programs lists the known ones)")
 OVERVIEW_DOC = RouteDoc(
