@@ -85,7 +85,10 @@ class ConfigMapApplier:
             # Said once per version: a re-list of the same object is not news.
             if self._last_text != f"<missing {version}>":
                 self._last_text = f"<missing {version}>"
-                self._reject(version, f"it has no key {self._key!r}")
+                log.warning("%s has no key %r; the running programs are kept",
+                            self.where, self._key)
+                self._reject(f"{self.where} (resourceVersion {version})",
+                             f"it has no key {self._key!r}")
             return
         if text == self._last_text:
             return
@@ -94,7 +97,8 @@ class ConfigMapApplier:
         try:
             outcome = await self._supervisor.reload_text(text, source)
         except ConfigError as exc:
-            self._reject(version, str(exc))
+            # The supervisor's message starts with the source: the Event says it once.
+            self._reject(source, str(exc).removeprefix(f"{source}: "))
             return
         except Exception as exc:
             self._last_text = None  # not the text's fault: try it again on the next event
@@ -104,20 +108,19 @@ class ConfigMapApplier:
             return
         self.applied += 1
         changes = describe_outcome(outcome)
+        # The supervisor logs what it applied or rejected: these are for debugging.
         if changes:
-            log.info("%s applied: %s", self.where, changes)
+            log.debug("%s applied: %s", self.where, changes)
             self._event("Normal", "ConfigMapApplied",
                         f"{self.where} (resourceVersion {version}) applied: {changes}")
         else:
             log.debug("%s (resourceVersion %s): no program changed", self.where, version)
 
-    def _reject(self, version: str, reason: str) -> None:
+    def _reject(self, what: str, reason: str) -> None:
         self.rejected += 1
-        log.error("%s (resourceVersion %s) rejected, the running programs are kept: %s",
-                  self.where, version, reason)
+        log.debug("%s rejected: %s", what, reason)
         self._event("Warning", "ConfigMapRejected",
-                    f"{self.where} (resourceVersion {version}) rejected, the running "
-                    f"programs are kept: {reason}")
+                    f"{what} rejected, the running programs are kept: {reason}")
 
     def _event(self, type_: str, reason: str, message: str) -> None:
         if self._post_event is not None:
