@@ -9,7 +9,7 @@ from aiohttp import web
 from sidecar.rest.api import HTTPHandlers
 from sidecar.rest.openapi import Parameter, Response, RouteDoc
 
-from .errors import ProgramNotFoundError, ProgramStartError
+from .errors import ProgramNotFoundError, ProgramStartError, SupervisorError
 
 if TYPE_CHECKING:
     from .plugin import Supervisor
@@ -67,7 +67,8 @@ CONTROL_DOC = RouteDoc(
                             "program": _PROGRAM, "action": {"type": "string"},
                             "changed": {"type": "boolean"}}}),
      404: _NOT_FOUND,
-     500: Response.error("the program could not be started (program shows its row)")},
+     500: Response.error("the program could not be started (program shows its row)"),
+     503: Response.error("the supervisor is stopping with the sidecar")},
     parameters=(_NAME, Parameter("action", "start, stop or restart")), tags=("supervisor",))
 
 
@@ -98,6 +99,8 @@ def register_routes(rest: HTTPHandlers, supervisor: Supervisor) -> None:
         except ProgramStartError as exc:
             return web.json_response({"error": str(exc),
                                       "program": supervisor.program_row(name)}, status=500)
+        except SupervisorError as exc:  # stopping with the sidecar
+            return web.json_response({"error": str(exc)}, status=503)
         return web.json_response({"program": supervisor.program_row(name), "action": action,
                                   "changed": changed})
 

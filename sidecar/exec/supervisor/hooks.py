@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sidecar.agent.tasks import spawn
 from sidecar.exec.processmanager import (
     ProcessManager,
     ProcessManagerError,
@@ -161,10 +162,8 @@ class HookRunner:
                             f", {held} warnings held back" if held else "")
         lane.append((event, hooks))
         if event.program not in self._tasks:
-            task = asyncio.create_task(self._drain(event.program),
-                                       name=f"supervisor-hooks:{event.program}")
-            self._tasks[event.program] = task
-            task.add_done_callback(self._lane_ended)
+            self._tasks[event.program] = spawn(self._drain(event.program),
+                                               f"supervisor-hooks:{event.program}")
 
     async def _drain(self, program: str) -> None:
         lane = self._lanes[program]
@@ -179,10 +178,6 @@ class HookRunner:
                 del self._tasks[program]
                 if not lane and self._lanes.get(program) is lane:
                     del self._lanes[program]
-
-    def _lane_ended(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("hook runner %s failed: %r", task.get_name(), task.exception())
 
     def _throttle(self, key: str) -> _Throttle:
         throttle = self._throttles.get(key)

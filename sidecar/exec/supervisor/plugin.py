@@ -183,7 +183,11 @@ class Supervisor:
         return [self._programs[name].row() for name in sorted(self._programs)]
 
     def program_row(self, name: str) -> dict[str, Any]:
-        return self._program(name).row()
+        """One program's row; ProgramNotFoundError if there is no such program."""
+        program = self._programs.get(name)
+        if program is None:
+            raise ProgramNotFoundError(name, sorted(self._programs))
+        return program.row()
 
     def status(self) -> dict[str, Any]:
         """The overview served at ``GET /supervisor``."""
@@ -375,6 +379,8 @@ class Supervisor:
 
     # -- control -----------------------------------------------------------------------
     def _program(self, name: str) -> Program:
+        if self._closed:
+            raise SupervisorError("the supervisor is stopping")
         program = self._programs.get(name)
         if program is None or program.process is None:
             raise ProgramNotFoundError(name, sorted(self._programs))
@@ -525,6 +531,13 @@ class Supervisor:
     async def init(self) -> None:
         if self._closed:
             raise SupervisorError("the supervisor is closed")
+        try:
+            await self._init()
+        except BaseException:
+            await self.close()  # the agent closes only plugins whose init succeeded
+            raise
+
+    async def _init(self) -> None:
         if self._owns_manager:
             await self._manager.start()
         await self._hooks.start()
@@ -568,22 +581,25 @@ class Supervisor:
         if self._closed:
             return
         self._closed = True
-        programs = list(self._programs.values())
         try:
             if self._watcher is not None:
                 await self._watcher.close()
             self._hooks.shut()  # the shutdown's own events run no hooks
-            results = await asyncio.gather(
-                self._hooks.close(), *(self._remove(p) for p in programs),
-                return_exceptions=True)
+            async with self._lock:  # a reload or a start/stop in flight finishes first
+                programs = list(self._programs.values())
+                results = await asyncio.gather(
+                    self._hooks.close(), *(self._remove(p) for p in programs),
+                    return_exceptions=True)
             for outcome in results:
                 if isinstance(outcome, Exception):
                     log.error("supervisor: stopping failed: %s", outcome)
         finally:
-            for program in programs:
+            # Also when cancelled: what still runs is killed by the process manager's close.
+            for program in list(self._programs.values()):
                 program.cancel_timer()
                 self._unregister_check(program)
             self._programs.clear()
+            await self._hooks.close()
             if self._owns_manager:
                 await self._manager.close()
             if self._collector is not None and self._registry is not None:

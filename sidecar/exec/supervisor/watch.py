@@ -14,11 +14,12 @@ replacing it, the swap) is simply looked at again next time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+from sidecar.agent.tasks import cancel_and_wait, spawn
 
 log = logging.getLogger("sidecar.supervisor")
 
@@ -63,8 +64,7 @@ class ConfigWatcher:
         if self._task is not None:
             return
         self._last = initial
-        self._task = asyncio.create_task(self._run(), name="supervisor-config-watch")
-        self._task.add_done_callback(self._ended)
+        self._task = spawn(self._run(), "supervisor-config-watch")
 
     async def check(self) -> bool:
         """Look once; True if the file was read and handed on."""
@@ -102,14 +102,6 @@ class ConfigWatcher:
             except Exception:  # one bad round must not end the watching
                 log.exception("checking %s for changes failed", self.path)
 
-    def _ended(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or task.exception() is None:
-            return
-        log.error("watching %s stopped unexpectedly: %r", self.path, task.exception())
-
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)

@@ -338,3 +338,19 @@ async def test_apply_before_start_only_replaces_the_config() -> None:
         assert supervisor.program_row("a")["running"]
     finally:
         await supervisor.close()
+
+
+async def test_a_failed_init_leaves_nothing_running() -> None:
+    from sidecar.exec.processmanager import Args, ProcessManager
+
+    async with ProcessManager() as manager:
+        await manager.new_process("web", SLEEPER, Args("60"))
+        supervisor = Supervisor(parse_supervisor_config(
+            f"programs: [{{name: other, executable-path: {SLEEPER}, executable-args: ['60']}},"
+            f" {{name: web, executable-path: {SLEEPER}}}]", "start.conf"), manager=manager)
+        with pytest.raises(ConfigError, match=r"start.conf: programs\[1\].name"):
+            await supervisor.init()
+        # Nothing was started (the check comes first), and the hooks' tasks are gone
+        # (the autouse fixture fails a test that leaves tasks).
+        assert manager.get_process("other") is None
+        await supervisor.close()
