@@ -16,7 +16,7 @@ from pathlib import Path
 from sidecar.builder import example_config_dir
 from sidecar.exec.supervisor import HOOK_VARIABLES
 from tests.exec.supervisor.helpers import alive, group_members, processes_with
-from tests.servers._util import wait_until
+from tests.servers._util import free_port, wait_until
 from tests.sidecar_proc import SidecarProcess, request
 
 EXAMPLE = example_config_dir().parent / "optional" / "supervisor.conf"
@@ -209,3 +209,65 @@ def test_the_programs_command_says_when_there_is_no_supervisor(
     assert done.stderr.strip() == f"sidecar: {sidecar.url} runs no supervisor (it has no " \
                                   "supervisor.conf)"
     assert "program" not in json.dumps(sidecar.get("/readiness")[1]["plugins"])
+
+
+def test_as_pid_1_the_orphans_of_programs_are_reaped(config_dir: Path) -> None:
+    # No process-manager.conf: the supervisor's process manager reaps as PID 1 all the same.
+    (config_dir / "supervisor.conf").write_text("""
+programs:
+  - name: orphaner
+    executable-path: /bin/sh
+    executable-args: ["-c", "sleep 0.1 & exit 0"]
+    restarts: -1
+    backoff-base: 50ms
+    backoff-cap: 100ms
+""")
+    port = free_port()
+    log_path = config_dir / "sidecar.log"
+    with open(log_path, "wb") as log:
+        unshare = subprocess.Popen(
+            ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGTERM",
+             sys.executable, "-m", "sidecar", "run", "--config-dir", str(config_dir),
+             "--http-port", str(port)],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=ROOT)
+    try:
+        wait_until(lambda: request("GET", f"http://127.0.0.1:{port}/liveness")[0] == 200, 20,
+                   "the sidecar as PID 1 answering")
+        children = wait_until(lambda: _children(unshare.pid), 5, "the sidecar's pid")
+        assert isinstance(children, list)
+        sidecar = children[0]
+        first_seen: dict[int, float] = {}
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            for pid in _children(sidecar):
+                if _zombie(pid):
+                    first_seen.setdefault(pid, time.monotonic())
+            time.sleep(0.02)
+        now = time.monotonic()
+        lingering = [pid for pid, seen in first_seen.items() if now - seen > 1.5 and _zombie(pid)]
+        assert len(first_seen) >= 3, f"only {len(first_seen)} orphans became zombies"
+        assert lingering == [], f"zombies not reaped: {lingering}\n{log_path.read_text()}"
+        os.kill(sidecar, signal.SIGTERM)
+        assert unshare.wait(15) == 0
+    finally:
+        if unshare.poll() is None:
+            unshare.kill()
+            unshare.wait()
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return data[data.rindex(b")") + 2:][:1] == b"Z"
