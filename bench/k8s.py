@@ -117,31 +117,46 @@ def main(argv: list[str] | None = None) -> None:
         api.ensure_namespace(NAMESPACE)
         create_pod(api, NAMESPACE)
         kubeconfig = api.write_kubeconfig(work / "kubeconfig", namespace=NAMESPACE)
-        env = {"POD_NAME": POD, "POD_NAMESPACE": NAMESPACE, "KUBERNETES_SERVICE_HOST": ""}
+        out_of_cluster = {"POD_NAME": POD, "POD_NAMESPACE": NAMESPACE,
+                          "KUBERNETES_SERVICE_HOST": ""}
+        # In a pod: the ServiceAccount files and the service address (the code path
+        # that imports no Kubernetes client), here pointing at the test apiserver.
+        account = work / "serviceaccount"
+        account.mkdir()
+        (account / "token").write_text(api.admin_token)
+        shutil.copy(api.ca_file, account / "ca.crt")
+        (account / "namespace").write_text(NAMESPACE)
+        in_pod = {**out_of_cluster, "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+                  "KUBERNETES_SERVICE_PORT": str(api.port)}
         status, out = api.request("POST", f"/api/v1/namespaces/{NAMESPACE}/configmaps", {
             "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "programs"},
             "data": {"supervisor.conf": "programs: []\n"}})
         if status != 201:
             raise RuntimeError(f"creating the ConfigMap: {status} {out}")
 
-        variants: list[tuple[str, Path, KubeApiServer | None]] = [("without k8s", EXAMPLES, None)]
-        with_k8s = work / "with-k8s"
-        shutil.copytree(EXAMPLES, with_k8s)
-        (with_k8s / "k8s.conf").write_text(json.dumps({"kubeconfig": str(kubeconfig)}))
-        variants.append(("with k8s (Pod status, Events)", with_k8s, api))
-        with_kopf = work / "with-kopf"
-        shutil.copytree(with_k8s, with_kopf)
-        (with_kopf / "supervisor.conf").write_text("programs: []\n")
-        (with_kopf / "k8s.conf").write_text(json.dumps(
-            {"kubeconfig": str(kubeconfig), "configmap": {"name": "programs"}}))
-        with_supervisor = work / "supervisor-only"
-        shutil.copytree(EXAMPLES, with_supervisor)
-        (with_supervisor / "supervisor.conf").write_text("programs: []\n")
-        variants += [("supervisor, without k8s", with_supervisor, None),
-                     ("supervisor, with k8s + ConfigMap (kopf)", with_kopf, api)]
+        def config(name: str, k8s: dict[str, object] | None = None, *,
+                   supervisor: bool = False) -> Path:
+            directory = work / name
+            shutil.copytree(EXAMPLES, directory)
+            if supervisor:
+                (directory / "supervisor.conf").write_text("programs: []\n")
+            if k8s:
+                (directory / "k8s.conf").write_text(json.dumps(k8s))
+            return directory
 
+        sa: dict[str, object] = {"service-account-dir": str(account)}
+        variants: list[tuple[str, Path, dict[str, str], KubeApiServer | None]] = [
+            ("without k8s", EXAMPLES, out_of_cluster, None),
+            ("with k8s in a pod (Pod status, Events)", config("pod", sa), in_pod, api),
+            ("with k8s and a kubeconfig", config("kc", {"kubeconfig": str(kubeconfig)}),
+             out_of_cluster, api),
+            ("supervisor, without k8s", config("sup", supervisor=True), out_of_cluster, None),
+            ("supervisor, with k8s in a pod + ConfigMap (kopf)",
+             config("kopf", {**sa, "configmap": {"name": "programs"}}, supervisor=True),
+             in_pod, api),
+        ]
         results = {}
-        for name, directory, server in variants:
+        for name, directory, env, server in variants:
             results[name] = measure(directory, args.starts, env, server, NAMESPACE)
         for name, (ready, on_pod, rss) in results.items():
             report(f"{name}: start to /readiness 200", median(ready) * 1000, "ms",
@@ -150,11 +165,13 @@ def main(argv: list[str] | None = None) -> None:
                 report(f"{name}: start to Pod condition True", median(on_pod) * 1000, "ms")
             report(f"{name}: RSS", median(rss), "MiB")
         base = results["without k8s"]
-        plain = results["with k8s (Pod status, Events)"]
-        report("k8s plugin: extra start time", (median(plain[0]) - median(base[0])) * 1000, "ms")
-        report("k8s plugin: extra RSS", median(plain[2]) - median(base[2]), "MiB")
+        for name in ("with k8s in a pod (Pod status, Events)", "with k8s and a kubeconfig"):
+            plain = results[name]
+            report(f"{name}: extra start time",
+                   (median(plain[0]) - median(base[0])) * 1000, "ms")
+            report(f"{name}: extra RSS", median(plain[2]) - median(base[2]), "MiB")
         sup = results["supervisor, without k8s"]
-        kopf_ = results["supervisor, with k8s + ConfigMap (kopf)"]
+        kopf_ = results["supervisor, with k8s in a pod + ConfigMap (kopf)"]
         report("k8s plugin with kopf: extra start time",
                (median(kopf_[0]) - median(sup[0])) * 1000, "ms", "against the supervisor alone")
         report("k8s plugin with kopf: extra RSS", median(kopf_[2]) - median(sup[2]), "MiB")

@@ -17,6 +17,8 @@ How it is embedded, and why (kopf is built to own its process):
   than get/list/watch configmaps (discovery is open to every account).
 * The watch is filtered on the server (``fieldSelector=metadata.name=...``),
   so other ConfigMaps of the namespace are never sent to the pod.
+* kopf is imported in a thread, with the Kubernetes clients hidden from it
+  (see :func:`_import_kopf`): 4 MiB instead of 25 MiB per pod.
 * API errors are retried forever with capped backoff instead of kopf's
   default of giving up after a minute, and an exit of kopf's root tasks is
   logged and followed by a fresh start.
@@ -26,7 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +49,25 @@ EventHandler = Callable[[str | None, Mapping[str, Any]], Awaitable[None]]
 _BACKOFFS = (0.5, 1.0, 2.0, 3.0, 5.0)
 _RESTART_DELAY = 5.0
 _STOP_TIMEOUT = 3.0
+
+
+_CLIENTS = ("kubernetes", "kubernetes_asyncio", "pykube")
+
+
+def _import_kopf() -> Any:
+    """kopf imports every Kubernetes client it finds installed, only to recognise the
+    client's model objects (``kubernetes``: ~20 MiB of RSS and 0.2 s). The sidecar
+    hands kopf none of them, so the clients not loaded yet are hidden from it while
+    it is imported; they can be imported as usual afterwards."""
+    hidden = [name for name in _CLIENTS if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # "import name" fails
+    try:
+        return importlib.import_module("kopf")
+    finally:
+        for name in hidden:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
 
 
 class _ForeverBackoffs:
@@ -151,8 +174,8 @@ class ConfigMapOperator:
         return registry  # type: ignore[no-any-return]
 
     async def _run_once(self) -> None:
-        import kopf
-
+        # In a thread: the loop keeps serving probes meanwhile.
+        kopf: Any = await asyncio.to_thread(_import_kopf)
         stop = asyncio.Event()
         with _agent_keeps_signals(asyncio.get_running_loop()):
             tasks = await kopf.spawn_tasks(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import subprocess
+import sys
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -337,3 +339,16 @@ async def test_kopf_cannot_take_the_agents_signal_handlers() -> None:
         assert loop.remove_signal_handler(signal.SIGUSR2)
     finally:
         flag.cancel()
+
+
+def test_kopf_is_imported_without_the_kubernetes_client_which_still_imports_after() -> None:
+    code = ("import sys\n"
+            "from sidecar.k8s._operator import _import_kopf\n"
+            "kopf = _import_kopf()\n"
+            "assert 'kubernetes' not in sys.modules, 'kopf pulled in the client'\n"
+            "assert kopf.OperatorRegistry\n"
+            "import kubernetes.client\n"
+            "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.stdout.strip() == "ok", done.stderr
