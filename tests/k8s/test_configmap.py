@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
+from sidecar.builder import Options, build
 from tests.k8s.cluster import PodEnv, wait_for
+from tests.servers._util import free_port
 from tests.servers.kube import KubeApiServer
 from tests.sidecar_proc import SidecarProcess
 
@@ -124,3 +129,26 @@ def test_a_crashing_program_posts_events_and_flips_the_pod(
     # Fixing the ConfigMap makes the Pod Ready again.
     env.put_configmap(CONFIGMAP, {"supervisor.conf": supervisor_conf("steady")})
     wait_for(lambda: env.shown() == ("OK", "True"), 15, "the Pod showing OK again")
+
+
+async def test_kopf_in_the_sidecars_loop_leaves_no_task_and_no_signal_handler_behind(
+        kube_apiserver: KubeApiServer, config_dir: Path, tmp_path: Path) -> None:
+    env = await asyncio.to_thread(PodEnv, kube_apiserver, tmp_path)
+    await asyncio.to_thread(env.put_configmap, CONFIGMAP,
+                            {"supervisor.conf": supervisor_conf("alpha")})
+    (config_dir / "supervisor.conf").write_text("programs: []\n")
+    env.write_k8s_conf(config_dir, configmap={"name": CONFIGMAP})
+    sidecar = build(Options(config_dir=str(config_dir), http_port=str(free_port()),
+                            env={**os.environ, **env.env()}))
+    assert sidecar.supervisor is not None and sidecar.k8s is not None
+    async with sidecar.agent():
+        deadline = time.monotonic() + 15
+        while sidecar.supervisor.get_program_names() != ["alpha"]:
+            assert time.monotonic() < deadline, "the ConfigMap was not applied"
+            await asyncio.sleep(0.05)
+        assert sidecar.k8s.operator is not None and sidecar.k8s.operator.events >= 1
+    # The autouse no_leftover_tasks fixture checks kopf's tasks; its signal handlers
+    # were never installed on the loop (the agent's own are only installed by serve()).
+    loop = asyncio.get_running_loop()
+    assert not loop.remove_signal_handler(signal.SIGTERM)
+    assert not loop.remove_signal_handler(signal.SIGINT)
