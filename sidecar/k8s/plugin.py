@@ -84,6 +84,8 @@ class ProgramEventLike(Protocol):
 class SupervisorLike(ProgramSupervisor, Protocol):
     def add_listener(self, callback: Callable[[Any], None]) -> None: ...
 
+    def remove_listener(self, callback: Callable[[Any], None]) -> None: ...
+
 
 def enabled(config: K8sConfig | None, env: Mapping[str, str] | None = None) -> bool:
     """On with a k8s.conf that does not say ``enabled: false``, or in a cluster without one."""
@@ -212,6 +214,9 @@ class K8sPlugin:
                 await stop()
             except Exception:
                 log.exception("k8s: closing failed")
+        if self._listening and self._supervisor is not None:
+            self._supervisor.remove_listener(self._on_program_event)
+            self._listening = False
         if self._collector is not None and self._registry is not None:
             with contextlib.suppress(KeyError):
                 self._registry.unregister(self._collector)
