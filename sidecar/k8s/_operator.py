@@ -155,14 +155,16 @@ class ConfigMapOperator:
         credentials = self._credentials
 
         @kopf_.on.login(registry=registry)  # type: ignore[untyped-decorator]
-        def login(**_: Any) -> kopf.ConnectionInfo:
-            # Called again by kopf after a 401: a rotated token is read afresh.
+        async def login(**_: Any) -> kopf.ConnectionInfo:
+            # Called again by kopf after a 401: a rotated token is read afresh (in a
+            # thread: a kubeconfig's exec plugin may run).
+            token = await asyncio.to_thread(credentials.bearer_token)
             return kopf_.ConnectionInfo(  # type: ignore[no-any-return]
                 server=credentials.server, ca_path=credentials.ca_file,
                 ca_data=credentials.ca_data, insecure=credentials.insecure or None,
-                scheme="Bearer" if credentials.bearer_token() else None,
-                token=credentials.bearer_token(), certificate_path=credentials.cert_file,
-                private_key_path=credentials.key_file, default_namespace=self._namespace)
+                scheme="Bearer" if token else None, token=token,
+                certificate_path=credentials.cert_file, private_key_path=credentials.key_file,
+                default_namespace=self._namespace)
 
         @kopf_.on.event("v1", "configmaps", registry=registry,  # type: ignore[untyped-decorator]
                         field="metadata.name", value=self._name)
