@@ -123,7 +123,7 @@ async def test_unchanged_reports_write_nothing_but_refresh_rewrites_everything(
     key = running.prefix + "plugin/steady"
     statuscheck.report_state_change("steady", PluginState.OK)
     first = await until(lambda: etcd_get(etcd_server, key), 5, "steady key")
-    commits = [p for p in running.sidecar.plugins if p.name == "status-publisher"][0]
+    commits = next(p for p in running.sidecar.plugins if p.name == "status-publisher")
     before = commits.commits  # type: ignore[attr-defined]
     for _ in range(50):
         statuscheck.report_state_change("steady", PluginState.OK)
