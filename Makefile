@@ -29,6 +29,7 @@ test: $(STAMP) servers
 lint: $(STAMP)
 	$(BIN)/ruff check sidecar tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## bench: every benchmark under bench/, 3 runs each, into BENCHMARKS.md (BENCH_ARGS=--quick: a smoke run)
 bench: $(STAMP) servers
