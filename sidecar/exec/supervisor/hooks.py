@@ -17,9 +17,7 @@ exits or times out.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 import time
 from collections import deque
 from collections.abc import Callable
@@ -248,9 +246,8 @@ class HookRunner:
             # Whatever the hook left behind in its process group goes with it.
             await process.kill()
         except asyncio.CancelledError:
-            if process.is_alive():
-                with contextlib.suppress(ProcessManagerError):
-                    process.signal(signal.SIGKILL, group=True)
+            # SIGKILL and reap it before letting go: nothing outlives a stopping supervisor.
+            await process.kill()
             raise
         finally:
             await self.manager.delete(name)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from sidecar.exec.processmanager import reaper
 from sidecar.exec.supervisor import HOOK_VARIABLES, ProgramEvent
 from tests.exec.helpers import eventually
 from tests.exec.supervisor.conftest import MakeSupervisor
@@ -174,3 +175,5 @@ hooks:
     await supervisor.close()
     assert time.monotonic() - began < 2.5
     assert not processes_with(marker)
+    # Reaped, not left for later (an unreaped Popen warns when it is collected).
+    assert not [p for p in reaper._abandoned if p.returncode is None]
