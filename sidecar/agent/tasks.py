@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -47,6 +46,12 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
     """Cancel ``task`` and wait until it has unwound; a no-op for None or a finished task."""
     if task is None:
         return
+    current = asyncio.current_task()
+    before = current.cancelling() if current is not None else 0
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
+    try:
         await task
+    except asyncio.CancelledError:
+        # The task's own cancellation ends here; ours (a close timeout) must not.
+        if current is not None and current.cancelling() > before:
+            raise

@@ -89,8 +89,11 @@ class StatusPublisher:
         self._dirty.set()
         while True:
             timeout = max(next_refresh - time.monotonic(), 0)
+            # asyncio.timeout, not wait_for: 3.11's wait_for loses a cancellation that
+            # arrives as the event is set, and close() would then wait forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._dirty.wait()
             self._dirty.clear()
             refresh = self._resync or time.monotonic() >= next_refresh
             try:

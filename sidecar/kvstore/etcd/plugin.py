@@ -157,8 +157,9 @@ class EtcdPlugin:
         interval = max(self.config.lease_ttl / 3, 0.5)
         client = self.client
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._check_now.wait(), interval)
+            with contextlib.suppress(TimeoutError):  # not wait_for: it can lose a cancel
+                async with asyncio.timeout(interval):
+                    await self._check_now.wait()
             self._check_now.clear()
             lease = self._lease_id
             assert lease is not None
