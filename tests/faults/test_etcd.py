@@ -1,0 +1,96 @@
+"""etcd killed (SIGKILL) and restarted under a running sidecar."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.faults.probes import ProbePoller
+from tests.servers._util import wait_until
+from tests.servers.etcd import EtcdServer
+from tests.sidecar_proc import SidecarProcess
+
+LABEL = "faults-etcd"
+PREFIX = f"/vnf-agent/{LABEL}/check/status/v1/"
+
+
+def published(etcd: EtcdServer) -> dict[str, dict[str, Any]]:
+    """Every status key of the agent: suffix -> JSON value."""
+    out = etcd.etcdctl("get", PREFIX, "--prefix")
+    lines = out.splitlines()
+    return {key.removeprefix(PREFIX): json.loads(value)
+            for key, value in zip(lines[::2], lines[1::2], strict=True)}
+
+
+def write_config(config_dir: Path, etcd: EtcdServer, stop_file: Path) -> None:
+    (config_dir / "etcd.conf").write_text(
+        f"endpoints: ['{etcd.endpoint}']\ndial-timeout: 500ms\noperation-timeout: 1s\n"
+        "lease-ttl: 5s\nreconnect-interval: 500ms\n")
+    (config_dir / "statuscheck.conf").write_text("publish-interval: 2s\nprobe-interval: 200ms\n")
+    # A program that crash-loops once the stop file exists: a change made during the outage.
+    (config_dir / "supervisor.conf").write_text(
+        "programs:\n"
+        "  - name: looper\n"
+        "    executable-path: /bin/sh\n"
+        f"    executable-args: ['-c', 'while [ ! -e {stop_file} ]; do sleep 0.05; done; exit 3']\n"
+        "    restarts: -1\n"
+        "    backoff-base: 50ms\n"
+        "    backoff-cap: 200ms\n")
+
+
+def test_etcd_killed_and_restarted(own_etcd: EtcdServer, config_dir: Path, tmp_path: Path,
+                                   sidecars: list[SidecarProcess]) -> None:
+    stop_file = tmp_path / "stop"
+    write_config(config_dir, own_etcd, stop_file)
+    proc = SidecarProcess(config_dir, "--microservice-label", LABEL)
+    sidecars.append(proc)
+    proc.start()
+
+    with ProbePoller(proc.url) as probes:
+        probes.wait_for(lambda a: a.status == 200, 15, "readiness 200")
+        wait_until(lambda: published(own_etcd).get("agent", {}).get("state") == 1, 10,
+                   "the agent key OK in etcd")
+        assert published(own_etcd)["plugin/program:looper"]["state"] == 1
+
+        own_etcd.kill()
+        killed = time.monotonic()
+        down = probes.wait_for(lambda a: a.status == 503 and a.plugin_state("etcd") == 2, 10,
+                               "readiness 503 with the etcd plugin ERROR")
+        assert "etcd unreachable" in down.plugins["etcd"]["error"]
+
+        # While etcd is away, a program starts crash-looping: only the sidecar knows.
+        stop_file.touch()
+        looping = probes.wait_for(lambda a: a.plugin_state("program:looper") == 2, 15,
+                                  "program:looper ERROR")
+        assert "crash-looping" in looping.plugins["program:looper"]["error"]
+        time.sleep(max(0.0, 6 - (time.monotonic() - killed)))  # longer than the lease TTL
+
+        own_etcd.start()
+        probes.wait_for(lambda a: a.plugin_state("etcd") == 1, 15, "the etcd plugin OK again")
+
+        def caught_up() -> bool:
+            keys = published(own_etcd)
+            return (keys.get("plugin/program:looper", {}).get("state") == 2
+                    and keys.get("plugin/etcd", {}).get("state") == 1
+                    and keys.get("agent", {}).get("state") == 2)
+
+        wait_until(caught_up, 10, "etcd showing the crash loop and the etcd plugin OK")
+        keys = published(own_etcd)
+        # Nothing lost: every plugin the sidecar reports has its key, with the same state.
+        body = probes.ask("/readiness").body
+        assert {f"plugin/{name}" for name in body["plugins"]} | {"agent"} == set(keys)
+        for name, status in body["plugins"].items():
+            assert keys[f"plugin/{name}"]["state"] == status["state"], name
+        assert "crash-looping" in keys["plugin/program:looper"]["error"]
+        # Supervision never stopped: the program is still being restarted.
+        restarts = proc.get("/supervisor/programs/looper")[1]["restarts"]
+        wait_until(lambda: proc.get("/supervisor/programs/looper")[1]["restarts"] > restarts, 5,
+                   "another restart of the looping program")
+
+    probes.assert_always_answered()
+    # etcd and programs are non-fatal: the kubelet would never have restarted the sidecar.
+    assert probes.statuses("/liveness") == {200}, probes.latency_summary()
+    assert proc.stop() == 0
+    assert published(own_etcd) == {}  # the lease is revoked on a clean stop

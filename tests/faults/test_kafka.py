@@ -1,0 +1,108 @@
+"""The Kafka broker killed (SIGKILL) and restarted under a sidecar that sync-publishes its
+status events (agent state changes and supervisor program events) to a topic."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sidecar.messaging.kafka import OFFSET_OLDEST, ClientConfig, PartitionConsumer
+from sidecar.messaging.kafka.client import ConsumerMessage
+from tests.faults.probes import ProbePoller
+from tests.servers._util import wait_until
+from tests.servers.kafka import KafkaBroker
+from tests.sidecar_proc import SidecarProcess, request
+
+
+def read_topic(broker: KafkaBroker, topic: str, until: Any, timeout: float) -> list[Any]:
+    """The topic's records (JSON) from the oldest, read until ``until(records)`` holds."""
+    async def read() -> list[Any]:
+        records: list[ConsumerMessage] = []
+        reader = PartitionConsumer(ClientConfig(addrs=(broker.bootstrap,)), topic, 0,
+                                   OFFSET_OLDEST, records.append)
+        await reader.start()
+        try:
+            deadline = time.monotonic() + timeout
+            while not until([json.loads(r.value or b"") for r in records]):
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await reader.stop()
+        return [json.loads(r.value or b"") for r in records]
+
+    return asyncio.run(read())
+
+
+def records_of_error(records: list[Any]) -> dict[str, Any]:
+    """The plugins of the first agent-state record that says ERROR."""
+    return next(dict(r["plugins"]) for r in records
+                if r["type"] == "agent-state" and r["state"] == 2)
+
+
+def test_broker_killed_and_restarted(own_broker: KafkaBroker, config_dir: Path,
+                                     sidecars: list[SidecarProcess]) -> None:
+    topic = f"status-{uuid.uuid4().hex[:8]}"
+    (config_dir / "kafka.conf").write_text(
+        f"addrs: ['{own_broker.bootstrap}']\nstatus-topic: {topic}\n"
+        "request-timeout: 3s\nreconnect-interval: 1s\n")
+    (config_dir / "statuscheck.conf").write_text("probe-interval: 500ms\n")
+    # Restarts about twice a second: a steady stream of program events to publish. Runs
+    # longer than backoff-reset-after are no crash loop, so the program stays OK.
+    (config_dir / "supervisor.conf").write_text(
+        "programs:\n"
+        "  - name: ticker\n"
+        "    executable-path: /bin/sh\n"
+        "    executable-args: ['-c', 'sleep 0.3; exit 1']\n"
+        "    restarts: -1\n"
+        "    backoff-base: 100ms\n"
+        "    backoff-reset-after: 200ms\n")
+    proc = SidecarProcess(config_dir, "--microservice-label", "faults-kafka")
+    sidecars.append(proc)
+    proc.start()
+
+    def ticker_restarts() -> int:
+        return int(proc.get("/supervisor/programs/ticker")[1]["restarts"])
+
+    with ProbePoller(proc.url) as probes:
+        probes.wait_for(lambda a: a.status == 200, 30, "readiness 200")
+        wait_until(lambda: ticker_restarts() >= 3, 10, "the ticker restarting")
+
+        own_broker.kill()
+        probes.wait_for(lambda a: a.status == 503 and a.plugin_state("kafka") == 2, 20,
+                        "readiness 503 with the kafka plugin ERROR")
+        during = ticker_restarts()
+        wait_until(lambda: ticker_restarts() >= during + 10, 15,
+                   "ten more restarts while Kafka is down (supervision goes on)")
+
+        own_broker.start()
+        probes.wait_for(lambda a: a.status == 200, 30, "readiness 200 again")
+        status, _ = request("POST", proc.url + "/supervisor/programs/ticker/stop")
+        assert status == 200
+        last = ticker_restarts()
+
+    # Every program event queued while the broker was down reached the topic, in order.
+    def complete(records: list[Any]) -> bool:
+        started = [r["restarts"] for r in records
+                   if r.get("type") == "program" and r.get("state") == "started"]
+        return started[-1:] == [last]
+
+    records = read_topic(own_broker, topic, complete, timeout=30)
+    started = [r["restarts"] for r in records
+               if r.get("type") == "program" and r.get("state") == "started"]
+    assert started == list(range(last + 1)), "program events lost or out of order"
+    times = [r["time"] for r in records if r.get("type") == "program"]
+    assert times == sorted(times)
+    # The agent state went ERROR with the broker and back to OK, and both are on record.
+    agent = [(r["previous_state"], r["state"]) for r in records if r["type"] == "agent-state"]
+    went_down = next(i for i, (_, state) in enumerate(agent) if state == 2)
+    assert (2, 1) in agent[went_down:]
+    assert records_of_error(records)["kafka"]["state"] == 2
+
+    probes.assert_always_answered()
+    assert probes.statuses("/liveness") == {200}, probes.latency_summary()
+    assert proc.stop() == 0
