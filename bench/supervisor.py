@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import signal
 import tempfile
@@ -28,8 +29,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench._common import percentile, report, start_sidecar
+from bench._common import Figure, collect, percentile, report, start_sidecar
 from sidecar.exec.supervisor import ProgramEvent, Supervisor, parse_supervisor_config
+
+#: A report run takes about a minute and a half; --quick checks that the bench works.
+RUN_ARGS = ["--rounds", "3", "--events", "300"]
+QUICK_ARGS = ["--programs", "10", "--rounds", "1", "--events", "30"]
 
 
 def _programs_conf(count: int, deaf: bool) -> str:
@@ -171,10 +176,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--events", type=int, default=300)
     args = parser.parse_args(argv)
+    logging.getLogger("sidecar").setLevel(logging.ERROR)  # "no restarts left" is the plan
     print(f"supervisor (issue 6), {os.cpu_count()} cpus")
     shutdown(args.programs, args.rounds)
     asyncio.run(hook_latency(args.events, 0))
     asyncio.run(hook_latency(args.events, 5))
+
+
+def figures(argv: list[str] | None = None) -> list[Figure]:
+    """What ``main(argv)`` reports, as records (``python -m bench`` writes BENCHMARKS.md)."""
+    return collect(main, argv)
 
 
 if __name__ == "__main__":
