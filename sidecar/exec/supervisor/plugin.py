@@ -103,7 +103,8 @@ class _Reloads:
 
 
 class Supervisor:
-    """The ``supervisor`` plugin (also usable on its own: ``async with``-less, init/close).
+    """The ``supervisor`` plugin; on its own, ``async with Supervisor(config) as supervisor:``
+    (or ``await init()`` ... ``await close()``).
 
     ``manager`` is the process manager to run programs in: a
     :class:`ProcessManagerPlugin` (then a dependency), a :class:`ProcessManager`
@@ -195,7 +196,7 @@ class Supervisor:
         config: dict[str, Any] = {
             "source": reloads.last_source or self.config.source,
             "applied_at": reloads.last_applied,
-            "watching": str(self._path) if self._watcher is not None else None,
+            "watching": str(self._path) if self._watcher and self._watcher.running else None,
             "reloads": reloads.applied,
             "rejected": reloads.rejected,
             "programs": len(self.config.programs),
@@ -283,6 +284,8 @@ class Supervisor:
                 return ReloadResult(started=config.program_names)
             result = await self._apply(config)
         self._applied_digest = None
+        if self._watcher is not None and config.watch_interval > 0:
+            self._watcher.start()  # watch-interval went from 0 to more: watch again
         self.reloads.applied += 1
         self.reloads.last_applied = time.time()
         self.reloads.last_source = config.source
@@ -571,6 +574,13 @@ class Supervisor:
 
     async def after_init(self) -> None:
         pass
+
+    async def __aenter__(self) -> Supervisor:
+        await self.init()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     async def close(self) -> None:
         """Stop every program (stop signal, SIGKILL after its stop-timeout) and every hook.

@@ -59,11 +59,16 @@ class ConfigWatcher:
         self._task: asyncio.Task[None] | None = None
         self.checks = 0
 
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
     def start(self, initial: Signature | None = None) -> None:
         """Watch from now on; ``initial``: the signature of the file already applied."""
-        if self._task is not None:
+        if self.running:
             return
-        self._last = initial
+        if initial is not None or self._task is None:
+            self._last = initial
         self._task = spawn(self._run(), "supervisor-config-watch")
 
     async def check(self) -> bool:

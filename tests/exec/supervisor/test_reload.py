@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from sidecar.exec.supervisor import Supervisor
@@ -100,3 +101,18 @@ async def test_texts_applied_through_the_api_are_not_applied_again_from_the_file
         await eventually(lambda: supervisor.get_program_names() == ["d"], what="d applied")
     finally:
         await supervisor.close()
+
+
+async def test_watch_interval_zero_stops_watching_until_a_config_turns_it_on(
+        tmp_path: Path) -> None:
+    volume = ConfigMapVolume(tmp_path / "programs")
+    volume.write({"supervisor.conf": _conf("a", extra="watch-interval: 0s\n")})
+    async with Supervisor.from_file(volume.path()) as supervisor:
+        assert supervisor.status()["config"]["watching"] is None
+        volume.write({"supervisor.conf": _conf("b", extra="watch-interval: 20ms\n")})
+        await asyncio.sleep(0.1)
+        assert supervisor.get_program_names() == ["a"]  # nobody looked
+        # An API reload (the k8s plugin) turns watching on again: the file is read.
+        await supervisor.reload_text(_conf("c", extra="watch-interval: 20ms\n"), "configmap")
+        assert supervisor.status()["config"]["watching"] == str(volume.path())
+        await eventually(lambda: supervisor.get_program_names() == ["b"], what="b from the file")
