@@ -42,8 +42,9 @@ from .events import (
     ProgramEvent,
 )
 from .hooks import HOOK_KILL_GRACE, HookRunner, HookStats
-from .plugin import STOP_MARGIN, ProgramListener, ReloadResult, StopBudget, Supervisor
+from .plugin import ProgramListener, Supervisor
 from .programs import CHECK_PREFIX
+from .results import STOP_MARGIN, ReloadResult, ReloadStats, StopBudget
 
 __all__ = [
     "BACKOFF",
@@ -70,6 +71,7 @@ __all__ = [
     "ProgramNotFoundError",
     "ProgramStartError",
     "ReloadResult",
+    "ReloadStats",
     "StopBudget",
     "Supervisor",
     "SupervisorConfig",

@@ -15,9 +15,8 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from sidecar.config import ConfigError, ConfigValueError
 from sidecar.exec.processmanager import (
@@ -40,8 +39,10 @@ from .config import (
 )
 from .errors import ProgramNotFoundError, ProgramStartError, SupervisorError
 from .events import FAILED, PROCESS_STATUS, ProgramEvent
+from .health import ProgramHealth
 from .hooks import HookRunner
 from .programs import Program
+from .results import STOP_MARGIN, ReloadResult, ReloadStats, StopBudget
 from .watch import ConfigWatcher, Signature, signature
 
 if TYPE_CHECKING:
@@ -51,55 +52,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sidecar.supervisor")
 
-#: Added to the largest program stop-timeout to get the agent's stop budget: the hooks'
-#: kill grace and the plugins that close after the supervisor.
-STOP_MARGIN = 2.0
 #: Digests of texts applied by someone else (the k8s plugin) that the file watcher ignores.
 _FOREIGN_MEMORY = 16
 
 ProgramListener = Callable[[ProgramEvent], None]
-
-
-class StopBudget(Protocol):
-    """Something with a stop timeout to keep large enough (the :class:`sidecar.Agent`)."""
-
-    stop_timeout: float
-
-
-@dataclass(frozen=True)
-class ReloadResult:
-    """What applying a config did, by program name."""
-
-    started: list[str] = field(default_factory=list)
-    stopped: list[str] = field(default_factory=list)
-    restarted: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    #: Changed only in how they are reported (``fatal``, ``health-check``): kept running.
-    updated: list[str] = field(default_factory=list)
-    #: Among started and restarted: could not be started (see their status).
-    failed: list[str] = field(default_factory=list)
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.started or self.stopped or self.restarted or self.updated)
-
-    def to_dict(self) -> dict[str, list[str]]:
-        return asdict(self)
-
-    def __str__(self) -> str:
-        parts = [f"{key} {', '.join(names)}" for key, names in self.to_dict().items()
-                 if names and key != "unchanged"]
-        return "; ".join(parts) or "no change"
-
-
-@dataclass
-class _Reloads:
-    applied: int = 0
-    rejected: int = 0
-    last_applied: float | None = None
-    last_source: str | None = None
-    last_error: str | None = None
-    last_error_time: float | None = None
 
 
 class Supervisor:
@@ -137,7 +93,7 @@ class Supervisor:
         self._env = dict(env) if env is not None else None
         self._hooks = HookRunner()
         self._programs: dict[str, Program] = {}
-        self._checks: set[str] = set()
+        self._health = ProgramHealth(statuscheck, self._supervised)
         self._listeners: list[ProgramListener] = []
         self._budgets: list[StopBudget] = []
         self._lock = asyncio.Lock()
@@ -148,7 +104,7 @@ class Supervisor:
         self._file_signature: Signature | None = None
         self._applied_digest: str | None = None
         self._foreign: deque[str] = deque(maxlen=_FOREIGN_MEMORY)
-        self.reloads = _Reloads()
+        self.reloads = ReloadStats()
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> Supervisor:
@@ -344,7 +300,7 @@ class Supervisor:
                     failed.append(name)
         # The file's order, also for programs kept running.
         self._programs = {name: self._programs[name] for name in new}
-        self._flush_health()
+        self._health.flush(list(self._programs.values()))
         return ReloadResult(started=added, stopped=removed, restarted=changed,
                             unchanged=unchanged, updated=updated, failed=failed)
 
@@ -354,9 +310,9 @@ class Supervisor:
         program.process = process
         process.add_listener(self._listener(program, process))
         self._programs[config.name] = program
-        self._register_check(program)
+        self._health.register(program)
         if not config.autostart:
-            self._health_soon(program)
+            self._health.soon(program)
             return None
         return await self._start(program)
 
@@ -369,16 +325,16 @@ class Supervisor:
             if self._manager.get_process(program.name) is program.process:
                 await self._manager.delete(program.name, stop=True)
         finally:
-            self._unregister_check(program)
+            self._health.unregister(program)
 
     def _update(self, program: Program, config: ProgramConfig) -> None:
         before = program.config
         program.config = config
         if before.health_check and not config.health_check:
-            self._unregister_check(program)
+            self._health.unregister(program)
         else:
-            self._register_check(program)
-            self._health_soon(program)
+            self._health.register(program)
+            self._health.soon(program)
 
     # -- control -----------------------------------------------------------------------
     def _program(self, name: str) -> Program:
@@ -396,7 +352,7 @@ class Supervisor:
             if program.running and not program.stop_requested:
                 return False
             error = await self._start(program)
-            self._flush_health()
+            self._health.flush(list(self._programs.values()))
         if error is not None:
             raise ProgramStartError(name, error)
         return True
@@ -409,8 +365,8 @@ class Supervisor:
             program.stop_requested = True
             running = program.running
             await program.process.stop_and_wait()
-            self._health_soon(program)
-            self._flush_health()
+            self._health.soon(program)
+            self._health.flush(list(self._programs.values()))
             return running
 
     async def restart_program(self, name: str) -> bool:
@@ -426,7 +382,7 @@ class Supervisor:
                 self._start_failed(program, exc.reason)
                 raise ProgramStartError(name, exc.reason) from None
             finally:
-                self._flush_health()
+                self._health.flush(list(self._programs.values()))
             return True
 
     async def _start(self, program: Program) -> str | None:
@@ -451,7 +407,7 @@ class Supervisor:
                              previous=program.last_event, error=reason)
         program.last_event = FAILED
         self._publish(event)
-        self._health_soon(program)
+        self._health.soon(program)
 
     # -- events and health -----------------------------------------------------------------
     def _listener(self, program: Program, process: Process) -> Callable[[ProcessEvent], None]:
@@ -465,9 +421,9 @@ class Supervisor:
         program.last_event = program_event.state
         if event.kind is EventKind.STARTED:
             program.start_error = None
-            self._arm_recovery_check(program)
+            self._health.arm_recovery(program)
         self._publish(program_event)
-        self._health_soon(program)
+        self._health.soon(program)
 
     def _publish(self, event: ProgramEvent) -> None:
         log.debug("program %s: %s (pid %s)", event.program, event.state, event.pid)
@@ -478,49 +434,8 @@ class Supervisor:
                 log.exception("program event listener %r failed on %s", listener, event)
         self._hooks.submit(event)
 
-    def _register_check(self, program: Program) -> None:
-        if self._statuscheck is None or not program.config.health_check:
-            return
-        self._statuscheck.register(program.check, fatal=program.config.fatal)
-        self._checks.add(program.check)
-
-    def _unregister_check(self, program: Program) -> None:
-        if program.check not in self._checks:
-            return
-        self._checks.discard(program.check)
-        unregister = getattr(self._statuscheck, "unregister", None)
-        if unregister is not None:
-            unregister(program.check)
-
-    def _health_soon(self, program: Program) -> None:
-        # After the event's own bookkeeping: the restart policy decides "gave up" after
-        # the terminated event has gone out.
-        if not program.health_due:
-            program.health_due = True
-            asyncio.get_running_loop().call_soon(self._update_health, program)
-
-    def _update_health(self, program: Program) -> None:
-        if not program.health_due:
-            return  # already done by _flush_health
-        program.health_due = False
-        if self._statuscheck is None or program.check not in self._checks \
-                or self._programs.get(program.name) is not program:
-            return
-        state, error = program.health()
-        self._statuscheck.report_state_change(program.check, state, error)
-
-    def _flush_health(self) -> None:
-        """Report now what is due, so that the status is current when a call returns."""
-        for program in list(self._programs.values()):
-            self._update_health(program)
-
-    def _arm_recovery_check(self, program: Program) -> None:
-        """A crash-looping program that then runs for ``reset-after`` is healthy again:
-        no event says so, a timer does."""
-        program.cancel_timer()
-        delay = program.config.backoff_reset_after + 0.05
-        program.health_timer = asyncio.get_running_loop().call_later(
-            delay, self._health_soon, program)
+    def _supervised(self, program: Program) -> bool:
+        return self._programs.get(program.name) is program
 
     # -- the watched file --------------------------------------------------------------------
     async def _file_changed(self, text: str) -> None:
@@ -607,7 +522,7 @@ class Supervisor:
             # Also when cancelled: what still runs is killed by the process manager's close.
             for program in list(self._programs.values()):
                 program.cancel_timer()
-                self._unregister_check(program)
+                self._health.unregister(program)
             self._programs.clear()
             await self._hooks.close()
             if self._owns_manager:
@@ -617,4 +532,4 @@ class Supervisor:
                 self._collector = None
 
 
-__all__ = ["STOP_MARGIN", "ProgramListener", "ReloadResult", "StopBudget", "Supervisor"]
+__all__ = ["ProgramListener", "Supervisor"]
