@@ -209,6 +209,8 @@ def _k8s(sources: ConfigSources, env: Mapping[str, str], statuscheck: StatusChec
          metrics: MetricsPlugin | None, plugins: list[Plugin], *,
          supervisor: Supervisor | None = None) -> K8sPlugin | None:
     """The k8s plugin (appended to ``plugins``) with k8s.conf, or in a cluster without one."""
+    if not sources.has("k8s") and not env.get("KUBERNETES_SERVICE_HOST"):
+        return None  # outside a cluster: not even the package is imported
     from sidecar.k8s.config import K8sConfig, in_cluster
 
     config = sources.load_optional("k8s", K8sConfig)

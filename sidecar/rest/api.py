@@ -25,11 +25,13 @@ class HTTPHandlers(Protocol):
         admin: bool = False,
         name: str | None = None,
         doc: RouteDoc | None = None,
+        bounded: bool = True,
     ) -> None:
         """Serve ``method path`` with ``handler``; ``admin`` routes need the allow-list or token.
 
         ``doc`` describes the route in the OpenAPI document (``GET /openapi.json``);
-        every route of the sidecar's own plugins has one.
+        every route of the sidecar's own plugins has one. ``bounded=False`` spares
+        the request-timeout wrapper to handlers that only read memory (the probes).
         """
         ...
 

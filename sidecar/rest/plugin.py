@@ -69,11 +69,14 @@ class RestPlugin:
         admin: bool = False,
         name: str | None = None,
         doc: RouteDoc | None = None,
+        bounded: bool = True,
     ) -> None:
         if self._runner is not None:
             raise RuntimeError(f"route {method} {path} registered after the server started")
         wrapped = self._guard(handler) if admin else handler
-        self._routes.append((method.upper(), path, self._with_timeout(wrapped), name))
+        if bounded:
+            wrapped = self._with_timeout(wrapped)
+        self._routes.append((method.upper(), path, wrapped, name))
         self._infos.append(RouteInfo(method.upper(), path, name, admin, doc))
         self._openapi = None
 
