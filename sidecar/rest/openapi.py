@@ -110,12 +110,17 @@ class RouteInfo:
     doc: RouteDoc | None
 
 
-def split_path(path: str) -> tuple[str, dict[str, str | None]]:
-    """``/log/{logger:.+}/{level}`` -> (``/log/{logger}/{level}``, {logger: '.+', level: None})."""
-    variables: dict[str, str | None] = {}
+#: What aiohttp matches for a path variable without a regular expression of its own.
+DEFAULT_VARIABLE_PATTERN = "[^{}/]+"
+
+
+def split_path(path: str) -> tuple[str, dict[str, str]]:
+    """``/log/{logger:.+}/{level}`` -> (``/log/{logger}/{level}``,
+    {logger: '.+', level: '[^{}/]+'})."""
+    variables: dict[str, str] = {}
 
     def plain(match: re.Match[str]) -> str:
-        variables[match.group(1)] = match.group(2)
+        variables[match.group(1)] = match.group(2) or DEFAULT_VARIABLE_PATTERN
         return "{" + match.group(1) + "}"
 
     return _VARIABLE.sub(plain, path), variables

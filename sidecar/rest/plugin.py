@@ -30,6 +30,27 @@ _OPENAPI_DOC = RouteDoc(
                 "exactly what this sidecar serves with its configuration.")
 
 
+class _ClientErrorFilter(logging.Filter):
+    """aiohttp logs every request it cannot parse (a header line over 8190 bytes, a bad
+    chunk, ...) at ERROR with a traceback: any client could fill the sidecar's log that
+    way. Those are the client's mistakes, answered with 400; they become one debug line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, HttpProcessingError):
+            return True
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("refused a malformed request from %s: %s %s",
+                      record.args[0] if isinstance(record.args, tuple) and record.args else "?",
+                      error.code, " ".join(str(error.message).split())[:200])
+        return False
+
+
+_CLIENT_ERRORS = _ClientErrorFilter()
+
+
 class RestPlugin:
     """Listens in ``after_init``, so that every plugin can register routes in ``init``."""
 
@@ -161,6 +182,7 @@ class RestPlugin:
             shutdown_timeout=self.config.shutdown_timeout,
             handle_signals=False,
         )
+        logging.getLogger("aiohttp.server").addFilter(_CLIENT_ERRORS)
         await runner.setup()
         site = web.TCPSite(
             runner, self.config.host, self.config.port, ssl_context=ssl_context,
@@ -170,6 +192,7 @@ class RestPlugin:
             await site.start()
         except OSError as exc:
             await runner.cleanup()
+            logging.getLogger("aiohttp.server").removeFilter(_CLIENT_ERRORS)
             raise OSError(exc.errno, f"cannot listen on {self.config.endpoint}: "
                                      f"{exc.strerror or exc}") from None
         self._runner = runner
@@ -185,3 +208,4 @@ class RestPlugin:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+            logging.getLogger("aiohttp.server").removeFilter(_CLIENT_ERRORS)
