@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import importlib
 import json
+import os
 import pkgutil
 import shlex
 import subprocess
@@ -97,6 +98,8 @@ def main() -> None:
         return
 
     command = shlex.join(["python", "-m", "bench", *sys.argv[1:]])
+    if os.environ.get("MAKELEVEL"):  # run by `make bench`: say so, it is what people type
+        command = f"make bench` (`{command}"
     begin = time.monotonic()
     outcomes = []
     for name in modules(args.modules):
