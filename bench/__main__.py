@@ -97,9 +97,9 @@ def main() -> None:
         run_one(args.one, extra, Path(args.json))
         return
 
-    command = shlex.join(["python", "-m", "bench", *sys.argv[1:]])
+    command = f"`{shlex.join(['python', '-m', 'bench', *sys.argv[1:]])}`"
     if os.environ.get("MAKELEVEL"):  # run by `make bench`: say so, it is what people type
-        command = f"make bench` (`{command}"
+        command = f"`make bench`, which runs {command}"
     begin = time.monotonic()
     outcomes = []
     for name in modules(args.modules):

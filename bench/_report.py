@@ -137,8 +137,8 @@ def write_report(path: Path, outcomes: list[Outcome], *, command: str, seconds: 
         "the runs. *Target* is the bound the figure is held to (from the issue that "
         "introduced it); *met* compares the median with it.",
         "",
-        f"- command: `{command}`" + (" (quick: smaller runs, not for comparison)" if quick
-                                     else ""),
+        f"- command: {command}" + (" (quick: smaller runs, not for comparison)" if quick
+                                   else ""),
         f"- run on {now} at commit {_commit()}, took {seconds / 60:.1f} min",
         f"- load average when the report was written: {load[0]:.2f} / {load[1]:.2f} / "
         f"{load[2]:.2f} (1/5/15 min; the machine may be shared)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -55,12 +56,12 @@ def every_plugin_config(directory: Path) -> Path:
 
 
 @pytest.fixture
-async def full_sidecar(tmp_path: Path) -> Sidecar:
+async def full_sidecar(tmp_path: Path) -> AsyncIterator[Sidecar]:
     sidecar = build(Options(config_dir=str(every_plugin_config(tmp_path)), env={}))
     agent = sidecar.agent()
     await agent.start()
     try:
-        yield sidecar  # type: ignore[misc]
+        yield sidecar
     finally:
         await agent.stop()
 

@@ -78,15 +78,27 @@ def operations(document: dict[str, Any]) -> list[Operation]:
                 pattern = patterns.get(match.group(1), "^(?:[^{}/]+)$")
                 return f"(?:{pattern.removeprefix('^').removesuffix('$')})"
 
-            regex = re.compile("^" + re.sub(r"\{([^}]+)\}", group, template) + "$")
+            regex = re.compile(re.sub(r"\{([^}]+)\}", group, template))  # fullmatch, as aiohttp
             found.append(Operation(method.upper(), template, spec, regex))
     return found
 
 
+_KEPT_ENCODED = re.compile(r"(%2[Ff5])")
+
+
+def safe_path(raw_path: str) -> str:
+    """What aiohttp matches routes against (yarl's ``path_safe``): the decoded path,
+    but with ``%2F`` and ``%25`` kept, so that an encoded slash never splits segments."""
+    parts = _KEPT_ENCODED.split(raw_path.split("?", 1)[0])
+    return "".join(part.upper() if index % 2 else unquote(part)
+                   for index, part in enumerate(parts))
+
+
 def matching(ops: list[Operation], method: str, raw_path: str) -> list[Operation]:
-    """The documented operations on this path (aiohttp matches the decoded path)."""
-    path = unquote(raw_path.split("?", 1)[0])
-    return [op for op in ops if op.regex.match(path) and (method == "*" or op.method == method)]
+    """The documented operations on this path."""
+    path = safe_path(raw_path)
+    return [op for op in ops
+            if op.regex.fullmatch(path) and (method == "*" or op.method == method)]
 
 
 # -- sending ----------------------------------------------------------------------------------
