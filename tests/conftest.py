@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers.etcd import EtcdServer
+from tests.servers.kafka import KafkaBroker
 from tests.servers.kube import KubeApiServer
 from tests.sidecar_proc import SidecarProcess
 
@@ -71,3 +72,25 @@ async def no_leftover_tasks() -> AsyncIterator[None]:
     for task in pending:
         task.cancel()
     pytest.fail(f"test left asyncio tasks running: {names}")
+
+
+@pytest.fixture
+def own_kafka() -> Iterator[KafkaBroker]:
+    """A Kafka broker of this test's own, for tests that kill or restart it."""
+    broker = KafkaBroker()
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.close()
+
+
+@pytest.fixture
+def own_kube_apiserver() -> Iterator[KubeApiServer]:
+    """A kube-apiserver of this test's own, for tests that stop and restart it."""
+    api = KubeApiServer()
+    try:
+        api.start()
+        yield api
+    finally:
+        api.close()

@@ -44,11 +44,11 @@ def records_of_error(records: list[Any]) -> dict[str, Any]:
                 if r["type"] == "agent-state" and r["state"] == 2)
 
 
-def test_broker_killed_and_restarted(own_broker: KafkaBroker, config_dir: Path,
+def test_broker_killed_and_restarted(own_kafka: KafkaBroker, config_dir: Path,
                                      sidecars: list[SidecarProcess]) -> None:
     topic = f"status-{uuid.uuid4().hex[:8]}"
     (config_dir / "kafka.conf").write_text(
-        f"addrs: ['{own_broker.bootstrap}']\nstatus-topic: {topic}\n"
+        f"addrs: ['{own_kafka.bootstrap}']\nstatus-topic: {topic}\n"
         "request-timeout: 3s\nreconnect-interval: 1s\n")
     (config_dir / "statuscheck.conf").write_text("probe-interval: 500ms\n")
     # Restarts about twice a second: a steady stream of program events to publish. Runs
@@ -72,14 +72,14 @@ def test_broker_killed_and_restarted(own_broker: KafkaBroker, config_dir: Path,
         probes.wait_for(lambda a: a.status == 200, 30, "readiness 200")
         wait_until(lambda: ticker_restarts() >= 3, 10, "the ticker restarting")
 
-        own_broker.kill()
+        own_kafka.kill()
         probes.wait_for(lambda a: a.status == 503 and a.plugin_state("kafka") == 2, 20,
                         "readiness 503 with the kafka plugin ERROR")
         during = ticker_restarts()
         wait_until(lambda: ticker_restarts() >= during + 10, 15,
                    "ten more restarts while Kafka is down (supervision goes on)")
 
-        own_broker.start()
+        own_kafka.start()
         probes.wait_for(lambda a: a.status == 200, 30, "readiness 200 again")
         status, _ = request("POST", proc.url + "/supervisor/programs/ticker/stop")
         assert status == 200
@@ -91,7 +91,7 @@ def test_broker_killed_and_restarted(own_broker: KafkaBroker, config_dir: Path,
                    if r.get("type") == "program" and r.get("state") == "started"]
         return started[-1:] == [last]
 
-    records = read_topic(own_broker, topic, complete, timeout=30)
+    records = read_topic(own_kafka, topic, complete, timeout=30)
     started = [r["restarts"] for r in records
                if r.get("type") == "program" and r.get("state") == "started"]
     assert started == list(range(last + 1)), "program events lost or out of order"

@@ -29,9 +29,9 @@ def pids(proc: SidecarProcess) -> dict[str, Any]:
     return {row["name"]: row["pid"] for row in rows if row["running"]}
 
 
-def test_apiserver_stopped(own_apiserver: KubeApiServer, config_dir: Path, tmp_path: Path,
+def test_apiserver_stopped(own_kube_apiserver: KubeApiServer, config_dir: Path, tmp_path: Path,
                            sidecars: list[SidecarProcess]) -> None:
-    env = PodEnv(own_apiserver, tmp_path)
+    env = PodEnv(own_kube_apiserver, tmp_path)
     env.put_configmap(CONFIGMAP, {"supervisor.conf": programs_text("alpha")})
     (config_dir / "supervisor.conf").write_text("programs: []\n")
     (config_dir / "statuscheck.conf").write_text("probe-interval: 200ms\n")
@@ -44,7 +44,7 @@ def test_apiserver_stopped(own_apiserver: KubeApiServer, config_dir: Path, tmp_p
     wait_for(lambda: env.shown() == ("OK", "True"), 15, "the Pod showing OK / Ready")
 
     with ProbePoller(proc.url) as probes:
-        own_apiserver.stop()
+        own_kube_apiserver.stop()
         down = probes.wait_for(lambda a: a.plugin_state("k8s") == 2, 15,
                                "the k8s plugin ERROR after error-grace")
         assert down.status == 503
@@ -55,7 +55,7 @@ def test_apiserver_stopped(own_apiserver: KubeApiServer, config_dir: Path, tmp_p
         wait_for(lambda: pids(proc).get("alpha") not in (None, first), 10,
                  "alpha restarted while the API server is away")
 
-        own_apiserver.start()
+        own_kube_apiserver.start()
         probes.wait_for(lambda a: a.status == 200, 30, "readiness 200 once it is back")
         wait_for(lambda: env.shown() == ("OK", "True"), 15, "the Pod showing OK again")
         # The ConfigMap watch is back too: an edit after the outage is applied.

@@ -28,17 +28,6 @@ def kafka_broker() -> Iterator[KafkaBroker]:
         broker.close()
 
 
-@pytest.fixture
-def own_kafka() -> Iterator[KafkaBroker]:
-    """A broker of this test's own, for tests that kill or restart it."""
-    broker = KafkaBroker()
-    try:
-        broker.start()
-        yield broker
-    finally:
-        broker.close()
-
-
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
