@@ -18,7 +18,9 @@ from sidecar.exec.processmanager import (
     Writer,
     ZombieReaper,
 )
+from sidecar.exec.processmanager._spawn import group_exists
 from sidecar.exec.processmanager.reaper import claim, release
+from sidecar.exec.processmanager.status import ProcessState, read_stat
 from tests.exec.helpers import Pids, eventually, exists, running, wait_until_sync
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,6 +134,23 @@ async def test_sigkill_reaches_members_that_outlive_their_leader(manager: Proces
     await proc.kill()
     await eventually(lambda: not running(member), what="the group member killed")
 
+
+
+def test_a_group_of_zombies_counts_as_finished(pids: Pids) -> None:
+    # An init that reaps lazily leaves a stopped program's grandchildren as zombies for
+    # seconds; a stop must not wait for them (it once took 2 s where PID 1 reaps late).
+    member = subprocess.Popen(["/bin/sh", "-c", "read line"], stdin=subprocess.PIPE,
+                              start_new_session=True)
+    pids.add(member.pid)
+    assert member.stdin is not None
+    assert group_exists(member.pid), "a live member keeps its group running"
+    member.stdin.close()  # it exits; not waited for, it stays our zombie
+    wait_until_sync(lambda: read_stat(member.pid).state is ProcessState.ZOMBIE,
+                    what="the member a zombie")
+    try:
+        assert not group_exists(member.pid)
+    finally:
+        member.wait()
 
 
 async def test_the_plugin_becomes_a_subreaper_and_reaps_when_asked() -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .options import LinePrefix, OutputTarget
+from .status import ProcessState, all_stat_lines
 
 log = logging.getLogger("sidecar.exec.processmanager")
 
@@ -248,13 +249,19 @@ def killpg(pgid: int, signum: int) -> bool:
 
 
 def group_exists(pgid: int) -> bool:
+    """Whether process group ``pgid`` still has a member that is not a zombie.
+
+    Zombies run nothing: a group of zombies re-parented to an init that reaps
+    lazily (seconds, for some container runtimes' PID 1) has finished.
+    """
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    return any(line.pgid == pgid and line.state is not ProcessState.ZOMBIE
+               for _, line in all_stat_lines())
 
 
 def describe_exit(returncode: int | None) -> str:

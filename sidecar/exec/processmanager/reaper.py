@@ -34,7 +34,7 @@ from pathlib import Path
 
 from sidecar.agent.tasks import cancel_and_wait
 
-from .status import ProcessState, StatFile, read_stat
+from .status import ProcessState, StatFile, all_stat_lines, read_stat
 
 log = logging.getLogger("sidecar.exec.processmanager")
 
@@ -93,11 +93,7 @@ def child_pids() -> list[int]:
 
 def _scan_for_children() -> Iterator[int]:
     me = os.getpid()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                if read_stat(int(entry.name)).ppid == me:
-                    yield int(entry.name)
+    return (pid for pid, line in all_stat_lines() if line.ppid == me)
 
 
 def reap_group_orphans(pgid: int) -> int:

@@ -14,7 +14,7 @@ import errno
 import os
 import re
 import signal
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cache
@@ -386,6 +386,15 @@ def read_stat(pid: int) -> StatLine:
         return stat.read()
     finally:
         stat.close()
+
+
+def all_stat_lines() -> Iterator[tuple[int, StatLine]]:
+    """``(pid, stat line)`` of every process visible in /proc; vanishing ones are skipped."""
+    with os.scandir("/proc") as entries:
+        pids = [int(entry.name) for entry in entries if entry.name.isdigit()]
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            yield pid, read_stat(pid)
 
 
 @cache
