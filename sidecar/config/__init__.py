@@ -4,6 +4,7 @@ from ._decode import config_key, decode
 from .duration import DURATION, format_duration, parse_duration
 from .errors import ConfigError, ConfigFileError, ConfigValueError
 from .loader import ConfigSources, env_name
+from .yamltext import YamlError, parse_yaml
 
 __all__ = [
     "DURATION",
@@ -11,9 +12,11 @@ __all__ = [
     "ConfigFileError",
     "ConfigSources",
     "ConfigValueError",
+    "YamlError",
     "config_key",
     "decode",
     "env_name",
     "format_duration",
     "parse_duration",
+    "parse_yaml",
 ]

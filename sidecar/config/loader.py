@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 from ._decode import decode
 from .errors import ConfigFileError
+from .yamltext import YamlError, parse_yaml
 
 T = TypeVar("T")
 
@@ -87,12 +86,9 @@ class ConfigSources:
         except UnicodeDecodeError:
             raise ConfigFileError(path, "not UTF-8 text") from None
         try:
-            return path, yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise ConfigFileError(path, f"invalid YAML: {where}{problem}") from None
+            return path, parse_yaml(text)
+        except YamlError as exc:
+            raise ConfigFileError(path, f"invalid YAML: {exc}") from None
 
     def load(self, name: str, cls: type[T]) -> T:
         """``cls`` from ``name``'s file, or ``cls()`` (the defaults) when there is none."""

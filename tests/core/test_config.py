@@ -13,7 +13,9 @@ from sidecar.config import (
     ConfigFileError,
     ConfigSources,
     ConfigValueError,
+    YamlError,
     parse_duration,
+    parse_yaml,
 )
 
 
@@ -107,6 +109,23 @@ def test_invalid_yaml_names_line(tmp_path: Path) -> None:
     write(tmp_path / "sample.conf", "port: 1\n  bad: [\n")
     with pytest.raises(ConfigFileError, match=r"sample\.conf: invalid YAML: line \d+"):
         ConfigSources.from_env(tmp_path, {}, {}).load("sample", Sample)
+
+
+def test_a_key_given_twice_is_an_error_naming_both_lines(tmp_path: Path) -> None:
+    # PyYAML alone keeps the second value silently; the first one would be lost.
+    write(tmp_path / "sample.conf", "port: 1\nname: a\nport: 2\n")
+    with pytest.raises(ConfigFileError,
+                       match=r"sample\.conf: invalid YAML: line 3, column 1: "
+                             r"duplicate key 'port' \(first on line 1\)"):
+        ConfigSources.from_env(tmp_path, {}, {}).load("sample", Sample)
+
+
+def test_nested_duplicates_are_errors_and_merge_keys_still_work() -> None:
+    with pytest.raises(YamlError, match="line 4, column 3: duplicate key 'x'"):
+        parse_yaml("a:\n  x: 1\n  y: 2\n  x: 3\n")
+    # An explicit key overriding one brought in by a merge is YAML's intent, not a slip.
+    assert parse_yaml("base: &b {x: 1, y: 2}\nc:\n  <<: *b\n  x: 3\n")["c"] == {"x": 3, "y": 2}
+    assert parse_yaml("a: [{x: 1}, {x: 2}]\n") == {"a": [{"x": 1}, {"x": 2}]}
 
 
 def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from sidecar.config import format_duration, parse_duration
+from sidecar.config import YamlError, format_duration, parse_duration, parse_yaml
 
 from .errors import TemplateError
 from .options import Backoff, ProcessOptions, parse_cpu_list, parse_signal
@@ -299,12 +299,9 @@ class Template:
     @classmethod
     def from_yaml(cls, text: str, source: str = "") -> Template:
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-            raise TemplateError(source, f"invalid YAML: {where}"
-                                        f"{getattr(exc, 'problem', None) or exc}") from None
+            data = parse_yaml(text)
+        except YamlError as exc:
+            raise TemplateError(source, f"invalid YAML: {exc}") from None
         return cls.from_dict(data, source)
 
     @classmethod

@@ -29,9 +29,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
-
-from sidecar.config import DURATION, ConfigFileError, ConfigValueError, decode
+from sidecar.config import (
+    DURATION,
+    ConfigFileError,
+    ConfigValueError,
+    YamlError,
+    decode,
+    parse_yaml,
+)
 from sidecar.exec.processmanager import (
     ALWAYS,
     DEFAULT_STOP_TIMEOUT,
@@ -243,12 +248,9 @@ class SupervisorConfig:
 
 def _yaml(text: str, source: str) -> Any:
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigFileError(source, f"invalid YAML: {where}{problem}") from None
+        return parse_yaml(text)
+    except YamlError as exc:
+        raise ConfigFileError(source, f"invalid YAML: {exc}") from None
 
 
 def parse_supervisor_config(text: str, source: str) -> SupervisorConfig:
