@@ -17,29 +17,23 @@ from tests.sidecar_proc import SidecarProcess
 @pytest.fixture(scope="session")
 def etcd_server() -> Iterator[EtcdServer]:
     """One etcd shared by the session; tests keep apart by using their own labels/prefixes."""
-    server = EtcdServer().start()
-    yield server
-    server.close()
+    with EtcdServer() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def kube_apiserver() -> Iterator[KubeApiServer]:
     """One kube-apiserver (with its own etcd) for the session; tests keep apart
     by using namespaces of their own."""
-    api = KubeApiServer()
-    try:
-        api.start()  # inside try: a failed start still removes the temp dir
+    with KubeApiServer() as api:
         yield api
-    finally:
-        api.close()
 
 
 @pytest.fixture
 def own_etcd() -> Iterator[EtcdServer]:
     """An etcd of this test's own, for tests that stop, kill or restart it."""
-    server = EtcdServer().start()
-    yield server
-    server.close()
+    with EtcdServer() as server:
+        yield server
 
 
 @pytest.fixture
@@ -77,20 +71,12 @@ async def no_leftover_tasks() -> AsyncIterator[None]:
 @pytest.fixture
 def own_kafka() -> Iterator[KafkaBroker]:
     """A Kafka broker of this test's own, for tests that kill or restart it."""
-    broker = KafkaBroker()
-    try:
-        broker.start()
+    with KafkaBroker() as broker:
         yield broker
-    finally:
-        broker.close()
 
 
 @pytest.fixture
 def own_kube_apiserver() -> Iterator[KubeApiServer]:
     """A kube-apiserver of this test's own, for tests that stop and restart it."""
-    api = KubeApiServer()
-    try:
-        api.start()
+    with KubeApiServer() as api:
         yield api
-    finally:
-        api.close()

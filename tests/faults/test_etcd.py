@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.faults.probes import ProbePoller
+from tests.probes import ProbePoller
 from tests.servers._util import wait_until
 from tests.servers.etcd import EtcdServer
 from tests.sidecar_proc import SidecarProcess

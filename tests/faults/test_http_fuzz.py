@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from openapi_schema_validator import OAS30Validator
 
 from sidecar.rest import HTTPConfig, RestPlugin
-from tests.faults.probes import ProbePoller
+from tests.probes import ProbePoller
 from tests.servers.etcd import EtcdServer
 from tests.sidecar_proc import SidecarProcess
 

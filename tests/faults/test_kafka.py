@@ -12,7 +12,7 @@ from typing import Any
 
 from sidecar.messaging.kafka import OFFSET_OLDEST, ClientConfig, PartitionConsumer
 from sidecar.messaging.kafka.client import ConsumerMessage
-from tests.faults.probes import ProbePoller
+from tests.probes import ProbePoller
 from tests.servers._util import wait_until
 from tests.servers.kafka import KafkaBroker
 from tests.sidecar_proc import SidecarProcess, request

@@ -9,8 +9,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from tests.faults.probes import ProbePoller
 from tests.k8s.cluster import PodEnv, wait_for
+from tests.probes import ProbePoller
 from tests.servers.kube import KubeApiServer
 from tests.sidecar_proc import SidecarProcess
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.faults.probes import ProbePoller
+from tests.probes import ProbePoller
 from tests.servers._util import wait_until
 from tests.sidecar_proc import SidecarProcess
 

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.faults.probes import Answer, ProbePoller
+from tests.probes import Answer, ProbePoller
 from tests.servers._util import free_port, wait_until
 from tests.servers.etcd import EtcdServer
 

@@ -11,19 +11,22 @@ ServiceAccount's token (what the projected token volume would give it).
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sidecar.k8s import DETAIL_ANNOTATION, READY_CONDITION, STATUS_ANNOTATION
 from tests.packaging.kubeapply import install_chart_rbac
+from tests.servers._util import wait_until
 from tests.servers.kube import KubeApiServer
 
-__all__ = ["PodEnv", "pod_patches"]
+__all__ = ["PodEnv", "pod_patches", "wait_for"]
+
+T = TypeVar("T")
 
 
 def pod_patches(api: KubeApiServer) -> int:
@@ -146,18 +149,6 @@ class PodEnv:
         return path
 
 
-def wait_for(condition: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll ``condition`` until truthy; the last value is in the failure message."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = condition()
-        except AssertionError as exc:
-            last = f"AssertionError: {exc}"
-        else:
-            if last:
-                return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s (last: {last!r})")
-        time.sleep(interval)
+def wait_for(condition: Callable[[], T], timeout: float, what: str) -> T:
+    """``wait_until`` at a pace for conditions that call the API server."""
+    return wait_until(condition, timeout, what, interval=0.05)

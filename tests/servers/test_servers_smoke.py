@@ -20,20 +20,17 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 
+from tests.servers._util import provisioned
 from tests.servers.kafka import KafkaBroker
-from tests.servers.kube import KubeApiServer, cache_dir
+from tests.servers.kube import KubeApiServer
 
 # -- Kafka ------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def kafka() -> Iterator[KafkaBroker]:
-    broker = KafkaBroker(properties={"message.max.bytes": 2_000_000})
-    try:
-        broker.start()  # inside try: a failed start still removes the temp dir
+    with KafkaBroker(properties={"message.max.bytes": 2_000_000}) as broker:
         yield broker
-    finally:
-        broker.close()
 
 
 async def _produce(bootstrap: str, topic: str, value: bytes) -> None:
@@ -85,12 +82,8 @@ def test_kafka_produce_consume_and_restart(kafka: KafkaBroker) -> None:
 
 @pytest.fixture(scope="module")
 def kube() -> Iterator[KubeApiServer]:
-    server = KubeApiServer()
-    try:
-        server.start()  # inside try: a failed start still removes the temp dir
+    with KubeApiServer() as server:
         yield server
-    finally:
-        server.close()
 
 
 def _api_client(kubeconfig: Path) -> k8s.ApiClient:
@@ -183,9 +176,7 @@ def test_kube_pod_and_rbac(kube: KubeApiServer, tmp_path: Path) -> None:
 
 
 def _helm() -> Path:
-    helm = Path(os.environ.get("CNINFRA_HELM") or cache_dir() / "bin" / "helm")
-    assert os.access(helm, os.X_OK), f"{helm} is missing: run scripts/provision/helm.sh"
-    return helm
+    return provisioned("helm", "CNINFRA_HELM", "scripts/provision/helm.sh")
 
 
 def test_helm_runs(kube: KubeApiServer, tmp_path: Path) -> None:

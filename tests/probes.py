@@ -1,5 +1,6 @@
 """Polls a sidecar's probes from a background thread, the way the kubelet does, and keeps
-every answer, so that a fault test can assert that they never stopped answering.
+every answer, so that a test that breaks something under a running sidecar (tests/faults,
+tests/k8s) can assert that they never stopped answering.
 
     with ProbePoller(url) as probes:
         ... inject the fault, wait for states with probes.wait_for(...) ...
