@@ -41,8 +41,10 @@ PUBLIC = [n for n in all_modules() if not n.rsplit(".", 1)[-1].startswith("_")]
 @pytest.mark.parametrize("name", PUBLIC)
 def test_all_names_exist(name: str) -> None:
     module = importlib.import_module(name)
-    for exported in getattr(module, "__all__", ()):
-        assert hasattr(module, exported), f"{name}.__all__ names {exported!r}, which is missing"
+    exported = list(getattr(module, "__all__", ()))
+    for member in exported:
+        assert hasattr(module, member), f"{name}.__all__ names {member!r}, which is missing"
+    assert len(set(exported)) == len(exported), f"{name}.__all__ lists a name twice"
 
 
 def test_plain_sidecar_does_not_load_heavy_clients() -> None:

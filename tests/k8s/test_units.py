@@ -354,20 +354,6 @@ def test_kopf_is_imported_without_the_kubernetes_client_which_still_imports_afte
     assert done.stdout.strip() == "ok", done.stderr
 
 
-MODULES = sorted(f"sidecar.k8s.{p.stem}" for p in Path(sidecar.k8s.__file__).parent.glob("*.py")
-                 if p.stem != "__init__")
-
-
-@pytest.mark.parametrize("name", ["sidecar.k8s", *MODULES])
-def test_module_imports_on_its_own_without_kopf_or_the_client(name: str) -> None:
-    code = (f"import sys, {name}\n"
-            "heavy = [m for m in ('kopf', 'kubernetes') if m in sys.modules]\n"
-            "assert not heavy, heavy")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=30, check=False)
-    assert done.returncode == 0, done.stderr
-
-
 def test_a_sidecar_in_a_pod_imports_no_kubernetes_client(tmp_path: Path) -> None:
     sa = service_account(tmp_path)
     code = ("import sys\n"
