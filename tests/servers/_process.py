@@ -1,12 +1,5 @@
-"""A test server's child process, and starting a server again on new ports when another
-process took one of its ports.
-
-The servers pick free ports by binding port 0 and releasing it, then start: in between,
-another process can take a port (seen once in CI). The server then exits saying
-"address already in use"; ``start_on_free_ports`` picks new ports and tries again, a
-bounded number of times, as long as nobody has been told the ports yet (a restart
-keeps them: clients are configured with them).
-"""
+"""A test server's child process: output to a log file, waiting until it serves, and
+telling from its exit when another process had taken its port."""
 
 from __future__ import annotations
 
@@ -15,17 +8,12 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Self
 
 from ._util import tail
 
-__all__ = ["PORT_ATTEMPTS", "ManagedServer", "PortsTaken", "ServerExited", "ServerProcess",
-           "start_on_free_ports", "wait_ready"]
-
-#: How many sets of ports a first start tries before it gives up.
-PORT_ATTEMPTS = 3
+__all__ = ["ServerExited", "ServerProcess", "wait_ready"]
 
 # Go: "listen tcp 127.0.0.1:41141: bind: address already in use";
 # Kafka: "Socket server failed to bind to 127.0.0.1:47391: Address already in use."
@@ -42,31 +30,6 @@ class ServerExited(RuntimeError):
         self.taken_port = int(found.group(1)) if found else None
         self.port_taken = found is not None or "address already in use" in output.lower()
         super().__init__(f"{name} exited with code {code}\n{log_tail}")
-
-
-class PortsTaken(RuntimeError):
-    """Every set of ports tried was taken by another process before the server bound it."""
-
-
-class ManagedServer:
-    """What the test servers share: ``with Server() as s:`` starts it and always closes
-    it, also when the start fails (which ``__exit__`` alone would not)."""
-
-    def start(self) -> Self:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class ServerProcess:
@@ -171,35 +134,3 @@ def wait_ready(what: str, ready: Callable[[], object], timeout: float,
             logs = "\n".join(p.log_tail() for p in procs)
             raise TimeoutError(f"{what}: not within {timeout:g}s (last: {last})\n{logs}")
         time.sleep(interval)
-
-
-def start_on_free_ports(what: str, start: Callable[[], None],
-                        ports: Callable[[], Mapping[str, int]],
-                        repick: Callable[[], None] | None,
-                        attempts: int = PORT_ATTEMPTS) -> None:
-    """``start()``; when the server exits because a port was taken, ``repick()`` new
-    ports and start again, ``attempts`` times in all. ``repick`` None: the ports are
-    fixed (a restart keeps them), so a taken one is an error at once.
-
-    ``start`` must leave no process running when it fails. ``ports()`` names the
-    current ports, for the error messages.
-    """
-    tried: list[str] = []
-    for attempt in range(1, attempts + 1):
-        try:
-            start()
-        except ServerExited as exc:
-            if not exc.port_taken:
-                raise
-            named = ", ".join(f"{role} {port}" + (" (taken)" if port == exc.taken_port else "")
-                              for role, port in ports().items())
-            if repick is None:
-                raise PortsTaken(f"{what}: another process took one of its ports ({named}) "
-                                 "while it was down; a restart keeps its ports") from exc
-            tried.append(named)
-            if attempt == attempts:
-                raise PortsTaken(f"{what}: ports taken by other processes on all {attempts} "
-                                 "attempts: " + "; ".join(tried)) from exc
-            repick()
-        else:
-            return

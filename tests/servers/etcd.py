@@ -6,11 +6,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import urllib.request
 from pathlib import Path
 
-from ._process import ManagedServer, ServerProcess, start_on_free_ports, wait_ready
+from ._process import ServerProcess, wait_ready
+from ._server import ManagedServer
 from ._util import free_ports
 from .tls import TestPKI
 
@@ -34,17 +34,21 @@ class EtcdServer(ManagedServer):
     """One etcd member with its own data dir; ``stop``/``start`` keep ports and data.
 
     The ports are picked at construction; if another process takes one before the first
-    start binds it, the first start picks new ones (see ``_process``).
+    start binds it, the first start picks new ones (see ``_server``).
     """
 
-    def __init__(self, data_dir: str | None = None, tls: TestPKI | None = None) -> None:
+    what = "etcd"
+
+    def __init__(self, data_dir: str | None = None, tls: TestPKI | None = None,
+                 startup_timeout: float = 20.0) -> None:
+        super().__init__(data_dir, "etcd-test-")
         self.tls = tls
-        self._own_dir = data_dir is None
-        self.data_dir = data_dir or tempfile.mkdtemp(prefix="etcd-test-")
+        self.startup_timeout = startup_timeout
+        #: The work dir (etcd's own data is in its ``data`` dir).
+        self.data_dir = str(self.workdir)
         self.client_port, self.peer_port, self.metrics_port = free_ports(3)
-        self.log_path = Path(self.data_dir) / "etcd.log"
+        self.log_path = self.workdir / "etcd.log"
         self._process = ServerProcess("etcd", self.log_path)
-        self._started = False
 
     @property
     def running(self) -> bool:
@@ -62,29 +66,19 @@ class EtcdServer(ManagedServer):
         return {"client": self.client_port, "peer": self.peer_port,
                 "metrics": self.metrics_port}
 
-    def start(self, timeout: float = 20.0) -> EtcdServer:
-        """Start and wait until healthy; raises (with the log tail) and leaves nothing
-        running if it does not get there."""
-        if self.running:
-            return self
-        start_on_free_ports("etcd", lambda: self._start_once(timeout),
-                            self.ports, None if self._started else self._repick)
-        self._started = True
-        return self
-
     def _repick(self) -> None:
         self.client_port, self.peer_port, self.metrics_port = free_ports(3)
         # What a failed first start wrote names the old peer URL.
-        shutil.rmtree(Path(self.data_dir) / "data", ignore_errors=True)
+        shutil.rmtree(self.workdir / "data", ignore_errors=True)
 
-    def _start_once(self, timeout: float) -> None:
+    def _start_once(self) -> None:
         scheme = "https" if self.tls else "http"
         client = f"{scheme}://127.0.0.1:{self.client_port}"
         peer = f"http://127.0.0.1:{self.peer_port}"
         args = [
             etcd_binary(),
             "--name", "test",
-            "--data-dir", str(Path(self.data_dir) / "data"),
+            "--data-dir", str(self.workdir / "data"),
             "--listen-client-urls", client,
             "--advertise-client-urls", client,
             "--listen-peer-urls", peer,
@@ -100,7 +94,7 @@ class EtcdServer(ManagedServer):
                      "--trusted-ca-file", str(self.tls.ca), "--client-cert-auth"]
         self._process.start(args)
         try:
-            wait_ready(f"etcd on {self.endpoint} healthy", self._healthy, timeout,
+            wait_ready(f"etcd on {self.endpoint} healthy", self._healthy, self.startup_timeout,
                        self._process, interval=0.02)
         except BaseException:
             self._process.kill()
@@ -118,10 +112,6 @@ class EtcdServer(ManagedServer):
     def kill(self) -> None:
         """SIGKILL: a crash. Data and ports are kept."""
         self._process.kill()
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
@@ -145,8 +135,3 @@ class EtcdServer(ManagedServer):
     def get(self, key: str) -> str | None:
         out = self.etcdctl("get", key, "--print-value-only")
         return out.rstrip("\n") if out else None
-
-    def close(self) -> None:
-        self.kill()
-        if self._own_dir:
-            shutil.rmtree(self.data_dir, ignore_errors=True)

@@ -8,7 +8,7 @@ controller and broker, on free 127.0.0.1 ports, with its data in a temp dir.
     broker.start()
     ... use broker.bootstrap ...
     broker.restart()   # same ports, same data
-    broker.close()     # stop and delete the data
+    broker.close()     # kill it and delete the data
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ import shutil
 import socket
 import struct
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
-from ._process import ManagedServer, ServerProcess, start_on_free_ports, wait_ready
+from ._process import ServerProcess, wait_ready
+from ._server import ManagedServer
 from ._util import cache_dir, free_ports
 
 __all__ = ["KafkaBroker", "find_kafka_libs"]
@@ -118,6 +118,8 @@ class KafkaBroker(ManagedServer):
     applies them.
     """
 
+    what = "Kafka"
+
     # Defaults for a fast, single-node test broker. Replication factors must be
     # 1 with one node; one partition for internal topics makes the first
     # consumer group (and transaction) much faster to set up.
@@ -159,14 +161,12 @@ class KafkaBroker(ManagedServer):
         # Ports are chosen once, so that restart() keeps them (a first start that finds
         # one taken picks new ones).
         self.port, self.controller_port = free_ports(2)
-        self._own_workdir = workdir is None
-        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="cninfra-kafka-"))
+        super().__init__(workdir, "cninfra-kafka-")
         self.data_dir = self.workdir / "data"
         self.log_file = self.workdir / "server.log"
         self.stdout_file = self.workdir / "stdout.log"
         self.cluster_id = _random_cluster_id()
         self._formatted = False
-        self._started = False
         self._process = ServerProcess("Kafka", self.stdout_file, other_logs=(self.log_file,))
 
     # -- public API ---------------------------------------------------------
@@ -187,23 +187,12 @@ class KafkaBroker(ManagedServer):
     def ports(self) -> dict[str, int]:
         return {"client": self.port, "controller": self.controller_port}
 
-    def start(self) -> KafkaBroker:
-        """Start the broker (formatting the storage the first time) and wait
-        until it answers requests, or raise with the log tail (leaving nothing
-        running)."""
-        if self.running:
-            return self
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        start_on_free_ports("Kafka", self._start_once, self.ports,
-                            None if self._started else self._repick)
-        self._started = True
-        return self
-
     def _repick(self) -> None:
         # The storage holds no ports (the quorum's voters come from the config).
         self.port, self.controller_port = free_ports(2)
 
     def _start_once(self) -> None:
+        # Formatting the storage the first time; ready when it answers requests.
         props_file = self._write_config()
         if not self._formatted:
             self._format(props_file)
@@ -224,21 +213,6 @@ class KafkaBroker(ManagedServer):
     def kill(self) -> None:
         """Crash the broker (SIGKILL). Data is kept; start() recovers it."""
         self._process.kill()
-
-    def restart(self, *, hard: bool = False) -> KafkaBroker:
-        """Stop (or kill, with ``hard=True``) and start again on the same
-        ports with the same data."""
-        if hard:
-            self.kill()
-        else:
-            self.stop()
-        return self.start()
-
-    def close(self) -> None:
-        """Stop the broker and delete its temp dir (if this object made it)."""
-        self.stop()
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def log_tail(self, lines: int = 40) -> str:
         """The last lines of the JVM's stdout/stderr and of the server log."""

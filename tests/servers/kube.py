@@ -25,7 +25,6 @@ import secrets
 import shutil
 import ssl
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -33,7 +32,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._process import ManagedServer, ServerProcess, start_on_free_ports, wait_ready
+from ._process import ServerProcess, wait_ready
+from ._server import ManagedServer
 from ._util import free_ports, provisioned
 from .etcd import etcd_binary
 
@@ -75,6 +75,8 @@ class KubeApiServer(ManagedServer):
     appended to kube-apiserver's command line.
     """
 
+    what = "kube-apiserver"
+
     def __init__(
         self,
         *,
@@ -93,15 +95,13 @@ class KubeApiServer(ManagedServer):
         # Ports are chosen once, so that restart() keeps them (a first start that finds
         # one taken picks new ones).
         self.port, self.etcd_port, self.etcd_peer_port = free_ports(3)
-        self._own_workdir = workdir is None
-        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="cninfra-kube-"))
+        super().__init__(workdir, "cninfra-kube-")
         self.pki_dir = self.workdir / "pki"
         self.etcd_data_dir = self.workdir / "etcd"
         self.admin_token = secrets.token_urlsafe(32)
         self._etcd = ServerProcess("etcd", self.workdir / "etcd.log")
         self._apiserver = ServerProcess("kube-apiserver", self.workdir / "kube-apiserver.log")
         self._ssl: ssl.SSLContext | None = None
-        self._started = False
 
     # -- addresses and credentials -------------------------------------------
 
@@ -133,18 +133,6 @@ class KubeApiServer(ManagedServer):
         return {"kube-apiserver": self.port, "etcd client": self.etcd_port,
                 "etcd peer": self.etcd_peer_port}
 
-    def start(self) -> KubeApiServer:
-        """Start etcd, then kube-apiserver, and wait until ``/readyz`` is 200
-        (raises with the log tails otherwise, leaving nothing running)."""
-        if self.running:
-            return self
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self._make_pki()  # no-op after the first start: tokens stay valid
-        start_on_free_ports("kube-apiserver", self._start_once, self.ports,
-                            None if self._started else self._repick)
-        self._started = True
-        return self
-
     def _repick(self) -> None:
         self.port, self.etcd_port, self.etcd_peer_port = free_ports(3)
         self._ssl = None
@@ -152,6 +140,8 @@ class KubeApiServer(ManagedServer):
         shutil.rmtree(self.etcd_data_dir, ignore_errors=True)
 
     def _start_once(self) -> None:
+        # etcd, then kube-apiserver, ready when /readyz says 200.
+        self._make_pki()  # no-op after the first start: tokens stay valid
         deadline = time.monotonic() + self.startup_timeout
         try:
             if not self._etcd.running:
@@ -174,21 +164,6 @@ class KubeApiServer(ManagedServer):
         """SIGKILL both processes. Data is kept."""
         self._apiserver.kill()
         self._etcd.kill()
-
-    def restart(self, *, hard: bool = False) -> KubeApiServer:
-        """Stop (or kill, with ``hard=True``) and start again: same port, same
-        etcd data, same keys, so issued tokens stay valid."""
-        if hard:
-            self.kill()
-        else:
-            self.stop()
-        return self.start()
-
-    def close(self) -> None:
-        """Stop and delete the temp dir (if this object made it)."""
-        self.stop()
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def log_tail(self, lines: int = 40) -> str:
         return self._etcd.log_tail(lines) + "\n" + self._apiserver.log_tail(lines)

@@ -11,7 +11,7 @@ from contextlib import ExitStack
 import pytest
 
 from tests.servers import etcd as etcd_module
-from tests.servers._process import PORT_ATTEMPTS, PortsTaken
+from tests.servers._server import PORT_ATTEMPTS, PortsTaken
 from tests.servers._util import free_ports
 from tests.servers.etcd import EtcdServer
 from tests.servers.kafka import KafkaBroker, _api_versions_ok

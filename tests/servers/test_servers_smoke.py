@@ -175,10 +175,6 @@ def test_kube_pod_and_rbac(kube: KubeApiServer, tmp_path: Path) -> None:
 # -- helm -----------------------------------------------------------------------
 
 
-def _helm() -> Path:
-    return provisioned("helm", "CNINFRA_HELM", "scripts/provision/helm.sh")
-
-
 def test_helm_runs(kube: KubeApiServer, tmp_path: Path) -> None:
     # HOME-independent state dirs, so that helm writes nothing outside tmp.
     env = {
@@ -187,26 +183,18 @@ def test_helm_runs(kube: KubeApiServer, tmp_path: Path) -> None:
         "HELM_CONFIG_HOME": str(tmp_path / "config"),
         "HELM_DATA_HOME": str(tmp_path / "data"),
     }
-    version = subprocess.run(
-        [str(_helm()), "version", "--short"],
-        check=False,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    binary = provisioned("helm", "CNINFRA_HELM", "scripts/provision/helm.sh")
+
+    def helm(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(binary), *args], check=False, env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    version = helm("version", "--short")
     assert version.returncode == 0, version.stderr
     assert version.stdout.startswith("v3."), version.stdout
 
     # And it talks to the test cluster.
     kc = kube.write_kubeconfig(tmp_path / "admin.kubeconfig")
-    listed = subprocess.run(
-        [str(_helm()), "list", "--all-namespaces", "--output", "json", "--kubeconfig", str(kc)],
-        check=False,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    listed = helm("list", "--all-namespaces", "--output", "json", "--kubeconfig", str(kc))
     assert listed.returncode == 0, listed.stderr
     assert json.loads(listed.stdout) == []
