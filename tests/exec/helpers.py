@@ -6,28 +6,45 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
+PopenT = TypeVar("PopenT", bound="subprocess.Popen[Any]")
+
 
 class Pids:
-    """Pids (and process groups) a test started outside a manager; SIGKILLed at teardown."""
+    """Processes (and process groups) a test started outside a manager; SIGKILLed at teardown."""
 
     def __init__(self) -> None:
         self.pids: list[int] = []
         self.groups: list[int] = []
+        self.popens: list[subprocess.Popen[Any]] = []
 
     def add(self, pid: int, *, group: bool = False) -> int:
         (self.groups if group else self.pids).append(pid)
         return pid
 
+    def track(self, popen: PopenT) -> PopenT:
+        """Kill ``popen``, wait for it and close its pipes at teardown, pass or fail: a Popen
+        collected before it was waited for warns "subprocess N is still running"."""
+        self.popens.append(popen)
+        return popen
+
     def kill_all(self) -> None:
         for pgid in self.groups:
             with contextlib.suppress(OSError):
                 os.killpg(pgid, signal.SIGKILL)
+        for popen in self.popens:
+            popen.kill()  # does nothing once it has been waited for
+            popen.wait()
+            for stream in (popen.stdin, popen.stdout, popen.stderr):
+                if stream is not None:
+                    stream.close()
         for pid in self.pids:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)

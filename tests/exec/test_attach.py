@@ -36,17 +36,10 @@ time.sleep(60)
 
 
 def start_elsewhere(pids: Pids, mode: str = "reap") -> int:
-    parent = subprocess.Popen([sys.executable, "-c", PARENT, mode], stdout=subprocess.PIPE,
-                              text=True)
-    pids.add(parent.pid)
+    parent = pids.track(subprocess.Popen([sys.executable, "-c", PARENT, mode],
+                                         stdout=subprocess.PIPE, text=True))
     assert parent.stdout is not None
-    sleeper = int(parent.stdout.readline())
-    pids.add(sleeper)
-    parent.stdout.close()
-    # Popen objects that go out of scope while their child runs warn; this one is killed
-    # by the fixture, so mark it as handled.
-    parent.returncode = 0
-    return sleeper
+    return pids.add(int(parent.stdout.readline()))
 
 
 async def test_attach_reports_status_and_termination(manager: ProcessManager,

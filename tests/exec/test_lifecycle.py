@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run_manager_child(pids: Pids, spec: dict[str, Any]) -> tuple[subprocess.Popen[str],
                                                                  dict[str, int]]:
-    child = subprocess.Popen([sys.executable, "-m", "tests.exec.manager_child", json.dumps(spec)],
-                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    pids.add(child.pid)
+    child = pids.track(subprocess.Popen(
+        [sys.executable, "-m", "tests.exec.manager_child", json.dumps(spec)],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT))
     assert child.stdout is not None
     line = child.stdout.readline()
     assert line, f"the manager child exited with {child.wait()}"
@@ -49,8 +49,6 @@ def test_a_detached_process_outlives_a_killed_sidecar_and_a_bound_one_dies(pids:
     assert running(bound) and running(kept)
     child.kill()  # SIGKILL: no close(), no cleanup, only the kernel acts
     child.wait()
-    if child.stdout is not None:
-        child.stdout.close()
     wait_until_sync(lambda: not running(bound), what="the bound process dying with its parent")
     assert running(kept)
 
@@ -71,10 +69,6 @@ def test_zombies_of_orphans_are_reaped_by_a_subreaper(pids: Pids, tmp_path: Path
                     what="the orphan re-parented to the manager")
     wait_until_sync(lambda: not exists(orphan), what="the orphan's zombie reaped")
     assert child.poll() is None  # reaped by the manager, which is still running
-    child.kill()
-    child.wait()
-    if child.stdout is not None:
-        child.stdout.close()
 
 
 def _ppid(pid: int) -> int | None:
@@ -98,7 +92,7 @@ async def test_the_reaper_reaps_forgotten_children_only(pids: Pids) -> None:
         await eventually(lambda: not exists(claimed), what="the released child reaped")
         # Children that someone does wait for keep their exit status.
         shell = await asyncio.create_subprocess_exec("/bin/sh", "-c", "sleep 0.3; exit 7")
-        popen = subprocess.Popen(["/bin/sh", "-c", "sleep 0.3; exit 9"])
+        popen = pids.track(subprocess.Popen(["/bin/sh", "-c", "sleep 0.3; exit 9"]))
         assert await shell.wait() == 7
         assert await asyncio.to_thread(popen.wait) == 9
         assert reaper.reaped == 2
@@ -139,18 +133,14 @@ async def test_sigkill_reaches_members_that_outlive_their_leader(manager: Proces
 def test_a_group_of_zombies_counts_as_finished(pids: Pids) -> None:
     # An init that reaps lazily leaves a stopped program's grandchildren as zombies for
     # seconds; a stop must not wait for them (it once took 2 s where PID 1 reaps late).
-    member = subprocess.Popen(["/bin/sh", "-c", "read line"], stdin=subprocess.PIPE,
-                              start_new_session=True)
-    pids.add(member.pid)
+    member = pids.track(subprocess.Popen(["/bin/sh", "-c", "read line"],
+                                         stdin=subprocess.PIPE, start_new_session=True))
     assert member.stdin is not None
     assert group_exists(member.pid), "a live member keeps its group running"
     member.stdin.close()  # it exits; not waited for, it stays our zombie
     wait_until_sync(lambda: read_stat(member.pid).state is ProcessState.ZOMBIE,
                     what="the member a zombie")
-    try:
-        assert not group_exists(member.pid)
-    finally:
-        member.wait()
+    assert not group_exists(member.pid)
 
 
 async def test_the_plugin_becomes_a_subreaper_and_reaps_when_asked() -> None:

@@ -36,7 +36,7 @@ from sidecar.exec.processmanager import (
 )
 from sidecar.exec.processmanager import ProcessOptions as Opts
 from sidecar.health.statuscheck import PluginState
-from tests.exec.helpers import eventually, running
+from tests.exec.helpers import Pids, eventually, running
 
 PY = sys.executable
 
@@ -354,11 +354,14 @@ async def test_bad_input_is_reported_clearly(manager: ProcessManager, tmp_path: 
     assert manager.get_process("bad") is None
 
 
-async def test_delete_forgets_a_process_and_can_stop_it(manager: ProcessManager) -> None:
+async def test_delete_forgets_a_process_and_can_stop_it(manager: ProcessManager,
+                                                       pids: Pids) -> None:
     kept = await manager.new_process("kept", "/bin/sleep", Args("60"))
     gone = await manager.new_process("gone", "/bin/sleep", Args("60"))
     await kept.start()
     await gone.start()
+    assert kept.pid is not None
+    pids.add(kept.pid)  # let go of by the manager: ours to end if the test fails
     sub = kept.notifications()
     await manager.delete("kept")
     assert manager.get_process("kept") is None
@@ -371,7 +374,7 @@ async def test_delete_forgets_a_process_and_can_stop_it(manager: ProcessManager)
     await again.kill()
 
 
-async def test_close_stops_started_processes_but_not_detached_ones(pids) -> None:  # type: ignore[no-untyped-def]
+async def test_close_stops_started_processes_but_not_detached_ones(pids: Pids) -> None:
     from sidecar.exec.processmanager import Detach
 
     async with ProcessManager() as pm:

@@ -4,6 +4,9 @@ Exit is an event: the process's pidfd becomes readable the moment it exits
 (for children and for attached processes alike), and the restart, when one
 is due, is started from that very callback. The periodic watcher only reads
 ``/proc/<pid>/stat`` to notice state changes such as running -> sleeping.
+The kernel's side of each run (pidfd, stat file, signals, reaping) is a
+:class:`~.run.ProcessRun`; this module decides when to start, stop and restart, and
+sends the events.
 """
 
 from __future__ import annotations
@@ -11,36 +14,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from signal import Signals
 from typing import Protocol
 
-from . import reaper
-from ._spawn import (
-    PipeReader,
-    StreamPlan,
-    describe_exit,
-    group_exists,
-    killpg,
-    plan_stream,
-    reason,
-    spawn,
-)
-from .errors import AttachError, ProcessNotRunningError, ProcessStartError
+from ._spawn import PipeReader, describe_exit
+from .errors import ProcessNotRunningError, ProcessStartError
 from .events import DEFAULT_BUFFER, EventKind, Fanout, ProcessEvent, Subscription
 from .options import ProcessOptions
 from .restart import RestartPolicy
-from .status import ProcessState, ProcessStatus, StatFile, read_stat, read_status
+from .run import ProcessRun
+from .status import ProcessState, ProcessStatus, read_status
 
 log = logging.getLogger("sidecar.exec.processmanager")
-
-HAVE_PIDFD = hasattr(os, "pidfd_open")
-_GROUP_POLL = 0.02
 
 
 class ProcessOwner(Protocol):
@@ -70,24 +58,17 @@ class Process:
         self._name = name
         self._command = command
         self._options = options
-        self._attached = False
-        self._popen: subprocess.Popen[bytes] | None = None
-        self._pid: int | None = None
-        self._pgid: int | None = None
-        self._pidfd: int | None = None
-        self._stat: StatFile | None = None
+        #: The current (or last) run; None before the first start.
+        self._run: ProcessRun | None = None
         self._state = ProcessState.INITIAL
         self._status = ProcessStatus(state=ProcessState.INITIAL)
         self._returncode: int | None = None
         self._last_returncode: int | None = None
-        self._exit: asyncio.Future[int | None] | None = None
-        self._start_time: float | None = None
-        self._start_mono = 0.0
         self._policy = RestartPolicy(options.restarts, options.backoff)
         self._stop_requested = False
         self._released = False
         self._restart_timer: asyncio.TimerHandle | None = None
-        self._affinity_timer: asyncio.TimerHandle | None = None
+        # Readers outlive their run while a grandchild still holds the pipe.
         self._readers: list[PipeReader] = []
         self._lock = asyncio.Lock()
         self._fanout = Fanout()
@@ -105,7 +86,7 @@ class Process:
             self._fanout.add_queue(self.notification_queue)
 
     def __repr__(self) -> str:
-        return f"<Process {self._name!r} pid={self._pid} {self._state.value}>"
+        return f"<Process {self._name!r} pid={self.pid} {self._state.value}>"
 
     # -- what it is ----------------------------------------------------------
     @property
@@ -133,11 +114,11 @@ class Process:
     @property
     def attached(self) -> bool:
         """Attached to a process started elsewhere (until it is restarted from ``command``)."""
-        return self._attached
+        return self._run is not None and self._run.popen is None
 
     @property
     def pid(self) -> int | None:
-        return self._pid
+        return self._run.pid if self._run is not None else None
 
     @property
     def state(self) -> ProcessState:
@@ -166,12 +147,13 @@ class Process:
     @property
     def start_time(self) -> float | None:
         """Unix time of the last start; None before the first."""
-        return self._start_time
+        return self._run.start_time if self._run is not None else None
 
     @property
     def uptime(self) -> float:
         """Seconds since the last start while it runs, else 0."""
-        return time.monotonic() - self._start_mono if self.is_alive() else 0.0
+        run = self._run
+        return time.monotonic() - run.start_mono if run is not None and run.alive else 0.0
 
     @property
     def failure_streak(self) -> int:
@@ -191,11 +173,11 @@ class Process:
 
     @property
     def never_started(self) -> bool:
-        return self._start_time is None
+        return self._run is None
 
     def is_alive(self) -> bool:
         """True from start until exit (a zombie has exited)."""
-        return self._exit is not None and not self._exit.done()
+        return self._run is not None and self._run.alive
 
     # -- notifications -------------------------------------------------------
     def notifications(self, maxsize: int = DEFAULT_BUFFER) -> Subscription:
@@ -217,10 +199,11 @@ class Process:
         """
         async with self._lock:
             self._check_usable("start")
-            if self.is_alive():
-                if not self._stop_requested or self._exit is None:
+            run = self._run
+            if run is not None and run.alive:
+                if not self._stop_requested:
                     return
-                await asyncio.shield(self._exit)
+                await asyncio.shield(run.exit)
             self._cancel_restart()
             self._policy.reset()
             self._spawn()
@@ -243,72 +226,73 @@ class Process:
         """
         self._stop_requested = True
         self._cancel_restart()
-        if not self.is_alive():
+        run = self._run
+        if run is None or not run.alive:
             return False
-        self._send(self._options.stop_signal, group=True)
+        run.send(self._options.stop_signal, group=True)
         return True
 
     async def stop_and_wait(self, kill_after: float | None = None) -> int | None:
         """Stop and wait; SIGKILL the group after ``kill_after`` s (default: the stop timeout)."""
         limit = self._options.stop_timeout if kill_after is None else kill_after
         deadline = time.monotonic() + limit
-        exit_future = self._exit
-        if not self.stop() or exit_future is None:
+        run = self._run
+        if not self.stop() or run is None:
             return self._returncode
         try:
             async with asyncio.timeout(limit):
-                await asyncio.shield(exit_future)
+                await asyncio.shield(run.exit)
         except TimeoutError:
             log.warning("process %s (pid %s) did not stop within %gs of %s: sending SIGKILL",
-                        self._name, self._pid, limit, self._options.stop_signal.name)
-            self._send(signal.SIGKILL, group=True)
-            await asyncio.shield(exit_future)
+                        self._name, run.pid, limit, self._options.stop_signal.name)
+            run.send(signal.SIGKILL, group=True)
+            await asyncio.shield(run.exit)
         except asyncio.CancelledError:
-            self._send(signal.SIGKILL, group=True)  # whoever cancelled us cannot wait: no orphans
+            run.send(signal.SIGKILL, group=True)  # whoever cancelled us cannot wait: no orphans
             raise
-        await self._finish_group(deadline)
+        await run.finish_group(deadline)
         return self._returncode
 
     async def kill(self) -> int | None:
         """SIGKILL (the whole group), wait for the exit, and release its pipes."""
         self._stop_requested = True
         self._cancel_restart()
-        exit_future = self._exit
-        if self.is_alive() and exit_future is not None:
-            self._send(signal.SIGKILL, group=True)
-            await asyncio.shield(exit_future)
-        elif self._pgid is not None:
-            killpg(self._pgid, signal.SIGKILL)
+        run = self._run
+        if run is not None and run.alive:
+            run.send(signal.SIGKILL, group=True)
+            await asyncio.shield(run.exit)
+        elif run is not None:
+            run.kill_group()
         self._close_readers()
         return self._returncode
 
     async def wait(self) -> int | None:
         """Wait for the current run to end; its exit code (None if unknown or released)."""
-        exit_future = self._exit
-        if exit_future is None:
+        if self._run is None:
             return self._returncode
-        return await asyncio.shield(exit_future)
+        return await asyncio.shield(self._run.exit)
 
     def signal(self, signum: int, *, group: bool = False) -> None:
         """Send ``signum`` to the process (or its process group)."""
-        if not self.is_alive():
+        run = self._run
+        if run is None or not run.alive:
             raise ProcessNotRunningError(self._name, f"send signal {signum}")
-        self._send(signal.Signals(signum), group=group)
+        run.send(signal.Signals(signum), group=group)
 
     def update_status(self) -> ProcessStatus:
         """Read the status file now; a changed state is notified."""
-        pid = self._pid
-        if pid is None or self._stat is None:
+        run = self._run
+        if run is None or run.stat is None:
             return self._status
         try:
-            status = read_status(pid)
+            status = read_status(run.pid)
         except ProcessLookupError:
             self.poll()
             return self._status
         except OSError:
             self._observe(ProcessState.UNAVAILABLE)
             return self._status
-        if self.is_alive() and self._popen is not None and not status.state.is_alive:
+        if run.alive and run.popen is not None and not status.state.is_alive:
             return self._status  # our child has exited: the exit callback is on its way
         self._status = status
         self._observe(status.state)
@@ -323,105 +307,37 @@ class Process:
         if not self._command:
             raise ProcessStartError(self._name, "", "attached without a command: "
                                     "it cannot be (re)started")
-        options = self._options
-        plans: list[StreamPlan] = []
-        try:
-            plans.append(plan_stream(options.stdout))
-            plans.append(plan_stream(options.stderr))
-            env = dict(options.env) if options.env is not None else None
-            popen = spawn([self._command, *options.args], env=env,
-                          cwd=options.working_dir, detach=options.detach,
-                          death_signal=options.parent_death_signal,
-                          stdout=plans[0], stderr=plans[1])
-        except (OSError, ValueError, TypeError, subprocess.SubprocessError) as exc:
-            for plan in plans:
-                plan.discard()
-            raise ProcessStartError(self._name, self._command, reason(exc)) from exc
-        for plan in plans:
-            for fd in plan.close_after_spawn:
-                os.close(fd)
-        self._start_time = time.time()
-        self._start_mono = time.monotonic()
-        previous = self._state
-        self._popen = popen
-        self._attached = False
-        self._pid = self._pgid = popen.pid
-        reaper.claim(popen.pid)
+        run, readers = ProcessRun.spawn(self._loop, self._name, self._command, self._options,
+                                        self._exited)
+        self._replace_run(run)
         self._returncode = None
         self._stop_requested = False
         self._policy.gave_up = False
-        self._exit = self._loop.create_future()
-        self._prune_readers()
-        for plan, stream in zip(plans, ("stdout", "stderr"), strict=True):
-            if plan.read_fd is not None and plan.sink is not None:
-                self._readers.append(PipeReader(self._loop, plan.read_fd, plan.sink,
-                                                f"{self._name} {stream}"))
-        self._open_watch(popen.pid)
-        self._apply_affinity(popen.pid)
-        state = self._first_state()
-        self._state = state
-        self._emit(EventKind.STARTED, state, previous)
-        log.debug("process %s started: pid %d, %s", self._name, popen.pid,
-                  [self._command, *options.args])
+        self._readers = [r for r in self._readers if r.open] + readers
+        previous = self._state
+        self._state = self._first_state(run.pid)
+        self._emit(EventKind.STARTED, self._state, previous)
+        log.debug("process %s started: pid %d, %s", self._name, run.pid,
+                  [self._command, *self._options.args])
         self._owner.watch(self)
 
     def attach(self, pid: int) -> None:
         """Watch ``pid``, a process started elsewhere (manager use)."""
-        try:
-            line = read_stat(pid)
-        except ProcessLookupError:
-            raise AttachError(self._name, pid, "no such process") from None
-        except OSError as exc:
-            raise AttachError(self._name, pid, reason(exc)) from exc
-        if not line.state.is_alive:
-            raise AttachError(self._name, pid, "it has already exited")
-        self._attached = True
-        self._pid = pid
-        self._pgid = None
-        self._exit = self._loop.create_future()
-        self._start_time = line.start_time
-        self._start_mono = time.monotonic() - max(time.time() - line.start_time, 0.0)
-        reaper.claim(pid)
-        try:
-            self._open_watch(pid)
-        except ProcessLookupError:
-            reaper.release(pid)
-            raise AttachError(self._name, pid, "it exited while attaching") from None
+        self._replace_run(ProcessRun.attach(self._loop, self._name, pid, self._exited))
         previous = self._state
-        self._state = self._first_state()
+        self._state = self._first_state(pid)
         self._emit(EventKind.STATUS, self._state, previous)
         self._owner.watch(self)
 
-    def _open_watch(self, pid: int) -> None:
-        try:
-            self._stat = StatFile(pid)
-        except ProcessLookupError:
-            self._stat = None
-            if self._popen is None:
-                raise
-        except OSError as exc:  # /proc mounted with hidepid: the state stays unavailable
-            log.warning("process %s: cannot read its status: %s", self._name, reason(exc))
-            self._stat = None
-        if HAVE_PIDFD:
-            try:
-                self._pidfd = os.pidfd_open(pid)
-            except ProcessLookupError:
-                if self._popen is None:
-                    raise
-                self._loop.call_soon(self._exited)
-                return
-            except OSError as exc:  # ENOSYS: a kernel older than 5.3; the watcher polls
-                log.debug("no pidfd for %s: %s", self._name, exc)
-                self._pidfd = None
-                return
-            self._loop.add_reader(self._pidfd, self._on_pidfd)
+    def _replace_run(self, run: ProcessRun) -> None:
+        old, self._run = self._run, run
+        if old is not None:
+            old.close_stat()  # an attached zombie's, still watched until now
 
-    def _first_state(self) -> ProcessState:
+    def _first_state(self, pid: int) -> ProcessState:
         """The status file read at start; a child that exited already counts as running."""
-        if self._pid is None:
-            return ProcessState.TERMINATED
         try:
-            self._status = read_status(self._pid)
+            self._status = read_status(pid)
         except ProcessLookupError:
             return ProcessState.RUNNING
         except OSError:
@@ -433,50 +349,27 @@ class Process:
             self._status = replace(self._status, state=state)
         return state
 
-    def _apply_affinity(self, pid: int) -> None:
-        cpus = self._options.cpu_affinity
-        if cpus is None:
-            return
-
-        def pin() -> None:
-            self._affinity_timer = None
-            if self._pid != pid or not self.is_alive():
-                return
-            try:
-                os.sched_setaffinity(pid, cpus)
-            except OSError as exc:
-                log.warning("process %s: cannot set cpu affinity %s: %s", self._name,
-                            sorted(cpus), reason(exc))
-
-        if self._options.cpu_affinity_delay > 0:
-            self._affinity_timer = self._loop.call_later(self._options.cpu_affinity_delay, pin)
-        else:
-            pin()
-
     # -- exit ----------------------------------------------------------------
-    def _on_pidfd(self) -> None:
-        self._close_pidfd()
-        self._exited()
-
     def poll(self) -> None:
         """One watcher tick: notice a state change (and, without pidfd, an exit)."""
-        stat = self._stat
-        if stat is None:
+        run = self._run
+        stat = run.stat if run is not None else None
+        if run is None or stat is None:
             return
         try:
             state = stat.read().state
         except ProcessLookupError:
-            if self.is_alive():
+            if run.alive:
                 self._exited()
             else:  # an attached zombie that its parent has reaped now
-                self._close_stat()
+                run.close_stat()
                 self._set_state(ProcessState.TERMINATED)
                 self._owner.unwatch(self)
             return
         except OSError:
             state = ProcessState.UNAVAILABLE
-        if self.is_alive() and not state.is_alive:
-            if self._pidfd is None:
+        if run.alive and not state.is_alive:
+            if not run.has_pidfd:
                 self._exited()
             return  # exited: the pidfd callback reports it
         if state is not self._state:
@@ -485,57 +378,37 @@ class Process:
     def _observe(self, state: ProcessState) -> None:
         if state is self._state:
             return
+        pid = self.pid
         if state not in (ProcessState.UNAVAILABLE, ProcessState.TERMINATED) \
-                and self._pid is not None and self._status.state is not state:
+                and pid is not None and self._status.state is not state:
             with contextlib.suppress(OSError):
-                self._status = read_status(self._pid)
+                self._status = read_status(pid)
         self._set_state(state)
 
     def _exited(self) -> None:
-        exit_future = self._exit
-        pid = self._pid
-        if exit_future is None or exit_future.done() or pid is None:
+        run = self._run
+        if run is None or not run.alive:
             return
-        self._close_pidfd()
-        returncode: int | None = None
-        state = ProcessState.TERMINATED
-        if self._popen is not None:
-            returncode = self._popen.poll()
-            if returncode is None:  # not reapable yet; cannot normally happen
-                self._loop.call_later(0.005, self._exited)
-                return
-            reaper.release(pid)
-        else:
-            returncode, state = self._attached_exit(pid)
+        run.close_pidfd()
+        outcome = run.reap(self._options.auto_terminate)
+        if outcome is None:  # not reapable yet; cannot normally happen
+            self._loop.call_later(0.005, self._exited)
+            return
+        returncode, state = outcome
         if state is ProcessState.TERMINATED:
-            self._close_stat()
+            run.close_stat()
         self._returncode = self._last_returncode = returncode
-        exit_future.set_result(returncode)
+        run.exit.set_result(returncode)
         expected = self._stop_requested or self._released or self._owner.closing
-        ran = time.monotonic() - self._start_mono
+        ran = time.monotonic() - run.start_mono
         self._set_state(state, returncode=returncode, expected=expected)
         if state is ProcessState.TERMINATED:
             self._owner.unwatch(self)
         if not expected:
             log.log(logging.DEBUG if self._options.quiet_exit else logging.INFO,
-                    "process %s (pid %d) exited: %s", self._name, pid, describe_exit(returncode))
+                    "process %s (pid %d) exited: %s", self._name, run.pid,
+                    describe_exit(returncode))
             self._schedule_restart(ran)
-
-    def _attached_exit(self, pid: int) -> tuple[int | None, ProcessState]:
-        """Reap an attached child with auto-terminate; else report a zombie as such."""
-        reaper.release(pid)
-        try:
-            line = self._stat.read() if self._stat is not None else None
-        except (ProcessLookupError, OSError):
-            return None, ProcessState.TERMINATED
-        if line is None or line.state is not ProcessState.ZOMBIE:
-            return None, ProcessState.TERMINATED
-        if self._options.auto_terminate and line.ppid == os.getpid():
-            with contextlib.suppress(ChildProcessError):
-                waited, status = os.waitpid(pid, os.WNOHANG)
-                if waited == pid:
-                    return os.waitstatus_to_exitcode(status), ProcessState.TERMINATED
-        return None, ProcessState.ZOMBIE
 
     def _schedule_restart(self, ran: float) -> None:
         delay = self._policy.after_exit(ran, self._returncode, bool(self._command))
@@ -564,33 +437,7 @@ class Process:
             log.error("process %s: restart failed: %s", self._name, exc.reason)  # noqa: TRY400
             self._schedule_restart(0.0)
 
-    async def _finish_group(self, deadline: float) -> None:
-        """After the leader has gone: wait for the rest of its group, then SIGKILL it."""
-        pgid = self._pgid
-        if pgid is None:
-            return
-        while group_exists(pgid):
-            reaper.reap_group_orphans(pgid)
-            if not group_exists(pgid):
-                return
-            if time.monotonic() >= deadline:
-                log.warning("process %s: members of process group %d outlived the stop "
-                            "timeout: sending SIGKILL", self._name, pgid)
-                killpg(pgid, signal.SIGKILL)
-                return
-            await asyncio.sleep(_GROUP_POLL)
-
     # -- plumbing ------------------------------------------------------------
-    def _send(self, signum: Signals, *, group: bool) -> None:
-        if group and self._pgid is not None and killpg(self._pgid, signum):
-            return
-        if self._pidfd is not None:
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(self._pidfd, signum)
-        elif self._pid is not None and self.is_alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._pid, signum)
-
     def _set_state(self, state: ProcessState, *, kind: EventKind = EventKind.STATUS,
                    returncode: int | None = None, expected: bool = False) -> None:
         previous = self._state
@@ -605,7 +452,7 @@ class Process:
               returncode: int | None = None, expected: bool = False,
               delay: float | None = None) -> None:
         event = ProcessEvent.now(name=self._name, kind=kind, state=state, previous=previous,
-                                 pid=self._pid, returncode=returncode, expected=expected,
+                                 pid=self.pid, returncode=returncode, expected=expected,
                                  restarts=self._policy.count, delay=delay)
         self._fanout.emit(event)
         self._owner.process_event(event)
@@ -614,17 +461,6 @@ class Process:
         timer, self._restart_timer = self._restart_timer, None
         if timer is not None:
             timer.cancel()
-
-    def _close_pidfd(self) -> None:
-        fd, self._pidfd = self._pidfd, None
-        if fd is not None:
-            self._loop.remove_reader(fd)
-            os.close(fd)
-
-    def _close_stat(self) -> None:
-        stat, self._stat = self._stat, None
-        if stat is not None:
-            stat.close()
 
     def _close_readers(self) -> None:
         readers, self._readers = self._readers, []
@@ -637,20 +473,9 @@ class Process:
             return
         self._released = True
         self._cancel_restart()
-        if self._affinity_timer is not None:
-            self._affinity_timer.cancel()
-        self._close_pidfd()
-        self._close_stat()
+        if self._run is not None:
+            self._run.release()
         self._close_readers()
-        if self._popen is not None and self._popen.returncode is None:
-            reaper.abandon(self._popen)
-        elif self._pid is not None:
-            reaper.release(self._pid)
-        if self._exit is not None and not self._exit.done():
-            self._exit.set_result(None)
         self._fanout.end()
         self._owner.unwatch(self)
-
-    def _prune_readers(self) -> None:
-        self._readers = [r for r in self._readers if r.open]
 

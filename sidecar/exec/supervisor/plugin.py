@@ -3,7 +3,8 @@
 Programs are processes of the process manager (the process-manager plugin's
 when it is on): they get their own process group and a parent-death signal,
 so they die with the sidecar, and they are stopped with their stop signal,
-then SIGKILL after their stop timeout, when the sidecar stops.
+then SIGKILL after their stop timeout, when the sidecar stops. What is done
+to each program, and the events it sends, is the :mod:`.runner`'s.
 """
 
 from __future__ import annotations
@@ -14,35 +15,25 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sidecar.config import ConfigError, ConfigValueError
 from sidecar.exec.processmanager import (
-    EventKind,
     Process,
-    ProcessEvent,
     ProcessManager,
     ProcessManagerPlugin,
     ProcessOptions,
-    ProcessStartError,
 )
 from sidecar.health.statuscheck.api import PluginState, StatusWriter
 
-from .config import (
-    ProgramConfig,
-    SupervisorConfig,
-    digest,
-    parse_supervisor_config,
-    read_config_file,
-)
+from .config import SupervisorConfig, digest, parse_supervisor_config, read_config_file
 from .errors import ProgramNotFoundError, ProgramStartError, SupervisorError
-from .events import FAILED, PROCESS_STATUS, ProgramEvent
-from .health import ProgramHealth
 from .hooks import HookRunner
 from .programs import Program
 from .results import STOP_MARGIN, ReloadResult, ReloadStats, StopBudget
+from .runner import ProgramListener, ProgramRunner
 from .watch import ConfigWatcher, Signature, signature
 
 if TYPE_CHECKING:
@@ -54,8 +45,6 @@ log = logging.getLogger("sidecar.supervisor")
 
 #: Digests of texts applied by someone else (the k8s plugin) that the file watcher ignores.
 _FOREIGN_MEMORY = 16
-
-ProgramListener = Callable[[ProgramEvent], None]
 
 
 class Supervisor:
@@ -92,9 +81,7 @@ class Supervisor:
         self._collector: Any = None
         self._env = dict(env) if env is not None else None
         self._hooks = HookRunner()
-        self._programs: dict[str, Program] = {}
-        self._health = ProgramHealth(statuscheck, self._supervised)
-        self._listeners: list[ProgramListener] = []
+        self._runner = ProgramRunner(self._manager, self._hooks, statuscheck)
         self._budgets: list[StopBudget] = []
         self._lock = asyncio.Lock()
         self._initialised = False
@@ -128,22 +115,23 @@ class Supervisor:
 
     def get_program_names(self) -> list[str]:
         """The programs in the applied config, in its order (cn-infra's GetProgramNames)."""
-        return list(self._programs)
+        return list(self._runner.programs)
 
     def get_program(self, name: str) -> Process | None:
         """The process of program ``name`` (cn-infra's GetProgramByName)."""
-        program = self._programs.get(name)
+        program = self._runner.programs.get(name)
         return program.process if program is not None else None
 
     def program_rows(self) -> list[dict[str, Any]]:
         """Every program's name, state, pid, restarts, uptime, ... sorted by name."""
-        return [self._programs[name].row() for name in sorted(self._programs)]
+        programs = self._runner.programs
+        return [programs[name].row() for name in sorted(programs)]
 
     def program_row(self, name: str) -> dict[str, Any]:
         """One program's row; ProgramNotFoundError if there is no such program."""
-        program = self._programs.get(name)
+        program = self._runner.programs.get(name)
         if program is None:
-            raise ProgramNotFoundError(name, sorted(self._programs))
+            raise ProgramNotFoundError(name, sorted(self._runner.programs))
         return program.row()
 
     def status(self) -> dict[str, Any]:
@@ -175,11 +163,10 @@ class Supervisor:
     # -- listeners -----------------------------------------------------------------------
     def add_listener(self, listener: ProgramListener) -> None:
         """Call ``listener(event)`` for every program event (in the event loop; keep it cheap)."""
-        self._listeners.append(listener)
+        self._runner.add_listener(listener)
 
     def remove_listener(self, listener: ProgramListener) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+        self._runner.remove_listener(listener)
 
     # -- stop budget -------------------------------------------------------------------
     def stop_budget(self) -> float:
@@ -256,7 +243,7 @@ class Supervisor:
         for index, program in enumerate(config.programs):
             if program.name not in names:
                 continue
-            if program.name in self._manager and program.name not in self._programs:
+            if program.name in self._manager and program.name not in self._runner.programs:
                 raise ConfigValueError(config.source, f"programs[{index}].name",
                                        f"the process manager already runs a process named "
                                        f"{program.name!r} (a process template?)")
@@ -267,7 +254,8 @@ class Supervisor:
         return options
 
     async def _apply(self, config: SupervisorConfig) -> ReloadResult:
-        old = dict(self._programs)
+        runner = self._runner
+        old = dict(runner.programs)
         new = {p.name: p for p in config.programs}
         removed = [n for n in old if n not in new]
         added = [n for n in new if n not in old]
@@ -285,65 +273,29 @@ class Supervisor:
         self._hooks.configure(config)
         self._raise_budgets()
         if removed or changed:
-            results = await asyncio.gather(*(self._remove(old[n]) for n in removed + changed),
+            results = await asyncio.gather(*(runner.remove(old[n]) for n in removed + changed),
                                            return_exceptions=True)
             for name, outcome in zip(removed + changed, results, strict=True):
                 if isinstance(outcome, Exception):
                     log.error("program %s: stopping failed: %s", name, outcome)
         for name in updated:
-            self._update(old[name], new[name])
+            runner.update(old[name], new[name])
         failed = []
         for name, program in new.items():  # in the file's order
             if name in added or name in changed:
-                error = await self._add(program, options[name])
+                error = await runner.add(program, options[name])
                 if error is not None:
                     failed.append(name)
-        # The file's order, also for programs kept running.
-        self._programs = {name: self._programs[name] for name in new}
-        self._health.flush(list(self._programs.values()))
+        runner.reorder(new)
+        runner.flush()
         return ReloadResult(started=added, stopped=removed, restarted=changed,
                             unchanged=unchanged, updated=updated, failed=failed)
-
-    async def _add(self, config: ProgramConfig, options: ProcessOptions) -> str | None:
-        process = await self._manager.new_process(config.name, config.executable_path, options)
-        program = Program(config)
-        program.process = process
-        process.add_listener(self._listener(program, process))
-        self._programs[config.name] = program
-        self._health.register(program)
-        if not config.autostart:
-            self._health.soon(program)
-            return None
-        return await self._start(program)
-
-    async def _remove(self, program: Program) -> None:
-        if self._programs.get(program.name) is program:
-            del self._programs[program.name]
-        program.stop_requested = True
-        program.cancel_timer()
-        try:
-            if self._manager.get_process(program.name) is program.process:
-                await self._manager.delete(program.name, stop=True)
-        finally:
-            self._health.unregister(program)
-
-    def _update(self, program: Program, config: ProgramConfig) -> None:
-        before = program.config
-        program.config = config
-        if before.health_check and not config.health_check:
-            self._health.unregister(program)
-        else:
-            self._health.register(program)
-            self._health.soon(program)
 
     # -- control -----------------------------------------------------------------------
     def _program(self, name: str) -> Program:
         if self._closed:
             raise SupervisorError("the supervisor is stopping")
-        program = self._programs.get(name)
-        if program is None or program.process is None:
-            raise ProgramNotFoundError(name, sorted(self._programs))
-        return program
+        return self._runner.get(name)
 
     async def start_program(self, name: str) -> bool:
         """Start it if it is not running; False if it was. ProgramStartError if it cannot."""
@@ -351,8 +303,8 @@ class Supervisor:
             program = self._program(name)
             if program.running and not program.stop_requested:
                 return False
-            error = await self._start(program)
-            self._health.flush(list(self._programs.values()))
+            error = await self._runner.start(program)
+            self._runner.flush()
         if error is not None:
             raise ProgramStartError(name, error)
         return True
@@ -360,82 +312,13 @@ class Supervisor:
     async def stop_program(self, name: str) -> bool:
         """Stop it (stop signal, SIGKILL after its stop-timeout); False if it was not running."""
         async with self._lock:
-            program = self._program(name)
-            assert program.process is not None
-            program.stop_requested = True
-            running = program.running
-            await program.process.stop_and_wait()
-            self._health.soon(program)
-            self._health.flush(list(self._programs.values()))
-            return running
+            return await self._runner.stop(self._program(name))
 
     async def restart_program(self, name: str) -> bool:
         """Stop it if it runs, then start it. ProgramStartError if it cannot be started."""
         async with self._lock:
-            program = self._program(name)
-            assert program.process is not None
-            program.stop_requested = False
-            program.start_error = None
-            try:
-                await program.process.restart()
-            except ProcessStartError as exc:
-                self._start_failed(program, exc.reason)
-                raise ProgramStartError(name, exc.reason) from None
-            finally:
-                self._health.flush(list(self._programs.values()))
+            await self._runner.restart(self._program(name))
             return True
-
-    async def _start(self, program: Program) -> str | None:
-        process = program.process
-        assert process is not None
-        program.stop_requested = False
-        try:
-            await process.start()
-        except ProcessStartError as exc:
-            self._start_failed(program, exc.reason)
-            return exc.reason
-        return None
-
-    def _start_failed(self, program: Program, reason: str) -> None:
-        process = program.process
-        log.error("program %s: cannot start %s: %s", program.name,
-                  program.config.executable_path, reason)
-        program.start_error = reason
-        event = ProgramEvent(program=program.name, state=FAILED, event_type=PROCESS_STATUS,
-                             pid=None, restarts=process.restarts if process else 0,
-                             crashed=False, exit_code=None, time=time.time(),
-                             previous=program.last_event, error=reason)
-        program.last_event = FAILED
-        self._publish(event)
-        self._health.soon(program)
-
-    # -- events and health -----------------------------------------------------------------
-    def _listener(self, program: Program, process: Process) -> Callable[[ProcessEvent], None]:
-        def on_event(event: ProcessEvent) -> None:
-            if program.process is process:
-                self._on_event(program, event)
-        return on_event
-
-    def _on_event(self, program: Program, event: ProcessEvent) -> None:
-        program_event = ProgramEvent.from_process_event(program.name, event)
-        program.last_event = program_event.state
-        if event.kind is EventKind.STARTED:
-            program.start_error = None
-            self._health.arm_recovery(program)
-        self._publish(program_event)
-        self._health.soon(program)
-
-    def _publish(self, event: ProgramEvent) -> None:
-        log.debug("program %s: %s (pid %s)", event.program, event.state, event.pid)
-        for listener in list(self._listeners):
-            try:
-                listener(event)
-            except Exception:
-                log.exception("program event listener %r failed on %s", listener, event)
-        self._hooks.submit(event)
-
-    def _supervised(self, program: Program) -> bool:
-        return self._programs.get(program.name) is program
 
     # -- the watched file --------------------------------------------------------------------
     async def _file_changed(self, text: str) -> None:
@@ -511,19 +394,16 @@ class Supervisor:
                 await self._watcher.close()
             self._hooks.shut()  # the shutdown's own events run no hooks
             async with self._lock:  # a reload or a start/stop in flight finishes first
-                programs = list(self._programs.values())
+                programs = list(self._runner.programs.values())
                 results = await asyncio.gather(
-                    self._hooks.close(), *(self._remove(p) for p in programs),
+                    self._hooks.close(), *(self._runner.remove(p) for p in programs),
                     return_exceptions=True)
             for outcome in results:
                 if isinstance(outcome, Exception):
                     log.error("supervisor: stopping failed: %s", outcome)
         finally:
             # Also when cancelled: what still runs is killed by the process manager's close.
-            for program in list(self._programs.values()):
-                program.cancel_timer()
-                self._health.unregister(program)
-            self._programs.clear()
+            self._runner.clear()
             await self._hooks.close()
             if self._owns_manager:
                 await self._manager.close()
