@@ -258,6 +258,9 @@ async def test_status_events_topic_receives_state_changes_and_program_events(
 
     records = await read_records(kafka_broker, STATUS_TOPIC, 6)
     assert all(r["agent"] == label and r["_key"] == label.encode() for r in records)
+    # One sidecar run numbers its records 1, 2, ... so consumers can drop repeats.
+    assert {r["instance"] for r in records} == {events.instance}
+    assert [r["seq"] for r in records] == [1, 2, 3, 4, 5, 6]
     states = [(r["type"], r.get("previous_state"), r.get("state")) for r in records]
     assert states == [
         ("agent-state", None, 0),   # written at start: INIT

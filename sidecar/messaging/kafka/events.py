@@ -3,11 +3,18 @@ handed to ``publish_event`` (the supervisor's program events), as one JSON recor
 keyed by the service label, so that a fleet can be watched with a plain consumer.
 
 Records wait in a bounded backlog while Kafka is unreachable (an outage of
-Kafka is itself such a change) and go out in order once it is back.
+Kafka is itself such a change) and go out in order once it is back. Delivery
+is at least once: a record whose write failed half-way (the broker stored it,
+the answer was lost) is written again. Each record carries ``instance`` (one
+per sidecar process) and ``seq`` (1, 2, ... in that process) so that a
+consumer can drop such repeats and notice gaps (records dropped from a full
+backlog).
 
-    {"type":"agent-state","agent":"demo","time":1764064861.2,"previous_state":1,
-     "build_version":...,"state":2,...,"plugins":{"kafka":{"state":2,"error":"..."}}}
-    {"type":"program","agent":"demo","time":1764064870.5,"program":"web","state":"running",...}
+    {"type":"agent-state","agent":"demo","instance":"5f0c2a9e41b7","seq":7,
+     "time":1764064861.2,"previous_state":1,"build_version":...,"state":2,...,
+     "plugins":{"kafka":{"state":2,"error":"..."}}}
+    {"type":"program","agent":"demo","instance":"5f0c2a9e41b7","seq":8,
+     "time":1764064870.5,"program":"web","state":"running",...}
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
@@ -46,6 +54,9 @@ class StatusEvents:
         self._last_state: PluginState | None = None
         self._task: asyncio.Task[None] | None = None
         self.sent = 0
+        #: Tells this process's records from those of the sidecar's earlier runs.
+        self.instance = uuid.uuid4().hex[:12]
+        self._seq = 0
 
     def start(self) -> None:
         if self._status is not None:
@@ -60,7 +71,7 @@ class StatusEvents:
         Never blocks and never raises for Kafka's sake: the record is written
         once Kafka is reachable. ``type`` defaults to ``program``.
         """
-        self._enqueue({"type": "program", "agent": self.agent, "time": time.time(), **event})
+        self._enqueue({"type": "program", "time": time.time(), **event})
 
     def _status_changed(self) -> None:
         assert self._status is not None
@@ -68,11 +79,14 @@ class StatusEvents:
         if status.state is self._last_state:
             return
         previous, self._last_state = self._last_state, status.state
-        self._enqueue({"type": "agent-state", "agent": self.agent, "time": time.time(),
+        self._enqueue({"type": "agent-state", "time": time.time(),
                        "previous_state": None if previous is None else int(previous),
                        **status.to_dict()})
 
-    def _enqueue(self, record: Mapping[str, Any]) -> None:
+    def _enqueue(self, fields: Mapping[str, Any]) -> None:
+        self._seq += 1
+        record = {"agent": self.agent, "instance": self.instance, "seq": self._seq, **fields}
+        record["instance"], record["seq"] = self.instance, self._seq  # never from ``fields``
         self._backlog.append(json.dumps(record, separators=(",", ":"), default=str).encode())
         if len(self._backlog) > self._limit:
             self._backlog.popleft()
