@@ -70,8 +70,18 @@ async def test_start_reports_status_and_stop_ends_it(manager: ProcessManager) ->
     assert await proc.wait() == -signal.SIGTERM  # already over: answers at once
 
 
-async def test_a_child_that_exits_is_restarted_within_50ms(
-        manager: ProcessManager, tmp_path: Path) -> None:
+async def test_an_exit_is_noticed_at_once_not_at_the_next_status_poll(
+        tmp_path: Path) -> None:
+    # With a status poll every 30 s, only the exit event (pidfd) can restart ten runs
+    # within seconds; bench/processmanager.py measures the gap itself (p50 ~5 ms).
+    manager = ProcessManager(status_interval=30.0)
+    try:
+        await _restart_ten_times(manager, tmp_path)
+    finally:
+        await manager.close()
+
+
+async def _restart_ten_times(manager: ProcessManager, tmp_path: Path) -> None:
     stamps = tmp_path / "exits"
     # Each run records the time just before it exits, so the gap to the next start is
     # everything the sidecar adds: noticing the exit, reaping, forking the next one.
@@ -82,15 +92,12 @@ async def test_a_child_that_exits_is_restarted_within_50ms(
     events: list[ProcessEvent] = []
     proc.add_listener(events.append)
     await proc.start()
-    await eventually(lambda: proc.gave_up, timeout=60, what="ten restarts and the give-up")
+    await eventually(lambda: proc.gave_up, timeout=25, what="ten restarts and the give-up")
     starts = [e.time for e in events if e.kind is EventKind.STARTED]
     exits = [float(t) for t in stamps.read_text().split()]
     assert len(starts) == 11 and len(exits) == 11
     gaps = sorted(start - exited for exited, start in zip(exits, starts[1:], strict=False))
-    # Typically 5-10 ms (most of it the fork). The machine is shared with other test runs,
-    # so one scheduling hiccup is tolerated here; bench/processmanager.py reports the p99.
-    assert gaps[-2] < 0.05, f"exit-to-restart gaps: {gaps}"
-    assert gaps[-1] < 0.5, f"exit-to-restart gaps: {gaps}"
+    assert gaps[-1] < 2.5, f"an exit waited for the status poll; gaps: {gaps}"
     assert proc.restarts == 10
     exited = [e for e in events
               if e.kind is EventKind.STATUS and e.state is ProcessState.TERMINATED]
