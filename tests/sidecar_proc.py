@@ -16,10 +16,17 @@ from typing import Any
 from tests.servers._util import free_port, wait_until
 
 
+class PortTaken(RuntimeError):
+    """The sidecar could not bind its HTTP port: another process has it."""
+
+
 class SidecarProcess:
     def __init__(self, config_dir: Path, *args: str, env: dict[str, str] | None = None,
                  port: int | None = None) -> None:
         self.config_dir = config_dir
+        #: A port of our choosing may be taken between free_port() and the bind: then the
+        #: start is tried again on another one. A port given by the test is kept.
+        self._port_chosen = port is None
         self.port = port or free_port()
         self.args = list(args)
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -33,21 +40,44 @@ class SidecarProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, wait: bool = True, timeout: float = 15.0) -> SidecarProcess:
+        for attempt in range(3):
+            self._spawn()
+            if not wait:
+                return self
+            try:
+                self._wait_answering(timeout)
+                return self
+            except PortTaken:
+                if not self._port_chosen or attempt == 2:
+                    raise
+                self.port = free_port()
+                self.log_path = self.log_path.with_name(f"sidecar-{self.port}.log")
+        return self
+
+    def _spawn(self) -> None:
         cmd = [sys.executable, "-m", "sidecar", "run", "--config-dir", str(self.config_dir),
                "--http-port", str(self.port), *self.args]
         log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=self.env,
                                      stdin=subprocess.DEVNULL)
         log.close()
-        if wait:
-            wait_until(self._answers, timeout, f"sidecar on port {self.port} answering")
-        return self
 
-    def _answers(self) -> bool:
+    def _wait_answering(self, timeout: float) -> None:
+        """Until /liveness answers; an exit ends the wait at once with the sidecar's output."""
         assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"sidecar exited with {self.proc.returncode}:\n{self.output()}")
-        return self.get("/liveness")[0] in (200, 503)
+        proc = self.proc
+
+        def answers() -> bool:
+            if proc.poll() is not None:
+                return True  # reported below, outside wait_until, which retries on errors
+            return self.get("/liveness")[0] in (200, 503)
+
+        wait_until(answers, timeout, f"sidecar on port {self.port} answering")
+        if proc.returncode is not None:
+            output = self.output()
+            taken = "cannot listen on" in output and "in use" in output
+            message = f"sidecar exited with {proc.returncode}:\n{output}"
+            raise PortTaken(message) if taken else RuntimeError(message)
 
     def get(self, path: str, timeout: float = 2.0) -> tuple[int, Any]:
         return request("GET", self.url + path, timeout=timeout)

@@ -7,6 +7,7 @@ import socket
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,7 @@ from tests.servers._util import free_ports
 from tests.servers.etcd import EtcdServer
 from tests.servers.kafka import KafkaBroker, _api_versions_ok
 from tests.servers.kube import KubeApiServer
+from tests.sidecar_proc import SidecarProcess
 
 
 def listen_on(stack: ExitStack, port: int) -> socket.socket:
@@ -102,3 +104,18 @@ def test_kube_apiserver_starts_on_new_ports_when_its_port_was_taken(taken: ExitS
         status, _ = api.request("POST", "/api/v1/namespaces", {
             "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ports"}})
         assert status == 201
+
+
+def test_a_sidecar_whose_port_was_taken_starts_on_another(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    with ExitStack() as stack:
+        sidecar = SidecarProcess(config)
+        taken = sidecar.port
+        listen_on(stack, taken)
+        sidecar.start()
+        try:
+            assert sidecar.port != taken
+            assert sidecar.get("/liveness")[0] == 200
+        finally:
+            assert sidecar.stop() == 0
