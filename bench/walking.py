@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import shutil
 import subprocess
@@ -58,17 +59,24 @@ def idle_rss_and_throughput(duration: int) -> None:
         if wrk is None:
             print("  wrk not installed (apt-get install wrk): throughput not measured")
             return
+        # The kubelet probes from outside the pod: the load generator gets a core of its
+        # own, so that the figures are the sidecar's and not the two fighting over a core.
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            raise SystemExit("the /readiness load test needs two cores (sidecar, wrk)")
+        os.sched_setaffinity(proc.pid, {cpus[0]})
         out = subprocess.run(
-            [wrk, "-t2", "-c50", f"-d{duration}s", "--latency",
+            ["taskset", "-c", str(cpus[1]), wrk, "-t1", "-c50", f"-d{duration}s", "--latency",
              f"http://127.0.0.1:{port}/readiness"],
             capture_output=True, text=True, check=True).stdout
         rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
         p99_text = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
         assert p99_text is not None
         factor = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99_text.group(2)]
-        report("/readiness requests/s, 50 connections (wrk)", rps, "req/s", "target >= 15,000")
-        report("/readiness p99 latency, 50 connections", float(p99_text.group(1)) * factor, "ms",
-               "target <= 5 ms")
+        report("/readiness requests/s, 50 connections (wrk on its own core)", rps, "req/s",
+               "target >= 15,000")
+        report("/readiness p99 latency, 50 connections (wrk on its own core)",
+               float(p99_text.group(1)) * factor, "ms", "target <= 5 ms")
         report("RSS after the load", rss_mib(proc.pid), "MiB")
     finally:
         stop(proc)
