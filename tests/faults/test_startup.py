@@ -82,22 +82,21 @@ def sigterm_at(config_dir: Path, label: str, moment: str, delay: float = 0.0,
             [sys.executable, "-m", "sidecar", "run", "--config-dir", str(config_dir),
              "--http-port", str(port), "--microservice-label", label, "--log-level", "debug"],
             stdout=out, stderr=out, stdin=subprocess.DEVNULL, env=env)
-    probes = ProbePoller(f"http://127.0.0.1:{port}", interval=0.02).start()
-    try:
-        if after_line is None:
-            time.sleep(delay)
-        else:
-            deadline = time.monotonic() + 20
-            while not after_line.search(log.read_text(errors="replace")):
-                assert proc.poll() is None, log.read_text(errors="replace")
-                assert time.monotonic() < deadline, f"never logged {after_line.pattern}"
-                time.sleep(0.001)
-        proc.send_signal(signal.SIGTERM)
-        signalled = time.monotonic()
-        code = proc.wait(15)
-        took = time.monotonic() - signalled
+    try:  # from right after the spawn: whatever fails, the sidecar does not outlive us
+        with ProbePoller(f"http://127.0.0.1:{port}", interval=0.02) as probes:
+            if after_line is None:
+                time.sleep(delay)  # the moment itself, not a wait for something
+            else:
+                deadline = time.monotonic() + 20
+                while not after_line.search(log.read_text(errors="replace")):
+                    assert proc.poll() is None, log.read_text(errors="replace")
+                    assert time.monotonic() < deadline, f"never logged {after_line.pattern}"
+                    time.sleep(0.001)
+            proc.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            code = proc.wait(15)
+            took = time.monotonic() - signalled
     finally:
-        probes.stop()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
@@ -110,7 +109,8 @@ def test_sigterm_at_any_moment_of_start_up(etcd_server: EtcdServer, config_dir: 
     write_config(config_dir, etcd_server, marker)
     # The start-up trace names every plugin's init as it ends: a signal right after each
     # lands in the next one (after_init phases only start background tasks).
-    first = sigterm_at(config_dir, label, "after start-up", 3.0)
+    first = sigterm_at(config_dir, label, "after start-up",
+                       after_line=re.compile(r"agent started \d+ plugins in"))
     phases = re.findall(r"startup: (\S+\.init) took", first.log)
     assert len(phases) >= 10, first.log
     outcomes = [first]
@@ -123,9 +123,13 @@ def test_sigterm_at_any_moment_of_start_up(etcd_server: EtcdServer, config_dir: 
     for outcome in outcomes:
         where = f"SIGTERM {outcome.moment}"
         assert outcome.code in (0, -signal.SIGTERM), f"{where}: exit {outcome.code}\n{outcome.log}"
-        # The stop timeout is 5 s (7 s with the supervisor's programs); an interrupted
-        # start-up takes no longer than a stop, and nothing here is slow to stop.
-        assert outcome.seconds < 3, f"{where}: {outcome.seconds:.1f}s to exit\n{outcome.log}"
+        # Nothing here is slow to stop: no program needed SIGKILL, no close was cut off,
+        # and the whole stop fit in the agent's budget (5 s, 7 s with the supervisor's
+        # programs; typically it takes a tenth of that, but etcd's lease revoke may wait
+        # for a slow disk).
+        assert "sending SIGKILL" not in outcome.log, f"{where}\n{outcome.log}"
+        assert "failed to close" not in outcome.log, f"{where}\n{outcome.log}"
+        assert outcome.seconds < 7, f"{where}: {outcome.seconds:.1f}s to exit\n{outcome.log}"
         assert "Traceback" not in outcome.log, f"{where}\n{outcome.log}"
         # Whatever answered was a probe answer: refused before listening and after
         # closing, but never an error or a hang in between.
