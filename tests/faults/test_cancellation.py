@@ -8,6 +8,7 @@ agent's stop sat out its whole stop timeout.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,18 @@ from sidecar.health.statuscheck import PluginState, StatusCheck, StatusPublisher
 from sidecar.kvstore.etcd import EtcdConfig, EtcdPlugin
 from sidecar.servicelabel import ServiceLabelPlugin
 from tests.servers.etcd import EtcdServer
+
+
+def awaiting(task_name: str) -> str | None:
+    """What the named task is suspended in: the innermost coroutine of its await chain."""
+    task = next((t for t in asyncio.all_tasks() if t.get_name() == task_name), None)
+    if task is None or task.done():
+        return None
+    innermost = None
+    coro: Any = task.get_coro()
+    while coro is not None and hasattr(coro, "cr_code"):
+        innermost, coro = coro.cr_code.co_qualname, coro.cr_await
+    return innermost
 
 
 async def test_the_publisher_stops_at_once_right_after_a_change(
@@ -30,11 +43,12 @@ async def test_the_publisher_stops_at_once_right_after_a_change(
         await plugin.after_init()
     try:
         async with asyncio.timeout(10):
-            while publisher.commits < 1:  # the first full publish is done...
+            # The first full publish is done and the loop waits for the next change.
+            while not (publisher.commits >= 1 and awaiting("status-publisher") == "Event.wait"):
                 await asyncio.sleep(0.02)
-        await asyncio.sleep(0.1)  # ...and the loop waits for the next change
         statuscheck.report_state_change("demo", PluginState.ERROR, "going away")
-        async with asyncio.timeout(2):
+        # The bug never ended the loop; a working close takes milliseconds.
+        async with asyncio.timeout(10):
             await publisher.close()
     finally:
         for plugin in (publisher, etcd, statuscheck):
