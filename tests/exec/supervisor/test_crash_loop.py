@@ -13,6 +13,7 @@ import itertools
 import time
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from tests.probes import KUBELET_TIMEOUT
 from tests.servers._util import wait_until
@@ -56,13 +57,13 @@ hooks:
     sidecars.append(sidecar)
     sidecar.start()
 
-    def row(name: str) -> dict[str, object]:
+    def row(name: str) -> dict[str, Any]:
         status, body = sidecar.get(f"/supervisor/programs/{name}")
         assert status == 200, body
         return dict(body)
 
     def restarts(name: str) -> int:
-        return int(row(name)["restarts"])  # type: ignore[call-overload]
+        return int(row(name)["restarts"])
 
     def tick_count() -> int:
         return len(ticks.read_text().split()) if ticks.exists() else 0

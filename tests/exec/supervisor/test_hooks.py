@@ -146,13 +146,13 @@ hook-backlog: 2
     for name in ("a", "b", "c"):
         await supervisor.start_program(name)
     stats = supervisor.hooks.stats
+    most = 0
 
     def watched() -> bool:  # until the three started hooks have run and ended
         nonlocal most
         most = max(most, len(processes_with(marker)), supervisor.hooks.running)
         return sum(s.runs for s in stats.values()) >= 3 and supervisor.hooks.running == 0
 
-    most = 0
     await eventually(watched, timeout=10, what="the three hooks run", interval=0.02)
     assert most == 2
     # Many events for one program while its hooks are slow: only the newest wait.
