@@ -261,7 +261,7 @@ def worker_of(workers: list[Worker], index: int) -> Worker:
 def steady(server: Any, agents: int, interval: float, args: argparse.Namespace) -> float:
     """Reports the steady-state figures; returns the median raft entries per second."""
     window = interval * args.window_intervals
-    rates = []
+    rates: list[float] = []
     for _ in range(args.windows):
         delta = measure_window(server, window)
         rates.append(delta["entries"] / window)

@@ -43,8 +43,8 @@ PY = sys.executable
 
 async def test_start_reports_status_and_stop_ends_it(manager: ProcessManager) -> None:
     proc = await manager.new_process("sleeper", "/bin/sleep", Args("60"))
-    assert proc.state is ProcessState.INITIAL
-    assert not proc.is_alive()
+    # One tuple: mypy would keep `proc.state` narrowed to INITIAL through the awaits below.
+    assert (proc.state, proc.is_alive()) == (ProcessState.INITIAL, False)
     assert proc.command == "/bin/sleep"
     assert proc.arguments == ("60",)
     before = time.time()
@@ -362,7 +362,7 @@ async def test_bad_input_is_reported_clearly(manager: ProcessManager, tmp_path: 
     with pytest.raises(ValueError, match="environment variable name"):
         EnvVar({"A=B": "c"})
     with pytest.raises(ValueError, match="not a signal"):
-        Opts(stop_signal=999)
+        Opts(stop_signal=999)  # type: ignore[arg-type]
     assert manager.get_process("bad") is None
 
 

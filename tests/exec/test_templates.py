@@ -53,7 +53,7 @@ def test_json_and_yaml_round_trip() -> None:
     assert options.env == {"MODE": "prod"}
     assert options.stop_signal is signal.SIGINT and options.stop_timeout == 20
     assert options.backoff == Backoff(base=0.5, cap=60)
-    assert options.cpu_affinity == {0, 1}
+    assert options.cpu_affinity == frozenset({0, 1})
     assert options.notify is True and options.detach and options.auto_terminate
 
 
@@ -80,7 +80,7 @@ def test_a_cn_infra_template_loads_unchanged() -> None:
     template = Template.from_json(written_by_cn_infra)
     assert template.run_on_startup
     options = template.process_options()
-    assert options.cpu_affinity == {0, 1} and options.cpu_affinity_delay == 1.0
+    assert options.cpu_affinity == frozenset({0, 1}) and options.cpu_affinity_delay == 1.0
     assert options.stderr == subprocess.DEVNULL  # no err_writer: discarded, as in cn-infra
     camel = Template.from_json('{"name":"a","cmd":"/bin/a","pOptions":{"runOnStartup":true}}')
     assert camel.run_on_startup

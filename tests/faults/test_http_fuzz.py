@@ -166,7 +166,7 @@ def request_bytes(method: str, target: str, headers: list[tuple[str, str]],
 
 # -- strategies -------------------------------------------------------------------------------
 
-TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
+TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=40)
 TOKEN_CHARS = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 HEADER_NAME = st.text(st.sampled_from(TOKEN_CHARS), min_size=1, max_size=20)
 HEADER_VALUE = st.one_of(
@@ -197,7 +197,7 @@ def path_value(draw: st.DrawFn, param: dict[str, Any], known: dict[str, list[str
     names = known.get(param["name"])
     if names:
         choices.append(st.sampled_from(names))
-    return draw(st.one_of(*choices))
+    return draw(st.one_of(choices))
 
 
 @st.composite

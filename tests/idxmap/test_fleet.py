@@ -64,8 +64,8 @@ def test_fleet_lists_the_agents_of_one_etcd_by_state(
     wait_until(lambda: labels(viewer.get("/fleet")) == everyone, 20, "every agent in /fleet")
 
     def all_ok_but_fakes() -> bool:
-        body = viewer.get("/fleet")[1]
-        return body["states"] == {"INIT": 1, "OK": 3, "ERROR": 1}
+        states: dict[str, int] = viewer.get("/fleet")[1]["states"]
+        return states == {"INIT": 1, "OK": 3, "ERROR": 1}
 
     wait_until(all_ok_but_fakes, 20, "the real sidecars OK in the fleet view")
 

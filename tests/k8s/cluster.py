@@ -17,7 +17,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sidecar.k8s import DETAIL_ANNOTATION, READY_CONDITION, STATUS_ANNOTATION
 from tests.packaging.kubeapply import install_chart_rbac
@@ -149,6 +149,7 @@ class PodEnv:
         return path
 
 
-def wait_for(condition: Callable[[], T], timeout: float, what: str) -> T:
+def wait_for(condition: Callable[[], T | Literal[False] | None], timeout: float,
+             what: str) -> T:
     """``wait_until`` at a pace for conditions that call the API server."""
     return wait_until(condition, timeout, what, interval=0.05)

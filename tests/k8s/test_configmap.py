@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,11 +72,17 @@ def test_editing_the_configmap_starts_and_stops_programs_and_a_bad_edit_changes_
     assert applied["type"] == "Normal"
     assert "stopped alpha" in applied["message"]
 
+    def rejections(count: int) -> Callable[[], list[dict[str, Any]] | None]:
+        """The ConfigMapRejected Events, once there are ``count`` of them."""
+        def events() -> list[dict[str, Any]] | None:
+            seen = env.events("ConfigMapRejected")
+            return seen if len(seen) == count else None
+        return events
+
     # Malformed: YAML that is not a supervisor.conf, then text that is not YAML.
     for number, bad in enumerate(("programs:\n  - name: gamma\n", "programs: [unclosed\n"), 1):
         env.put_configmap(CONFIGMAP, {"supervisor.conf": bad})
-        rejected = wait_for(lambda n=number: len(env.events("ConfigMapRejected")) == n
-                            and env.events("ConfigMapRejected"), 10, "a Warning Event")
+        rejected = wait_for(rejections(number), 10, "a Warning Event")
         event = rejected[-1]
         assert event["type"] == "Warning"
         assert event["message"].startswith(f"ConfigMap {env.namespace}/{CONFIGMAP} key ")

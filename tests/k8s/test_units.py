@@ -130,11 +130,19 @@ def test_api_health_waits_out_the_grace_for_outages_but_not_for_refusals() -> No
     clock = Clock()
     health = ApiHealth(check, "k8s", grace=30, clock=clock)
     outage = ApiUnavailableError("PATCH", "/p", 0, "connection refused")
+
+    def state() -> PluginState | None:
+        status = check.plugin_status("k8s")
+        return None if status is None else status.state
+
+    def failing() -> bool:  # not the property itself: mypy would keep it narrowed across steps
+        return health.failing
+
     health.failed(outage)
     clock.now += 29
     health.failed(outage)
     assert check.plugin_status("k8s") is None  # never reported: still INIT for the agent
-    assert health.failing
+    assert failing()
     clock.now += 1
     health.failed(outage)
     status = check.plugin_status("k8s")
@@ -142,12 +150,12 @@ def test_api_health_waits_out_the_grace_for_outages_but_not_for_refusals() -> No
     assert status.state is PluginState.ERROR
     assert status.error == "PATCH /p: connection refused"
     health.ok()
-    assert check.plugin_status("k8s").state is PluginState.OK  # type: ignore[union-attr]
-    assert not health.failing
+    assert state() is PluginState.OK
+    assert not failing()
 
     health.failed(ApiError("PATCH", "/p", 403, "forbidden"))
-    assert check.plugin_status("k8s").state is PluginState.ERROR  # type: ignore[union-attr]
-    assert health.failing
+    assert state() is PluginState.ERROR
+    assert failing()
 
 
 def test_api_errors_say_whether_a_retry_may_help() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,8 +39,12 @@ async def create_topic(broker: KafkaBroker, partitions: int) -> str:
     return topic
 
 
+#: Makes a started SyncProducer from client_config overrides; the fixture stops them all.
+ProducerFactory = Callable[..., Awaitable[SyncProducer]]
+
+
 @pytest.fixture
-async def producer_factory(kafka_broker: KafkaBroker) -> AsyncIterator[object]:
+async def producer_factory(kafka_broker: KafkaBroker) -> AsyncIterator[ProducerFactory]:
     made: list[SyncProducer] = []
 
     async def make(**overrides: object) -> SyncProducer:
@@ -55,9 +59,9 @@ async def producer_factory(kafka_broker: KafkaBroker) -> AsyncIterator[object]:
 
 
 async def test_hash_partitioner_keeps_a_key_on_the_partition_java_clients_choose(
-        kafka_broker: KafkaBroker, producer_factory: object) -> None:
+        kafka_broker: KafkaBroker, producer_factory: ProducerFactory) -> None:
     topic = await create_topic(kafka_broker, 4)
-    producer = await producer_factory()  # type: ignore[operator]
+    producer = await producer_factory()
     seen: dict[bytes, set[int]] = {}
     for round_ in range(3):
         for i in range(8):
@@ -72,9 +76,9 @@ async def test_hash_partitioner_keeps_a_key_on_the_partition_java_clients_choose
 
 
 async def test_manual_partitioner_needs_a_partition_and_checks_it(
-        kafka_broker: KafkaBroker, producer_factory: object) -> None:
+        kafka_broker: KafkaBroker, producer_factory: ProducerFactory) -> None:
     topic = await create_topic(kafka_broker, 4)
-    producer = await producer_factory(partitioner="manual")  # type: ignore[operator]
+    producer = await producer_factory(partitioner="manual")
     written = await producer.send(topic, b"to-3", key="k", partition=3)
     assert written.partition == 3
     with pytest.raises(PublishError, match="name its partition"):
@@ -85,9 +89,9 @@ async def test_manual_partitioner_needs_a_partition_and_checks_it(
 
 @pytest.mark.parametrize("acks", ["none", "leader", "all"])
 async def test_every_required_acks_level_delivers(
-        kafka_broker: KafkaBroker, producer_factory: object, acks: str) -> None:
+        kafka_broker: KafkaBroker, producer_factory: ProducerFactory, acks: str) -> None:
     topic = unique("acks")
-    producer = await producer_factory(required_acks=acks)  # type: ignore[operator]
+    producer = await producer_factory(required_acks=acks)
     written = await producer.send(topic, b"hello")
     # With acks "none" the broker never answers, so the offset is unknown.
     assert (written.offset == -1) if acks == "none" else (written.offset >= 0)
@@ -102,21 +106,22 @@ async def test_every_required_acks_level_delivers(
 
 
 async def test_two_members_of_a_group_share_the_partitions(
-        kafka_broker: KafkaBroker, producer_factory: object) -> None:
+        kafka_broker: KafkaBroker, producer_factory: ProducerFactory) -> None:
     topic, group = await create_topic(kafka_broker, 4), unique("group")
     received: list[tuple[str, ConsumerMessage]] = []
-    members = [
-        Consumer(client_config(kafka_broker), group,
-                 lambda m, name=name: received.append((name, m)), name=name)
-        for name in ("a", "b")
-    ]
+
+    def collector(name: str) -> Callable[[ConsumerMessage], None]:
+        return lambda message: received.append((name, message))
+
+    members = [Consumer(client_config(kafka_broker), group, collector(name), name=name)
+               for name in ("a", "b")]
     try:
         await members[0].start([topic])
         await members[1].start([topic])
         await until(lambda: len(members[0].assignment) + len(members[1].assignment) == 4
                     and all(m.assignment for m in members), 30, "partitions split")
         assert not members[0].assignment & members[1].assignment
-        producer = await producer_factory()  # type: ignore[operator]
+        producer = await producer_factory()
         for partition in range(4):
             await producer.send(topic, f"p{partition}", partition=partition)
         await until(lambda: len(received) == 4, 20, "four messages")

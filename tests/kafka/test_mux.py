@@ -72,7 +72,9 @@ async def test_async_publish_reports_success_and_error_to_callbacks_with_metadat
     publisher = mux.new_bytes_connection("events").new_async_publisher(
         topic, on_success=successes.put_nowait, on_error=errors.put_nowait)
 
-    assert publisher.put("k", b"small", metadata={"request": 1}) is None  # returns at once
+    # Returns at once, not a coroutine: what mypy knows statically, checked at run time.
+    assert publisher.put(  # type: ignore[func-returns-value]
+        "k", b"small", metadata={"request": 1}) is None
     ok = await asyncio.wait_for(successes.get(), 20)
     assert ok.metadata == {"request": 1}
     assert (ok.topic, ok.key, ok.value, ok.partition) == (topic, b"k", b"small", 0)

@@ -47,7 +47,8 @@ def guarded(config_dir: Path, tmp_path: Path, sidecars: list[SidecarProcess]) ->
 def level_of(proc: SidecarProcess, logger: str) -> str:
     status, rows = call(proc, "GET", "/log/list", source="127.0.0.2")
     assert status == 200
-    return next(r["level"] for r in rows if r["logger"] == logger)
+    level: str = next(r["level"] for r in rows if r["logger"] == logger)
+    return level
 
 
 def test_peer_outside_the_allow_list_needs_the_token(guarded: SidecarProcess) -> None:

@@ -172,7 +172,7 @@ async def test_http_requests_by_route_method_and_status(running: Running) -> Non
         (float(dict(labels)["le"]), value) for (name, labels), value in samples.items()
         if name == "sidecar_http_request_duration_seconds_bucket"
         and ("route", "/readiness") in labels)
-    assert buckets[-1] == (float("inf"), 3)
+    assert buckets[-1] == (float("inf"), 3.0)
     assert [v for _, v in buckets] == sorted(v for _, v in buckets)  # cumulative
     assert buckets[-2][0] == 10.0
 
@@ -203,7 +203,7 @@ async def test_openmetrics_gzip_and_name_filter(running: Running) -> None:
         assert reply.headers["Content-Type"].startswith("application/openmetrics-text")
         assert reply.headers["Content-Encoding"] == "gzip"
         text = gzip.decompress(await reply.read()).decode()
-    names = {family.name for family in parse_om(text)}
+    names = {family.name for family in parse_om(text)}  # type: ignore[no-untyped-call]
     assert "sidecar_agent_state" in names
 
     async with running.client.get(running.url + "/metrics",

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 T = TypeVar("T")
 
@@ -48,10 +48,11 @@ def provisioned(name: str, env_var: str, script: str) -> Path:
     return path
 
 
-def wait_until(condition: Callable[[], T], timeout: float, what: str,
+def wait_until(condition: Callable[[], T | Literal[False] | None], timeout: float, what: str,
                interval: float = 0.02) -> T:
     """Poll ``condition`` until it returns something truthy, and return that; after
-    ``timeout`` s fail naming ``what`` with the last value or error seen.
+    ``timeout`` s fail naming ``what`` with the last value or error seen. (The
+    not-yet answers None and False are left out of the returned type.)
 
     An exception from ``condition`` counts as "not yet" (a server still starting
     refuses connections), so that a test waits on state, not on its transitions.

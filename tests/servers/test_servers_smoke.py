@@ -18,7 +18,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from tests.servers._util import provisioned
 from tests.servers.kafka import KafkaBroker
@@ -54,8 +54,9 @@ async def _consume_one(bootstrap: str, topic: str, group: str | None) -> bytes:
     await consumer.start()
     try:
         msg = await asyncio.wait_for(consumer.getone(), timeout=30)
-        assert msg.value is not None
-        return msg.value
+        value: bytes | None = msg.value  # aiokafka has no type hints
+        assert value is not None
+        return value
     finally:
         await consumer.stop()
 
@@ -88,17 +89,18 @@ def kube() -> Iterator[KubeApiServer]:
 
 def _api_client(kubeconfig: Path) -> k8s.ApiClient:
     conf = k8s.Configuration()
-    k8s_config.load_kube_config(config_file=str(kubeconfig), client_configuration=conf)
+    k8s_config.load_kube_config(  # type: ignore[no-untyped-call]  # kubernetes leaves it untyped
+        config_file=str(kubeconfig), client_configuration=conf)
     return k8s.ApiClient(conf)
 
 
-def _pod(name: str) -> dict[str, object]:
-    return {
+def _pod(name: str) -> k8s.V1Pod:
+    return k8s.V1Pod.model_validate({
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "labels": {"app": "smoke"}},
         "spec": {"containers": [{"name": "app", "image": "example.invalid/app:1"}]},
-    }
+    })
 
 
 def test_kube_pod_and_rbac(kube: KubeApiServer, tmp_path: Path) -> None:
@@ -106,30 +108,31 @@ def test_kube_pod_and_rbac(kube: KubeApiServer, tmp_path: Path) -> None:
     admin_kc = kube.write_kubeconfig(tmp_path / "admin.kubeconfig")
     with _api_client(admin_kc) as api:
         core = k8s.CoreV1Api(api)
-        core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        core.create_namespace(k8s.V1Namespace.model_validate(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
         # No kubelet and no controller manager: the Pod is an object only.
         core.create_namespaced_pod(ns, _pod("web-0"))
         pod = core.read_namespaced_pod("web-0", ns)
-        assert pod.metadata.labels == {"app": "smoke"}
-        assert pod.status.phase == "Pending"
+        assert pod.metadata is not None and pod.metadata.labels == {"app": "smoke"}
+        assert pod.status is not None and pod.status.phase == "Pending"
 
         # A ServiceAccount that may read Pods, but not delete them.
         rbac = k8s.RbacAuthorizationV1Api(api)
         rbac.create_namespaced_role(
             ns,
-            {
+            k8s.V1Role.model_validate({
                 "apiVersion": "rbac.authorization.k8s.io/v1",
                 "kind": "Role",
                 "metadata": {"name": "pod-reader"},
                 "rules": [
                     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
                 ],
-            },
+            }),
         )
         token = kube.create_token(ns, "reader")
         rbac.create_namespaced_role_binding(
             ns,
-            {
+            k8s.V1RoleBinding.model_validate({
                 "apiVersion": "rbac.authorization.k8s.io/v1",
                 "kind": "RoleBinding",
                 "metadata": {"name": "reader"},
@@ -139,7 +142,7 @@ def test_kube_pod_and_rbac(kube: KubeApiServer, tmp_path: Path) -> None:
                     "name": "pod-reader",
                 },
                 "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": ns}],
-            },
+            }),
         )
 
     sa_kc = kube.write_kubeconfig(tmp_path / "reader.kubeconfig", token, namespace=ns)
@@ -155,7 +158,8 @@ def test_kube_pod_and_rbac(kube: KubeApiServer, tmp_path: Path) -> None:
         assert status == 201, review
         assert review["status"]["userInfo"]["username"] == f"system:serviceaccount:{ns}:reader"
         # ...RBAC lets it read the Pod...
-        assert core.read_namespaced_pod("web-0", ns).metadata.name == "web-0"
+        meta = core.read_namespaced_pod("web-0", ns).metadata
+        assert meta is not None and meta.name == "web-0"
         # ...and denies deleting it.
         with pytest.raises(ApiException) as denied:
             core.delete_namespaced_pod("web-0", ns)

@@ -26,6 +26,13 @@ def _pids(sidecar: SidecarProcess) -> dict[str, int | None]:
     return {row["name"]: row["pid"] for row in rows}
 
 
+def _all_running(sidecar: SidecarProcess) -> dict[str, int] | None:
+    """The pids once there are programs and every one of them has a pid."""
+    pids = _pids(sidecar)
+    running = {name: pid for name, pid in pids.items() if pid}
+    return running if running and len(running) == len(pids) else None
+
+
 def test_a_configmap_swap_applies_the_diff_and_a_broken_one_changes_nothing(
         config_dir: Path, tmp_path: Path, sidecars: list[SidecarProcess]) -> None:
     volume = ConfigMapVolume(tmp_path / "programs")
@@ -33,7 +40,7 @@ def test_a_configmap_swap_applies_the_diff_and_a_broken_one_changes_nothing(
     sidecar = SidecarProcess(config_dir, env={"SUPERVISOR_CONFIG": str(volume.path())})
     sidecars.append(sidecar)
     sidecar.start()
-    v1 = wait_until(lambda: (p := _pids(sidecar)) and all(p.values()) and p, 10, "v1 running")
+    v1 = wait_until(lambda: _all_running(sidecar), 10, "v1 running")
     assert isinstance(v1, dict) and set(v1) == {"a", "b", "c"}
 
     # a unchanged, b changed, c removed, d new.
