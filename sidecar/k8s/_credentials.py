@@ -110,8 +110,14 @@ def kubeconfig_credentials(path: str) -> Credentials:
     if not Path(path).is_file():
         raise CredentialsError(f"kubeconfig {path}: no such file")
     # Heavy, and only out of the cluster: the client's loader knows every kubeconfig form.
-    from kubernetes import client, config
-    from kubernetes.config.config_exception import ConfigException
+    try:
+        from kubernetes import client, config
+        from kubernetes.config.config_exception import ConfigException
+    except ImportError:
+        raise CredentialsError(
+            f"kubeconfig {path}: reading a kubeconfig needs the Kubernetes client: "
+            "pip install 'cninfra-sidecar[kubeconfig]' (in a pod the ServiceAccount "
+            "needs nothing more)") from None
 
     configuration = client.Configuration()
     try:

@@ -233,6 +233,18 @@ def test_no_credentials_is_a_clear_error(tmp_path: Path) -> None:
         find_credentials(K8sConfig(kubeconfig=str(tmp_path / "missing.kubeconfig")), {})
 
 
+def test_a_kubeconfig_without_the_kubernetes_client_names_the_extra(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As installed in the image, which leaves the kubeconfig extra out.
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    monkeypatch.setitem(sys.modules, "kubernetes", None)  # import kubernetes -> ImportError
+    with pytest.raises(sidecar.k8s.CredentialsError,
+                       match=r"needs the Kubernetes client: pip install "
+                             r"'cninfra-sidecar\[kubeconfig\]'"):
+        find_credentials(K8sConfig(kubeconfig=str(kubeconfig)), {})
+
+
 def test_builder_turns_the_plugin_on_with_k8s_conf_or_in_a_cluster(
         tmp_path: Path, config_dir: Path) -> None:
     env = {"POD_NAME": "web-0", "POD_NAMESPACE": "shop"}
