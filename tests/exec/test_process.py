@@ -18,6 +18,7 @@ from sidecar.exec.processmanager import (
     Args,
     Backoff,
     CPUAffinity,
+    Detach,
     EnvVar,
     EventKind,
     LinePrefix,
@@ -188,6 +189,24 @@ async def test_stop_signal_and_timeout_are_per_process(manager: ProcessManager) 
     began = time.monotonic()
     assert await proc.stop_and_wait() == -signal.SIGINT
     assert time.monotonic() - began < 10  # ended by SIGINT, not after the 30 s timeout
+
+
+@pytest.mark.parametrize("detached", [False, True])
+async def test_a_signal_the_sidecar_ignores_is_not_ignored_by_its_programs(
+        manager: ProcessManager, pids: Pids, detached: bool) -> None:
+    # Started in the background by a shell (or by nohup) the sidecar ignores SIGINT
+    # (or SIGHUP); through exec its programs would too, and a stop by SIGINT would fail.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        extra = (Detach(),) if detached else ()
+        proc = await manager.new_process("interruptible", "/bin/sleep", Args("60"),
+                                         StopSignal(signal.SIGINT, timeout=30), *extra)
+        await proc.start()
+        assert proc.pid is not None
+        pids.add(proc.pid)
+        assert await proc.stop_and_wait() == -signal.SIGINT
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 async def test_stop_reaches_the_whole_process_group(manager: ProcessManager) -> None:

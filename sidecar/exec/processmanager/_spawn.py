@@ -8,6 +8,12 @@ the child exits, and the loop's thread lives as long as the sidecar does.
 glibc keeps malloc usable after fork, so the usual preexec_fn deadlock in a
 threaded parent does not apply to it. Detached children need no preexec_fn
 and are started through vfork.
+
+A signal the sidecar's process ignores stays ignored through exec: started
+in the background by a shell, or by ``nohup``, every program would ignore
+SIGINT or SIGHUP, and a stop-signal of SIGINT would end in SIGKILL. Such
+signals are reset to their default in the child (in the same preexec_fn),
+as init systems do.
 """
 
 from __future__ import annotations
@@ -61,19 +67,60 @@ def _prctl() -> Any:
     return function
 
 
-def parent_death_preexec(signum: int) -> Callable[[], None] | None:
-    """A preexec_fn: the child gets ``signum`` when this thread dies. None if unsupported."""
-    prctl = _prctl()
-    if prctl is None:
+@cache
+def _libc_signal() -> Any:
+    """libc's signal(); None where there is none."""
+    libc = _libc()
+    try:
+        function = libc["signal"] if libc is not None else None
+    except AttributeError:
+        return None
+    if function is not None:
+        function.restype = ctypes.c_void_p
+        function.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    return function
+
+
+#: Popen's restore_signals already gives these back their default.
+_RESTORED_BY_POPEN = frozenset(
+    getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, name))
+
+
+def ignored_signals() -> tuple[int, ...]:
+    """The signals this process ignores that a child would otherwise inherit ignored."""
+    found = []
+    for signum in signal.valid_signals():
+        if signum in (signal.SIGKILL, signal.SIGSTOP) or signum in _RESTORED_BY_POPEN:
+            continue
+        try:
+            if signal.getsignal(signum) is signal.SIG_IGN:
+                found.append(int(signum))
+        except (ValueError, OSError):
+            continue
+    return tuple(found)
+
+
+def child_preexec(death_signal: int | None) -> Callable[[], None] | None:
+    """A preexec_fn: default dispositions for ignored signals and, with ``death_signal``,
+    that signal when this thread dies. None when the child needs neither."""
+    reset = ignored_signals()
+    libc_signal = _libc_signal() if reset else None
+    prctl = _prctl() if death_signal is not None else None
+    if death_signal is not None and prctl is None:
         log.warning("prctl is not available: children will not die with the sidecar")
+    if libc_signal is None and prctl is None:
         return None
     parent = os.getpid()
-    number = int(signum)
+    number = int(death_signal or 0)
 
     def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, number, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os.kill(os.getpid(), number)
+        if libc_signal is not None:
+            for signum in reset:
+                libc_signal(signum, None)  # SIG_DFL
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, number, 0, 0, 0)
+            if os.getppid() != parent:  # the parent died before prctl took effect
+                os.kill(os.getpid(), number)
 
     return preexec
 
@@ -223,7 +270,7 @@ class PipeReader:
 def spawn(argv: list[str], *, env: dict[str, str] | None, cwd: str | None, detach: bool,
           death_signal: int, stdout: StreamPlan, stderr: StreamPlan) -> subprocess.Popen[bytes]:
     """Start the child in its own process group (own session when detached)."""
-    preexec = None if detach else parent_death_preexec(death_signal)
+    preexec = child_preexec(None if detach else death_signal)
     return subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,
