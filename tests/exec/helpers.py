@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -87,3 +88,73 @@ def wait_until_sync(condition: Callable[[], object], timeout: float = 5.0,
         if time.monotonic() > deadline:
             pytest.fail(f"{what}: not within {timeout}s")
         time.sleep(0.01)
+
+
+def assert_sidecar_as_pid_1_reaps(config_dir: Path, zombies: int) -> None:
+    """Run ``sidecar run`` as PID 1 of a new pid namespace on ``config_dir`` (whose programs
+    leave orphans), and fail unless ``zombies`` of those orphans are seen and each reaped."""
+    from tests.servers._util import free_port, wait_until
+    from tests.sidecar_proc import request
+
+    port = free_port()
+    log_path = config_dir / "sidecar.log"
+    with open(log_path, "wb") as log:
+        unshare = subprocess.Popen(
+            ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGTERM",
+             sys.executable, "-m", "sidecar", "run", "--config-dir", str(config_dir),
+             "--http-port", str(port)],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            cwd=Path(__file__).resolve().parents[2])
+    try:
+        wait_until(lambda: request("GET", f"http://127.0.0.1:{port}/liveness")[0] == 200, 20,
+                   "the sidecar as PID 1 answering")
+        sidecar = wait_until(lambda: proc_children(unshare.pid), 5, "the sidecar's pid")[0]
+        ns_pids = next(line for line in Path(f"/proc/{sidecar}/status").read_text().splitlines()
+                       if line.startswith("NSpid:"))
+        assert ns_pids.split()[-1] == "1"  # PID 1 in its own namespace
+        seen: set[int] = set()
+
+        def zombies_seen() -> bool:
+            seen.update(pid for pid in proc_children(sidecar) if proc_state(pid) == "Z")
+            return len(seen) >= zombies
+
+        wait_until(zombies_seen, 10, f"{zombies} orphans become zombies", interval=0.02)
+        # Each is reaped; a sidecar that does not reap leaves it a zombie for good. (Pids
+        # are not reused this soon: the namespace hands them out in order.)
+        try:
+            wait_until(lambda: not [pid for pid in seen if proc_state(pid) == "Z"], 10,
+                       "zombies reaped")
+        except TimeoutError:
+            pytest.fail(f"zombies not reaped: {[pid for pid in seen if proc_state(pid) == 'Z']}"
+                        f"\n{log_path.read_text()}")
+        # PID 1 ignores signals it has no handler for; the agent's handler stops it.
+        os.kill(sidecar, signal.SIGTERM)
+        assert unshare.wait(15) == 0
+    finally:
+        if unshare.poll() is None:
+            unshare.kill()  # --kill-child passes it on
+            unshare.wait()
+
+
+def proc_children(pid: int) -> list[int]:
+    """The children of every thread of ``pid`` (empty once it is gone)."""
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def proc_state(pid: int) -> str | None:
+    """The one-letter state of ``pid`` (``Z`` for a zombie); None once it is gone."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    return data[data.rindex(b")") + 2:][:1].decode()

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-
-from tests.exec.helpers import Pids, running, wait_until_sync
-from tests.servers._util import free_port, wait_until
+from tests.exec.helpers import Pids, assert_sidecar_as_pid_1_reaps, running, wait_until_sync
+from tests.servers._util import wait_until
 from tests.sidecar_proc import SidecarProcess, request
 
 
@@ -82,71 +77,11 @@ def test_a_killed_sidecar_takes_its_processes_but_not_detached_ones(
     assert running(free)
 
 
-def test_as_pid_1_the_sidecar_reaps_orphaned_zombies(config_dir: Path, pids: Pids) -> None:
+def test_as_pid_1_the_sidecar_reaps_orphaned_zombies(config_dir: Path) -> None:
     # Each run leaves an orphan that the kernel hands to PID 1 (the sidecar) when it ends.
     _config(config_dir, {"orphaner": {"cmd": "/bin/sh", "p_options": {
         "args": ["-c", "sleep 0.1 & exit 0"], "restart": -1, "run_on_startup": True,
         "backoff_base": "50ms", "backoff_cap": "100ms"}}}, extra="reap-interval: 100ms\n")
-    port = free_port()
-    log_path = config_dir / "sidecar.log"
-    with open(log_path, "wb") as log:
-        unshare = subprocess.Popen(
-            ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGTERM",
-             sys.executable, "-m", "sidecar", "run", "--config-dir", str(config_dir),
-             "--http-port", str(port)],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-            cwd=Path(__file__).resolve().parents[2])
-    pids.add(unshare.pid)
-    try:
-        wait_until(lambda: request("GET", f"http://127.0.0.1:{port}/liveness")[0] == 200, 20,
-                   "the sidecar as PID 1 answering")
-        sidecar = int(wait_until(lambda: _children(unshare.pid), 5, "sidecar pid")[0])
-        pids.add(sidecar)
-        ns_pids = next(line for line in Path(f"/proc/{sidecar}/status").read_text().splitlines()
-                       if line.startswith("NSpid:"))
-        assert ns_pids.split()[-1] == "1"  # PID 1 in its own namespace
-
-        seen: set[int] = set()
-
-        def zombies_seen() -> bool:
-            seen.update(pid for pid in _children(sidecar) if _state(pid) == "Z")
-            return len(seen) >= 5
-
-        wait_until(zombies_seen, 10, "five orphans become zombies", interval=0.02)
-        # Each is reaped; a sidecar that does not reap leaves it a zombie for good. (Pids
-        # are not reused this soon: the namespace hands them out in order.)
-        try:
-            wait_until(lambda: not [pid for pid in seen if _state(pid) == "Z"], 10,
-                       "zombies reaped")
-        except TimeoutError:
-            pytest.fail(f"zombies not reaped: {[pid for pid in seen if _state(pid) == 'Z']}"
-                        f"\n{log_path.read_text()}")
-        # PID 1 ignores signals it has no handler for; the agent's handler stops it.
-        os.kill(sidecar, signal.SIGTERM)
-        assert unshare.wait(15) == 0
-    finally:
-        if unshare.poll() is None:
-            unshare.kill()  # --kill-child passes it on
-            unshare.wait()
+    assert_sidecar_as_pid_1_reaps(config_dir, zombies=5)
 
 
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except OSError:
-        return found
-    for task in tasks:
-        try:
-            found += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
-
-
-def _state(pid: int) -> str | None:
-    try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    return data[data.rindex(b")") + 2:][:1].decode()

@@ -13,12 +13,11 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
-
 from sidecar.builder import example_config_dir
 from sidecar.exec.supervisor import HOOK_VARIABLES
+from tests.exec.helpers import assert_sidecar_as_pid_1_reaps
 from tests.exec.supervisor.helpers import alive, group_members, processes_with
-from tests.servers._util import free_port, wait_until
+from tests.servers._util import wait_until
 from tests.sidecar_proc import SidecarProcess, request
 
 EXAMPLE = example_config_dir().parent / "optional" / "supervisor.conf"
@@ -230,55 +229,4 @@ programs:
     backoff-base: 50ms
     backoff-cap: 100ms
 """)
-    port = free_port()
-    log_path = config_dir / "sidecar.log"
-    with open(log_path, "wb") as log:
-        unshare = subprocess.Popen(
-            ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGTERM",
-             sys.executable, "-m", "sidecar", "run", "--config-dir", str(config_dir),
-             "--http-port", str(port)],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=ROOT)
-    try:
-        wait_until(lambda: request("GET", f"http://127.0.0.1:{port}/liveness")[0] == 200, 20,
-                   "the sidecar as PID 1 answering")
-        children = wait_until(lambda: _children(unshare.pid), 5, "the sidecar's pid")
-        assert isinstance(children, list)
-        sidecar = children[0]
-        seen: set[int] = set()
-
-        def zombies_seen() -> bool:
-            seen.update(pid for pid in _children(sidecar) if _zombie(pid))
-            return len(seen) >= 3
-
-        wait_until(zombies_seen, 10, "three orphans become zombies", interval=0.02)
-        # Each is reaped; a sidecar that does not reap leaves it a zombie for good. (Pids
-        # are not reused this soon: the namespace hands them out in order.)
-        try:
-            wait_until(lambda: not [pid for pid in seen if _zombie(pid)], 10, "zombies reaped")
-        except TimeoutError:
-            pytest.fail(f"zombies not reaped: {[pid for pid in seen if _zombie(pid)]}\n"
-                        f"{log_path.read_text()}")
-        os.kill(sidecar, signal.SIGTERM)
-        assert unshare.wait(15) == 0
-    finally:
-        if unshare.poll() is None:
-            unshare.kill()
-            unshare.wait()
-
-
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return False
-    return data[data.rindex(b")") + 2:][:1] == b"Z"
+    assert_sidecar_as_pid_1_reaps(config_dir, zombies=3)
