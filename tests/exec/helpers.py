@@ -15,6 +15,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from tests.servers._util import free_port, wait_until
+from tests.sidecar_proc import request
+
 PopenT = TypeVar("PopenT", bound="subprocess.Popen[Any]")
 
 
@@ -93,9 +96,6 @@ def wait_until_sync(condition: Callable[[], object], timeout: float = 5.0,
 def assert_sidecar_as_pid_1_reaps(config_dir: Path, zombies: int) -> None:
     """Run ``sidecar run`` as PID 1 of a new pid namespace on ``config_dir`` (whose programs
     leave orphans), and fail unless ``zombies`` of those orphans are seen and each reaped."""
-    from tests.servers._util import free_port, wait_until
-    from tests.sidecar_proc import request
-
     port = free_port()
     log_path = config_dir / "sidecar.log"
     with open(log_path, "wb") as log:
