@@ -65,7 +65,7 @@ async def until(condition: Callable[[], T | _NotYet | Awaitable[T | _NotYet]], t
             last = _describe(exc)
         else:
             if result:
-                return result  # type: ignore[return-value]
+                return result
             last = repr(result)
         if loop.time() >= deadline:
             raise TimeoutError(f"{what}: not within {timeout:g}s (last: {last[:1000]})")
