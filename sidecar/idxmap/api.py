@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
-
-if TYPE_CHECKING:
-    from .watch import CallbackWatch, EventStream
+from types import TracebackType
+from typing import Generic, Protocol, TypeVar
 
 V = TypeVar("V")
 
@@ -51,6 +49,58 @@ class MappingEvent(Generic[V]):
     missed: int = 0
 
 
+class Watching(Protocol):
+    """What every subscription shows: who it is and how far behind it is."""
+
+    @property
+    def subscriber(self) -> str: ...
+
+    @property
+    def pending(self) -> int:
+        """Events queued and not consumed yet."""
+        ...
+
+    @property
+    def dropped(self) -> int:
+        """Events this subscriber never saw, over its lifetime."""
+        ...
+
+    @property
+    def closed(self) -> bool: ...
+
+
+class Watch(Watching, Protocol):
+    """A running ``watch()``: its callback runs in a task of its own until ``close()``."""
+
+    @property
+    def errors(self) -> int:
+        """Callback invocations that raised."""
+        ...
+
+    async def close(self) -> None:
+        """Stop the watch; events still queued are not delivered. Idempotent."""
+        ...
+
+
+class Events(Watching, Protocol[V]):
+    """``events()``: ``async for`` (or ``await get()``) until it is closed."""
+
+    def __aiter__(self) -> Events[V]: ...
+
+    async def __anext__(self) -> MappingEvent[V]: ...
+
+    async def get(self) -> MappingEvent[V]:
+        """The next event; LookupError once the stream is closed."""
+        ...
+
+    def close(self) -> None: ...
+
+    async def __aenter__(self) -> Events[V]: ...
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None: ...
+
+
 class NamedMappingReader(Protocol[V]):
     """Read access: look-ups by name or secondary index, and watches (cn-infra NamedMapping)."""
 
@@ -82,11 +132,11 @@ class NamedMappingReader(Protocol[V]):
     def __contains__(self, name: object) -> bool: ...
 
     def watch(self, subscriber: str, callback: WatchCallback[V], *,
-              max_pending: int | None = None) -> CallbackWatch[V]:
+              max_pending: int | None = None) -> Watch:
         """Call ``callback`` for every later change, from a task of its own."""
         ...
 
-    def events(self, subscriber: str, *, max_pending: int | None = None) -> EventStream[V]:
+    def events(self, subscriber: str, *, max_pending: int | None = None) -> Events[V]:
         """An async iterator of every later change."""
         ...
 

@@ -3,17 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from .plugin import K8sPlugin
+from ._api import ApiClient
+from .configmap import ConfigMapApplier
+from .events import EventRecorder
+from .podstatus import PodStatusWriter
+
+
+class Counted(Protocol):
+    """The plugin's parts whose counters are exported (None until the plugin's init)."""
+
+    @property
+    def writer(self) -> PodStatusWriter | None: ...
+
+    @property
+    def events(self) -> EventRecorder | None: ...
+
+    @property
+    def applier(self) -> ConfigMapApplier | None: ...
+
+    @property
+    def api(self) -> ApiClient | None: ...
 
 
 class K8sCollector(Collector):
-    def __init__(self, plugin: K8sPlugin) -> None:
+    def __init__(self, plugin: Counted) -> None:
         self._plugin = plugin
 
     def describe(self) -> Iterable[Metric]:

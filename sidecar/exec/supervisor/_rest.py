@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -11,8 +11,22 @@ from sidecar.rest.openapi import Parameter, Response, RouteDoc
 
 from .errors import ProgramNotFoundError, ProgramStartError, SupervisorError
 
-if TYPE_CHECKING:
-    from .plugin import Supervisor
+
+class Programs(Protocol):
+    """What the routes need of the supervisor: its rows, and the three actions."""
+
+    def status(self) -> dict[str, Any]: ...
+
+    def program_rows(self) -> list[dict[str, Any]]: ...
+
+    def program_row(self, name: str) -> dict[str, Any]: ...
+
+    async def start_program(self, name: str) -> bool: ...
+
+    async def stop_program(self, name: str) -> bool: ...
+
+    async def restart_program(self, name: str) -> bool: ...
+
 
 ACTIONS = ("start", "stop", "restart")
 
@@ -72,7 +86,7 @@ CONTROL_DOC = RouteDoc(
     parameters=(_NAME, Parameter("action", "start, stop or restart")), tags=("supervisor",))
 
 
-def register_routes(rest: HTTPHandlers, supervisor: Supervisor) -> None:
+def register_routes(rest: HTTPHandlers, supervisor: Programs) -> None:
     async def overview(request: web.Request) -> web.Response:
         return web.json_response(supervisor.status())
 

@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from .plugin import Supervisor
+from .hooks import HookRunner
+from .results import ReloadStats
+
+
+class Supervised(Protocol):
+    """What the collector reads of the supervisor at scrape time."""
+
+    def program_rows(self) -> list[dict[str, Any]]: ...
+
+    @property
+    def hooks(self) -> HookRunner: ...
+
+    @property
+    def reloads(self) -> ReloadStats: ...
 
 
 class SupervisorCollector(Collector):
     """``sidecar_supervisor_*``: program health, hook runs, reloads."""
 
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: Supervised) -> None:
         self._supervisor = supervisor
 
     def describe(self) -> Iterable[Metric]:

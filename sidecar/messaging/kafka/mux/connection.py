@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Generic, TypeVar
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Generic, Protocol, TypeVar
 
 from ..client import OFFSET_NEWEST, ConsumerMessage, ErrorCallback, SuccessCallback
 from .message import BytesMessage, ProtoMessage
@@ -12,14 +12,33 @@ from .publisher import (
     BytesSyncPublisher,
     ProtoAsyncPublisher,
     ProtoSyncPublisher,
+    _Producers,
 )
-
-if TYPE_CHECKING:
-    from .multiplexer import Multiplexer
 
 MessageT = TypeVar("MessageT", bound=BytesMessage)
 #: A watcher's callback; a coroutine function is awaited before the next message.
 Callback = Callable[[MessageT], Awaitable[None] | None]
+
+
+class Hub(_Producers, Protocol):
+    """What a connection needs from its multiplexer: the producers, the consumer group
+    and the partition watchers it shares with the other connections, and the offsets."""
+
+    async def watch_topics(self, connection: _Connection[Any], callback: Callback[Any],
+                           topics: Iterable[str]) -> None: ...
+
+    async def watch_partition(self, connection: _Connection[Any], callback: Callback[Any],
+                              topic: str, partition: int, offset: int) -> None: ...
+
+    async def unwatch_topic(self, connection: _Connection[Any], topic: str) -> None: ...
+
+    async def unwatch_partition(self, connection: _Connection[Any], topic: str,
+                                partition: int, offset: int) -> None: ...
+
+    def mark_offset(self, connection: _Connection[Any], message: BytesMessage,
+                    metadata: str) -> None: ...
+
+    async def commit_offsets(self) -> None: ...
 
 
 class _Connection(Generic[MessageT]):
@@ -27,7 +46,7 @@ class _Connection(Generic[MessageT]):
 
     _message_type: type[MessageT]
 
-    def __init__(self, mux: Multiplexer, name: str) -> None:
+    def __init__(self, mux: Hub, name: str) -> None:
         self._mux = mux
         self.name = name
 
@@ -43,22 +62,22 @@ class _Connection(Generic[MessageT]):
         is read at least once: commit happens only for offsets marked with
         ``mark_offset``.
         """
-        await self._mux._consume_topic(self, callback, topics)
+        await self._mux.watch_topics(self, callback, topics)
 
     async def consume_partition(self, callback: Callback[MessageT], topic: str, partition: int,
                                 offset: int = OFFSET_NEWEST) -> None:
         """Watch one partition from ``offset`` (also OFFSET_OLDEST / OFFSET_NEWEST), outside
         the group: works before and after start; the caller keeps the offsets it needs."""
-        await self._mux._consume_partition(self, callback, topic, partition, offset)
+        await self._mux.watch_partition(self, callback, topic, partition, offset)
 
     async def stop_consuming(self, topic: str) -> None:
         """Stop this connection's topic watchers of ``topic``."""
-        await self._mux._stop_consuming(self, topic)
+        await self._mux.unwatch_topic(self, topic)
 
     async def stop_consuming_partition(self, topic: str, partition: int,
                                        offset: int = OFFSET_NEWEST) -> None:
         """Stop this connection's watchers of ``topic[partition]`` that started at ``offset``."""
-        await self._mux._stop_consuming_partition(self, topic, partition, offset)
+        await self._mux.unwatch_partition(self, topic, partition, offset)
 
     def mark_offset(self, message: BytesMessage, metadata: str = "") -> None:
         """Mark ``message`` as handled by this connection.
@@ -68,7 +87,7 @@ class _Connection(Generic[MessageT]):
         ``commit_offsets()``, on rebalance and on close. A no-op for messages
         from partition watchers (``committable`` False).
         """
-        self._mux._mark_offset(self, message, metadata)
+        self._mux.mark_offset(self, message, metadata)
 
     async def commit_offsets(self) -> None:
         """Commit the marked offsets now (KafkaUnavailableError if that fails)."""

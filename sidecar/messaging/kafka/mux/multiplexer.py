@@ -238,12 +238,12 @@ class Multiplexer:
         await consumer.start()
         watch.consumer = consumer
 
-    # -- consuming (called by connections) ----------------------------------------
+    # -- consuming: the Hub its connections call (users go through a connection) ----
     async def _dispatch(self, message: ConsumerMessage) -> None:
         for watcher in list(self._topic_watchers.get(message.topic, ())):
             await watcher.deliver(message, committable=True)
 
-    async def _consume_topic(self, connection: _Connection[Any], callback: Callback[Any],
+    async def watch_topics(self, connection: _Connection[Any], callback: Callback[Any],
                              topics: Iterable[str]) -> None:
         topic_list = list(dict.fromkeys(topics))
         if not topic_list or not all(isinstance(t, str) and t for t in topic_list):
@@ -269,7 +269,7 @@ class Multiplexer:
             log.info("%s: connection %s now watches %s", self.name, connection.name,
                      ", ".join(topic_list))
 
-    async def _consume_partition(self, connection: _Connection[Any], callback: Callback[Any],
+    async def watch_partition(self, connection: _Connection[Any], callback: Callback[Any],
                                  topic: str, partition: int, offset: int) -> None:
         if not topic:
             raise SubscriptionError(f"{connection.name}: consume_partition needs a topic")
@@ -290,7 +290,7 @@ class Multiplexer:
             if fresh:
                 self._partition_watches[key] = watch
 
-    async def _stop_consuming(self, connection: _Connection[Any], topic: str) -> None:
+    async def unwatch_topic(self, connection: _Connection[Any], topic: str) -> None:
         async with self._lock:
             if not self._remove_watchers(connection, topic):
                 raise SubscriptionError(f"connection {connection.name} does not consume {topic}")
@@ -317,7 +317,7 @@ class Multiplexer:
             self._topic_watchers.pop(topic, None)
         return True
 
-    async def _stop_consuming_partition(self, connection: _Connection[Any], topic: str,
+    async def unwatch_partition(self, connection: _Connection[Any], topic: str,
                                         partition: int, offset: int) -> None:
         async with self._lock:
             key = (topic, partition, offset)
@@ -337,8 +337,8 @@ class Multiplexer:
         if self._closed:
             raise ClientClosedError(f"{self.name}: the multiplexer is closed")
 
-    # -- offsets -------------------------------------------------------------------
-    def _mark_offset(self, connection: _Connection[Any], message: BytesMessage,
+    # -- offsets (mark_offset: the Hub too) -------------------------------------------
+    def mark_offset(self, connection: _Connection[Any], message: BytesMessage,
                      metadata: str) -> None:
         if not message.committable:
             return
