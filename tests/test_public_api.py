@@ -50,11 +50,11 @@ LIGHT = {
     "processmanager": (("sidecar.exec.processmanager",), SERVER_LIBS),
     "supervisor": (("sidecar.exec.supervisor",), SERVER_LIBS),
     # ``sidecar programs`` is the standard library only.
-    "supervisorctl": (("sidecar.exec.supervisorctl",),
+    "supervisorctl": (("sidecar.cli.programs",),
                       ("aiohttp", "prometheus_client", "yaml", "sidecar.exec.supervisor",
                        "sidecar.exec.processmanager")),
     # The log commands and the tracer.
-    "log-cli": (("sidecar.cli", "sidecar.logging.remote", "sidecar.logging.measure",
+    "log-cli": (("sidecar.cli", "sidecar.cli.log", "sidecar.logging.measure",
                  "sidecar.agent"), ("aiohttp", "prometheus_client", "yaml")),
     # aiokafka and protobuf come in when a client starts (in client._aio).
     "kafka": (modules_of("sidecar.messaging.kafka", skip="._aio"),

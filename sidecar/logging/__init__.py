@@ -1,6 +1,6 @@
 """Logging: output set-up, level names, the log manager (``logmanager``), the tracer (``measure``).
 
-This package and its ``levels``/``remote`` modules use the standard library
+This package and its ``levels`` module use the standard library
 only, so the command line stays fast; ``logmanager`` needs aiohttp.
 """
 

@@ -1,4 +1,4 @@
-"""The ``sidecar`` command: run the agent, show its status, change log levels, print the version.
+"""``sidecar run|status|version`` and the dispatch to ``log`` and ``programs``.
 
 Only ``run`` imports the server; the other commands use the standard library
 so that they answer quickly inside a pod.
@@ -28,7 +28,8 @@ def _config_names() -> Sequence[str]:
 
 
 def _parser(config_names: Sequence[str] = ()) -> argparse.ArgumentParser:
-    from sidecar.logging import remote
+    from . import log as log_command
+    from . import programs as programs_command
 
     parser = argparse.ArgumentParser(prog="sidecar", description="cn-infra infra plugins sidecar")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -54,13 +55,11 @@ def _parser(config_names: Sequence[str] = ()) -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the raw JSON")
 
     log = sub.add_parser("log", help="list loggers or change a log level at run time")
-    remote.add_arguments(log)
-
-    from sidecar.exec import supervisorctl
+    log_command.add_arguments(log)
 
     programs = sub.add_parser("programs", help="list, start, stop or restart the supervisor's "
                                                "programs (default: list)")
-    supervisorctl.add_arguments(programs)
+    programs_command.add_arguments(programs)
 
     sub.add_parser("version", help="print version, build date and commit")
     return parser
@@ -101,13 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "status":
         return _status(args.url, args.json)
     if args.command == "log":
-        from sidecar.logging import remote
+        from . import log as log_command
 
-        return remote.run(args)
+        return log_command.run(args)
     if args.command == "programs":
-        from sidecar.exec import supervisorctl
+        from . import programs as programs_command
 
-        return supervisorctl.run(args)
+        return programs_command.run(args)
     return _run(args, extra_configs)
 
 
@@ -205,7 +204,3 @@ def format_status(status: dict[str, Any], now: float | None = None) -> str:
                 line += f"  error: {info['error']}"
             lines.append(line)
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

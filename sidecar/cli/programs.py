@@ -1,8 +1,8 @@
 """``sidecar programs ...``: the supervisor's REST API from the command line (supervisorctl).
 
-The standard library only (the log command's client, :mod:`sidecar.logging.remote`),
-outside the supervisor's package so that nothing of the supervisor is imported: it
-answers at once inside a pod::
+The standard library only (the client of :mod:`sidecar.cli._http`), outside the
+supervisor's package so that nothing of the supervisor is imported: it answers at
+once inside a pod::
 
     sidecar programs                 # the same as "list"
     sidecar programs list [--json]
@@ -17,7 +17,7 @@ import sys
 import urllib.parse
 from typing import Any
 
-from sidecar.logging.remote import (
+from ._http import (
     TOKEN_ENV,
     RemoteError,
     call,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import urllib.error
@@ -16,47 +15,9 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from .levels import InvalidLevelError, parse_level
+from sidecar.logging.levels import InvalidLevelError, parse_level
 
-TOKEN_ENV = "SIDECAR_ADMIN_TOKEN"
-
-
-def default_url() -> str:
-    """The local sidecar: port from ``HTTP_PORT`` (as ``sidecar run`` uses it), else 9191."""
-    return f"http://127.0.0.1:{os.environ.get('HTTP_PORT') or 9191}"
-
-
-class RemoteError(Exception):
-    """The sidecar refused or could not be reached; ``status`` is None when unreachable."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def call(method: str, url: str, token: str | None = None, timeout: float = 5.0) -> Any:
-    """One request; the decoded JSON answer, or :class:`RemoteError` with the server's reason."""
-    headers = {"Accept": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as reply:
-            body = reply.read()
-    except urllib.error.HTTPError as exc:
-        detail = exc.read()
-        try:
-            reason = json.loads(detail).get("error") or detail.decode(errors="replace")
-        except (ValueError, AttributeError):
-            reason = detail.decode(errors="replace").strip() or exc.reason
-        raise RemoteError(f"{method} {url}: {exc.code} {reason}", exc.code) from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise RemoteError(f"cannot reach {url}: {reason}") from None
-    try:
-        return json.loads(body)
-    except ValueError:
-        raise RemoteError(f"{method} {url}: the answer is not JSON") from None
+from ._http import RemoteError, call, connection_options, default_url, token_from_args
 
 
 def logger_url(base: str, logger: str, *parts: str) -> str:
@@ -84,22 +45,6 @@ def _duration(seconds: float) -> str:
     if minutes:
         return f"{minutes}m{secs:02d}s"
     return f"{secs}s"
-
-
-def connection_options(parser: argparse.ArgumentParser | None = None,
-                       default: object = None) -> argparse.ArgumentParser:
-    """``--url``, ``--token``, ``--token-file`` on ``parser``, or on a new parent parser for
-    commands that call the local sidecar (``sidecar log``, ``sidecar programs``).
-    ``default=argparse.SUPPRESS`` lets the options stand before and after a sub-command."""
-    common = parser or argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", default=default,
-                        help="base URL of the sidecar's REST API "
-                             "(default http://127.0.0.1:$HTTP_PORT, else port 9191)")
-    common.add_argument("--token", default=default,
-                        help=f"admin bearer token (env {TOKEN_ENV}); not needed from loopback")
-    common.add_argument("--token-file", default=default,
-                        help="read the admin token from this file")
-    return common
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -153,17 +98,3 @@ def format_change(row: dict[str, Any], now: float | None = None) -> str:
     if isinstance(expires, int | float):
         text += f" (reverts in {_duration(expires - now)})"
     return text
-
-
-def token_from_args(args: argparse.Namespace) -> str | None:
-    """``--token``, else the file of ``--token-file``, else ``$SIDECAR_ADMIN_TOKEN``."""
-    if args.token:
-        return str(args.token)
-    if args.token_file:
-        try:
-            with open(args.token_file, encoding="utf-8") as handle:
-                return handle.read().strip() or None
-        except OSError as exc:
-            raise RemoteError(f"--token-file {args.token_file}: {exc.strerror or exc}", 0)\
-                from None
-    return os.environ.get(TOKEN_ENV) or None
