@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Collection, Mapping
 
 import pytest
 
-from sidecar.health.statuscheck import PluginState, StatusCheck, StatusCheckConfig, aggregate
+from sidecar.health.statuscheck import (
+    PluginState,
+    StatusCheck,
+    StatusCheckConfig,
+    StatusPublisher,
+    aggregate,
+)
+from sidecar.health.statuscheck import publisher as publisher_module
+from sidecar.kvstore.api import KVUnavailableError
+from tests._wait import until
 
 OK, INIT, ERROR = PluginState.OK, PluginState.INIT, PluginState.ERROR
 
@@ -172,3 +182,47 @@ def test_unregister_removes_a_plugin() -> None:
     check.unregister("prog")
     assert "prog" not in check.agent_status().plugins
     assert check.agent_status().state is OK
+
+
+class _FlakyStore:
+    """A LeasedWriter that is down until ``open_session()``."""
+
+    def __init__(self) -> None:
+        self.up = False
+        self.listeners: list[Callable[[], None]] = []
+        self.commits: list[dict[str, bytes]] = []
+
+    async def commit(self, puts: Mapping[str, bytes], deletes: Collection[str] = ()) -> None:
+        if not self.up:
+            raise KVUnavailableError("down")
+        self.commits.append(dict(puts))
+
+    def add_session_listener(self, callback: Callable[[], None]) -> None:
+        self.listeners.append(callback)
+
+    def open_session(self) -> None:
+        self.up = True
+        for listener in self.listeners:
+            listener()
+
+
+async def test_a_new_session_ends_the_publishers_retry_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A retry delay far longer than the test: only the session can wake the publisher.
+    monkeypatch.setattr(publisher_module, "_RETRY_MIN", 60.0)
+    check = StatusCheck()
+    store = _FlakyStore()
+    publisher = StatusPublisher(check, store, lambda: "/vnf-agent/t/", publish_interval=600)
+    await publisher.init()
+    await publisher.after_init()
+    try:
+        await until(lambda: publisher.errors, 2, "a failed first publish")
+        check.report_state_change("during-outage", ERROR, "written later")
+        store.open_session()
+        commit = await until(lambda: store.commits and store.commits[-1], 2,
+                             "everything published once the session is open")
+        assert set(commit) == {"/vnf-agent/t/check/status/v1/agent",
+                               "/vnf-agent/t/check/status/v1/plugin/during-outage"}
+    finally:
+        await publisher.close()

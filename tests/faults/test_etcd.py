@@ -1,26 +1,27 @@
-"""etcd killed (SIGKILL) and restarted under a running sidecar."""
+"""etcd killed (SIGKILL), or stopped, and restarted under running sidecars."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tests.probes import ProbePoller
 from tests.servers._util import wait_until
-from tests.servers.etcd import EtcdServer
+from tests.servers.etcd import EtcdServer, EtcdWatcher, lease_ids, leased_keys
 from tests.sidecar_proc import SidecarProcess
 
 LABEL = "faults-etcd"
 PREFIX = f"/vnf-agent/{LABEL}/check/status/v1/"
 
 
-def published(etcd: EtcdServer) -> dict[str, dict[str, Any]]:
+def published(etcd: EtcdServer, prefix: str = PREFIX) -> dict[str, dict[str, Any]]:
     """Every status key of the agent: suffix -> JSON value."""
-    out = etcd.etcdctl("get", PREFIX, "--prefix")
+    out = etcd.etcdctl("get", prefix, "--prefix")
     lines = out.splitlines()
-    return {key.removeprefix(PREFIX): json.loads(value)
+    return {key.removeprefix(prefix): json.loads(value)
             for key, value in zip(lines[::2], lines[1::2], strict=True)}
 
 
@@ -94,3 +95,74 @@ def test_etcd_killed_and_restarted(own_etcd: EtcdServer, config_dir: Path, tmp_p
     assert probes.statuses("/liveness") == {200}, probes.latency_summary()
     assert proc.stop() == 0
     assert published(own_etcd) == {}  # the lease is revoked on a clean stop
+
+
+def test_etcd_restart_keeps_every_key_on_its_lease(own_etcd: EtcdServer, tmp_path: Path,
+                                                   sidecars: list[SidecarProcess]) -> None:
+    """etcd stopped for longer than the lease TTL and started again: no watcher sees a
+    live agent's key deleted, and each sidecar still has exactly one lease."""
+    ttls = {"handover-a": 2, "handover-b": 5}  # etcd's shortest lease, and the issue's
+    procs: dict[str, SidecarProcess] = {}
+    for label, ttl in ttls.items():
+        config = tmp_path / label
+        config.mkdir()
+        (config / "etcd.conf").write_text(
+            f"endpoints: ['{own_etcd.endpoint}']\ndial-timeout: 500ms\noperation-timeout: 1s\n"
+            f"lease-ttl: {ttl}s\n")  # the default reconnect-interval (2s): longer than TTL/3
+        (config / "statuscheck.conf").write_text("publish-interval: 10s\nprobe-interval: 200ms\n")
+        procs[label] = SidecarProcess(config, "--microservice-label", label)
+        sidecars.append(procs[label])
+    endpoints = [own_etcd.url]
+
+    def prefix(label: str) -> str:
+        return f"/vnf-agent/{label}/check/status/v1/"
+
+    def etcd_ok_in_etcd(label: str) -> Callable[[], bool]:
+        return lambda: published(own_etcd, prefix(label)).get("plugin/etcd", {}).get("state") == 1
+
+    with EtcdWatcher(endpoints, "/vnf-agent/") as watch, \
+            ProbePoller(procs["handover-a"].start().url) as probes_a, \
+            ProbePoller(procs["handover-b"].start().url) as probes_b:
+        polled = {"handover-a": probes_a, "handover-b": probes_b}
+        for label in ttls:
+            wait_until(etcd_ok_in_etcd(label), 15, f"{label} published")
+        before = lease_ids(endpoints)
+        assert len(before) == 2, before
+
+        own_etcd.stop()
+        stopped = time.monotonic()
+        for label, probes in polled.items():
+            probes.wait_for(lambda a: a.plugin_state("etcd") == 2, 10, f"{label}: etcd ERROR")
+        # etcd's lease clocks stand still while it is down: any outage is survivable.
+        time.sleep(max(0.0, max(ttls.values()) + 1 - (time.monotonic() - stopped)))
+        own_etcd.start()
+        restarted = time.monotonic()
+        for label, probes in polled.items():
+            probes.wait_for(lambda a: a.plugin_state("etcd") == 1, 15, f"{label}: etcd OK again")
+            # What the sidecar said during the outage reaches etcd (the publisher was woken).
+            wait_until(etcd_ok_in_etcd(label), 5, f"{label}: etcd OK in etcd")
+        # Before the leases etcd had before its restart could expire: still one per sidecar.
+        assert lease_ids(endpoints) == before
+
+        # Past the point where a lease left behind would have expired (etcd gives every
+        # lease TTL + its 1 s election timeout after a restart).
+        wait_until(lambda: time.monotonic() - restarted > max(ttls.values()) + 2,
+                   max(ttls.values()) + 5, "the old leases' expiry")
+        watch.sync()
+        assert watch.deletes() == [], "a watcher saw a live agent's keys deleted"
+        assert lease_ids(endpoints) == before
+        for label, proc in procs.items():
+            keys = leased_keys(endpoints, prefix(label))
+            body = proc.get("/readiness")[1]
+            assert set(keys) == {prefix(label) + "agent"} | {
+                f"{prefix(label)}plugin/{name}" for name in body["plugins"]}
+            assert len(set(keys.values())) == 1, f"{label}'s keys on several leases: {keys}"
+            assert set(keys.values()) <= before
+
+    for probes in polled.values():
+        probes.assert_always_answered()
+        assert probes.statuses("/liveness") == {200}, probes.latency_summary()
+    for label, proc in procs.items():
+        assert proc.stop() == 0
+        assert published(own_etcd, prefix(label)) == {}
+    assert lease_ids(endpoints) == set()  # each sidecar revoked its lease when it stopped

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import base64
+import itertools
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from ._process import ServerProcess, wait_ready
 from ._server import ManagedServer
-from ._util import free_ports
+from ._util import free_ports, wait_until
 from .tls import TestPKI
 
 
@@ -119,19 +126,128 @@ class EtcdServer(ManagedServer):
             return str(reply.read().decode())
 
     def etcdctl(self, *args: str, check: bool = True) -> str:
-        env = {**os.environ, "ETCDCTL_API": "3"}
-        endpoint = self.url
-        tls_args: list[str] = []
-        if self.tls is not None:
-            endpoint = f"https://{self.endpoint}"
-            tls_args = ["--cacert", str(self.tls.ca), "--cert", str(self.tls.client_cert),
-                        "--key", str(self.tls.client_key)]
-        done = subprocess.run([etcd_binary("etcdctl"), "--endpoints", endpoint, *tls_args, *args],
-                              capture_output=True, env=env, timeout=20, check=False)
-        if check and done.returncode != 0:
-            raise RuntimeError(f"etcdctl {' '.join(args)} failed: {done.stderr.decode()}")
-        return done.stdout.decode()
+        if self.tls is None:
+            return etcdctl([self.url], *args, check=check)
+        tls_args = ["--cacert", str(self.tls.ca), "--cert", str(self.tls.client_cert),
+                    "--key", str(self.tls.client_key)]
+        return etcdctl([f"https://{self.endpoint}"], *tls_args, *args, check=check)
 
     def get(self, key: str) -> str | None:
         out = self.etcdctl("get", key, "--print-value-only")
         return out.rstrip("\n") if out else None
+
+
+def etcdctl(endpoints: Sequence[str], *args: str, check: bool = True,
+            timeout: float = 20) -> str:
+    """Run ``etcdctl --endpoints ...`` and return what it printed (RuntimeError with its
+    stderr when it fails, unless ``check`` is False)."""
+    env = {**os.environ, "ETCDCTL_API": "3"}
+    done = subprocess.run([etcd_binary("etcdctl"), "--endpoints", ",".join(endpoints), *args],
+                          capture_output=True, env=env, timeout=timeout, check=False)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"etcdctl {' '.join(args)} failed: {done.stderr.decode()}")
+    return done.stdout.decode()
+
+
+def lease_ids(endpoints: Sequence[str]) -> set[int]:
+    """The leases etcd knows now (``etcdctl lease list``)."""
+    lines = etcdctl(endpoints, "lease", "list").splitlines()
+    return {int(line, 16) for line in lines[1:] if line.strip()}  # after "found N leases"
+
+
+def leased_keys(endpoints: Sequence[str], prefix: str) -> dict[str, int]:
+    """Every key under ``prefix`` -> the lease it hangs on (0: none)."""
+    reply = json.loads(etcdctl(endpoints, "get", prefix, "--prefix", "--keys-only", "-w", "json"))
+    return {base64.b64decode(kv["key"]).decode(): int(kv.get("lease", 0))
+            for kv in reply.get("kvs", [])}
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    kind: str  # "PUT" or "DELETE"
+    key: str
+    value: str
+    lease: int
+    mod_revision: int
+
+
+class EtcdWatcher:
+    """``etcdctl watch --prefix`` in the background, as an operator or any other consumer
+    of the keys runs it. It resumes by itself when etcd comes back (from the revision it
+    had seen), so its events are what a watcher saw across an outage.
+
+        with EtcdWatcher(endpoints, "/vnf-agent/") as watch:
+            ... break things ...
+            watch.sync()           # everything written so far has been seen
+            assert not watch.deletes()
+    """
+
+    _markers = itertools.count()
+
+    def __init__(self, endpoints: Sequence[str], prefix: str) -> None:
+        self.endpoints = list(endpoints)
+        self.prefix = prefix
+        self.workdir = Path(tempfile.mkdtemp(prefix="etcd-watch-"))
+        #: Written by the watcher only, so that sync() can tell it is caught up.
+        self.marker = f"{prefix}~watch-marker"
+        self._process = ServerProcess("etcdctl watch", self.workdir / "watch.json")
+
+    def start(self) -> Self:
+        self._process.start([etcd_binary("etcdctl"), "--endpoints", ",".join(self.endpoints),
+                             "watch", "--prefix", self.prefix, "-w", "json"])
+        self.sync()
+        return self
+
+    def sync(self, timeout: float = 20.0) -> None:
+        """Put a marker and wait until the watcher prints it: it has seen every change
+        committed before. (Again with a new marker every second: a watch that is still
+        being set up, or re-established, starts after the put.)"""
+
+        def seen() -> bool:
+            value = f"m{next(self._markers)}"
+            etcdctl(self.endpoints, "put", self.marker, value, timeout=5)
+            try:
+                wait_until(lambda: any(e.key == self.marker and e.value == value
+                                       for e in self._all_events()), 1.0, "")
+            except TimeoutError:
+                self._process.check_alive()
+                return False
+            return True
+
+        wait_until(seen, timeout, "the watcher printing a marker put after the last change")
+
+    def _all_events(self) -> list[WatchEvent]:
+        events = []
+        log = self._process.log_file
+        for line in log.read_text(errors="replace").splitlines() if log.exists() else []:
+            if not line.startswith("{"):
+                continue  # a warning of the client (while etcd is away)
+            for event in json.loads(line).get("Events") or []:
+                kv = event["kv"]
+                events.append(WatchEvent(
+                    "DELETE" if event.get("type") == 1 else "PUT",
+                    base64.b64decode(kv["key"]).decode(),
+                    base64.b64decode(kv.get("value", "")).decode(errors="replace"),
+                    int(kv.get("lease", 0)), int(kv.get("mod_revision", 0))))
+        return events
+
+    def events(self) -> list[WatchEvent]:
+        """What the watcher printed so far, without its own markers."""
+        return [e for e in self._all_events() if e.key != self.marker]
+
+    def deletes(self, under: str = "") -> list[WatchEvent]:
+        return [e for e in self.events() if e.kind == "DELETE" and e.key.startswith(under)]
+
+    def close(self) -> None:
+        self._process.kill()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

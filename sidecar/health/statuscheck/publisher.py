@@ -3,7 +3,9 @@
 A change is written at once, and only the keys that changed; every
 ``publish-interval`` all keys are re-put in one transaction to refresh
 ``last_update``. Writes happen in a background task, so an unreachable store
-never blocks a probe or a plugin; after a new session everything is re-put.
+never blocks a probe or a plugin; a new session ends any retry wait at once and
+everything is re-put, so what changed during an outage reaches the store as
+soon as it is back.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class StatusPublisher:
         self._prefix = prefix
         self._interval = publish_interval or statuscheck.config.publish_interval
         self._dirty = asyncio.Event()
+        self._session = asyncio.Event()
         self._published: dict[str, object] = {}
         self._resync = True
         self._task: asyncio.Task[None] | None = None
@@ -74,6 +77,7 @@ class StatusPublisher:
 
     def _on_session(self) -> None:
         self._resync = True
+        self._session.set()
         self._dirty.set()
 
     async def init(self) -> None:
@@ -96,14 +100,18 @@ class StatusPublisher:
                     await self._dirty.wait()
             self._dirty.clear()
             refresh = self._resync or time.monotonic() >= next_refresh
+            # Cleared before the attempt: a session that opens while it fails still counts.
+            self._session.clear()
             try:
                 await self.publish_once(full=refresh)
             except KVUnavailableError as exc:
                 self.errors += 1
                 log.debug("status not published: %s", exc)
                 self._resync = True
-                await asyncio.sleep(retry)
-                retry = min(retry * 2, _RETRY_MAX)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(retry):
+                        await self._session.wait()
+                retry = _RETRY_MIN if self._session.is_set() else min(retry * 2, _RETRY_MAX)
                 self._dirty.set()
                 continue
             retry = _RETRY_MIN

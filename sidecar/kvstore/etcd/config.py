@@ -31,7 +31,8 @@ class EtcdConfig:
     operation_timeout: Annotated[float, DURATION] = 3.0
     #: The agent's keys expire this long after it stops refreshing its lease.
     lease_ttl: Annotated[float, DURATION] = 15.0
-    #: Longest wait between reconnection attempts.
+    #: Longest wait between reconnection attempts (never more than lease-ttl/3, so that
+    #: the lease is refreshed before it can expire once etcd is back).
     reconnect_interval: Annotated[float, DURATION] = 2.0
     #: TLS; without this section the connection is plain text.
     tls: EtcdTLS | None = None

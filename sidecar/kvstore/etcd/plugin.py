@@ -1,8 +1,15 @@
 """The etcd plugin: one connection, one lease (the agent's session), and its own status.
 
 etcd being down never stops the agent: the plugin reports ERROR, keeps trying
-in the background, and tells session listeners when a new lease exists so
+in the background, and tells session listeners when a session is open again so
 that they can write their keys again.
+
+A reconnect keeps the agent's lease while etcd still knows it (etcd's lease
+clocks stand still while it is down, and a new leader gives every lease its
+full TTL again), so the keys never change lease and no watcher sees them
+deleted and put back; a lease-ttl/3 cap on the reconnect wait gets the lease
+refreshed before it can run out. Only a lease that has expired (its keys went
+with it) is replaced by a new one: there is never a second lease to clean up.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ class EtcdPlugin:
         self._statuscheck = statuscheck
         self._client: EtcdClient | None = None
         self._endpoint_index = 0
+        #: The agent's lease; kept while disconnected, to be refreshed on reconnect.
         self._lease_id: int | None = None
         self._session_listeners: list[Callable[[], None]] = []
         self._check_now = asyncio.Event()
@@ -57,7 +65,8 @@ class EtcdPlugin:
 
     @property
     def lease_id(self) -> int | None:
-        return self._lease_id
+        """The lease of the open session (None while there is none)."""
+        return self._lease_id if self._connected.is_set() else None
 
     @property
     def connected(self) -> bool:
@@ -68,12 +77,12 @@ class EtcdPlugin:
 
     def add_session_listener(self, callback: Callable[[], None]) -> None:
         self._session_listeners.append(callback)
-        if self._lease_id is not None:
+        if self.lease_id is not None:
             callback()
 
     async def commit(self, puts: Mapping[str, bytes], deletes: Collection[str] = ()) -> None:
         """Put (attached to the agent's lease) and delete keys in one transaction."""
-        lease = self._lease_id
+        lease = self.lease_id
         client = self._client
         if client is None or lease is None:
             raise KVUnavailableError(self._last_error or "no etcd session yet")
@@ -121,6 +130,8 @@ class EtcdPlugin:
 
     async def _session_loop(self) -> None:
         backoff = 0.2
+        # Often enough to refresh the lease before it runs out once etcd is back.
+        longest = min(self.config.reconnect_interval, self.config.lease_ttl / 3)
         while True:
             try:
                 await self._open_session()
@@ -130,9 +141,9 @@ class EtcdPlugin:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure means: reconnect
                 self._lost(exc)
-                await self._switch_endpoint()
+                await self._reconnect_client()
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.config.reconnect_interval)
+                backoff = min(backoff * 2, longest)
 
     async def _open_session(self) -> None:
         client = self.client
@@ -140,18 +151,32 @@ class EtcdPlugin:
             await client.connect()
             await client.status()
         async with asyncio.timeout(self.config.operation_timeout):
-            lease = await client.lease(round(self.config.lease_ttl))
-        self._lease_id = lease.id
+            lease, kept = await self._lease(client)
+        self._lease_id = lease
         self._last_error = None
         self._connected.set()
-        log.info("etcd session open at %s (lease %x, ttl %gs)",
-                 self.endpoint, lease.id, self.config.lease_ttl)
+        log.info("etcd session open at %s (%s lease %x, ttl %gs)", self.endpoint,
+                 "same" if kept else "new", lease, self.config.lease_ttl)
         self._report(PluginState.OK)
         for listener in list(self._session_listeners):
             try:
                 listener()
             except Exception:
                 log.exception("etcd session listener failed")
+
+    async def _lease(self, client: EtcdClient) -> tuple[int, bool]:
+        """``(lease, kept)``: the agent's lease if etcd still knows it (refreshed), else a
+        new one."""
+        held = self._lease_id
+        if held is not None:
+            reply = await client.refresh_lease(held)
+            if reply is not None and reply.TTL > 0:
+                return held, True
+            self._lease_id = None
+            log.warning("etcd lease %x expired while etcd was out of reach: the agent's keys "
+                        "went with it; writing them again on a new lease", held)
+        granted = await client.lease(round(self.config.lease_ttl))
+        return int(granted.id), False
 
     async def _keep_alive(self) -> None:
         interval = max(self.config.lease_ttl / 3, 0.5)
@@ -167,6 +192,7 @@ class EtcdPlugin:
                 reply = await client.refresh_lease(lease)
             if reply is None or reply.TTL <= 0:
                 # Expired while we could not reach etcd: our keys are gone with it.
+                self._lease_id = None
                 raise KVUnavailableError("the agent's etcd lease expired")
             self._report(PluginState.OK)
 
@@ -174,15 +200,14 @@ class EtcdPlugin:
         error = f"etcd unreachable at {self.endpoint}: {_describe(exc)}"
         was_connected = self._connected.is_set()
         self._connected.clear()
-        self._lease_id = None
         if was_connected or error != self._last_error:
             log.warning("%s", error)
         self._last_error = error
         self._report(PluginState.ERROR, error)
 
-    async def _switch_endpoint(self) -> None:
-        if len(self.config.endpoints) < 2:
-            return
+    async def _reconnect_client(self) -> None:
+        """A new client for the next endpoint (the same one if there is one): a new
+        channel tries at once, where the old one would wait out gRPC's backoff."""
         from ._client import EtcdClient
 
         old = self._client
