@@ -15,19 +15,19 @@ from typing import TYPE_CHECKING
 from sidecar.agent import DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, Agent, Plugin
 from sidecar.config import ConfigError, ConfigSources
 from sidecar.health.probe import ProbePlugin
-from sidecar.health.statuscheck import StatusCheck, StatusCheckConfig, StatusPublisher
+from sidecar.health.statuscheck import StatusCheckConfig, StatusCheckPlugin, StatusPublisher
 from sidecar.kvstore.etcd.config import EtcdConfig
 from sidecar.logging.levels import InvalidLevelError, parse_level
-from sidecar.logging.logmanager import LogManager, LogsConfig
+from sidecar.logging.logmanager import LogManagerPlugin, LogsConfig
 from sidecar.logging.measure import Tracer
-from sidecar.logging.measure.endpoint import StartupTracePlugin
+from sidecar.logging.measure.plugin import StartupTracePlugin
 from sidecar.metrics import MetricsConfig, MetricsPlugin
 from sidecar.rest import HTTPConfig, RestPlugin, parse_port
 from sidecar.servicelabel import InvalidLabelError, ServiceLabelConfig, ServiceLabelPlugin
 
 if TYPE_CHECKING:
     from sidecar.exec.processmanager import ProcessManagerPlugin
-    from sidecar.exec.supervisor import Supervisor
+    from sidecar.exec.supervisor import SupervisorPlugin
     from sidecar.k8s import K8sPlugin
     from sidecar.messaging.kafka import KafkaPlugin
 
@@ -57,12 +57,12 @@ class Sidecar:
 
     rest: RestPlugin
     servicelabel: ServiceLabelPlugin
-    statuscheck: StatusCheck
+    statuscheck: StatusCheckPlugin
     probe: ProbePlugin
     etcd: Plugin | None = None
     plugins: list[Plugin] = field(default_factory=list)
     options: Options = field(default_factory=Options)
-    logmanager: LogManager | None = None
+    logmanager: LogManagerPlugin | None = None
     metrics: MetricsPlugin | None = None
     #: With kafka.conf: its ``.mux`` is the shared Multiplexer, ``publish_event`` the
     #: hook for supervisor program events.
@@ -74,7 +74,7 @@ class Sidecar:
     #: In a cluster or with k8s.conf: the Pod status writer, ConfigMap watch and Events.
     k8s: K8sPlugin | None = None
     #: With supervisor.conf: the programs and hooks (``reload_text``, ``add_listener``).
-    supervisor: Supervisor | None = None
+    supervisor: SupervisorPlugin | None = None
 
     def agent(self, *extra: Plugin) -> Agent:
         agent = Agent(*self.plugins, *extra, start_timeout=self.options.start_timeout,
@@ -110,7 +110,7 @@ def build(options: Options | None = None) -> Sidecar:  # noqa: PLR0915 - the one
     except InvalidLabelError as exc:
         raise ConfigError(str(exc)) from None
 
-    statuscheck = StatusCheck(sources.load("statuscheck", StatusCheckConfig))
+    statuscheck = StatusCheckPlugin(sources.load("statuscheck", StatusCheckConfig))
     try:
         rest = RestPlugin(http)
     except ValueError as exc:
@@ -119,7 +119,7 @@ def build(options: Options | None = None) -> Sidecar:  # noqa: PLR0915 - the one
 
     metrics_config = sources.load("metrics", MetricsConfig)
     metrics = MetricsPlugin(rest, statuscheck, metrics_config) if metrics_config.enabled else None
-    logmanager = LogManager(rest, sources.load("logs", LogsConfig),
+    logmanager = LogManagerPlugin(rest, sources.load("logs", LogsConfig),
                             _initial_log_level(options, env),
                             registry=metrics.registry if metrics else None)
     tracer = Tracer("startup")
@@ -168,7 +168,7 @@ def build(options: Options | None = None) -> Sidecar:  # noqa: PLR0915 - the one
                    supervisor=supervisor)
 
 
-def _process_manager(sources: ConfigSources, statuscheck: StatusCheck,
+def _process_manager(sources: ConfigSources, statuscheck: StatusCheckPlugin,
                      metrics: MetricsPlugin | None, plugins: list[Plugin], *,
                      required: bool = False) -> ProcessManagerPlugin | None:
     """The process manager plugin (appended to ``plugins``) when process-manager.conf exists
@@ -185,17 +185,17 @@ def _process_manager(sources: ConfigSources, statuscheck: StatusCheck,
 
 
 def _supervisor(sources: ConfigSources, env: Mapping[str, str], rest: RestPlugin,
-                statuscheck: StatusCheck, *, metrics: MetricsPlugin | None,
+                statuscheck: StatusCheckPlugin, *, metrics: MetricsPlugin | None,
                 process_manager: ProcessManagerPlugin | None, kafka: KafkaPlugin | None,
-                plugins: list[Plugin]) -> Supervisor | None:
+                plugins: list[Plugin]) -> SupervisorPlugin | None:
     """The supervisor (appended to ``plugins``) when supervisor.conf exists; its program
     events go to Kafka's status topic when kafka.conf has one."""
     path, _ = sources.locate("supervisor")
     if path is None or not sources.has("supervisor"):
         return None
-    from sidecar.exec.supervisor import Supervisor
+    from sidecar.exec.supervisor import SupervisorPlugin
 
-    supervisor = Supervisor.from_file(
+    supervisor = SupervisorPlugin.from_file(
         path, manager=process_manager, statuscheck=statuscheck, rest=rest, env=env,
         registry=metrics.registry if metrics is not None else None)
     if kafka is not None and kafka.config.status_topic:
@@ -205,9 +205,9 @@ def _supervisor(sources: ConfigSources, env: Mapping[str, str], rest: RestPlugin
     return supervisor
 
 
-def _k8s(sources: ConfigSources, env: Mapping[str, str], statuscheck: StatusCheck,
+def _k8s(sources: ConfigSources, env: Mapping[str, str], statuscheck: StatusCheckPlugin,
          metrics: MetricsPlugin | None, plugins: list[Plugin], *,
-         supervisor: Supervisor | None = None) -> K8sPlugin | None:
+         supervisor: SupervisorPlugin | None = None) -> K8sPlugin | None:
     """The k8s plugin (appended to ``plugins``) with k8s.conf, or in a cluster without one."""
     if not sources.has("k8s") and not env.get("KUBERNETES_SERVICE_HOST"):
         return None  # outside a cluster: not even the package is imported
@@ -228,7 +228,7 @@ def _k8s(sources: ConfigSources, env: Mapping[str, str], statuscheck: StatusChec
     return plugin
 
 
-def _kafka(sources: ConfigSources, statuscheck: StatusCheck, servicelabel: ServiceLabelPlugin,
+def _kafka(sources: ConfigSources, statuscheck: StatusCheckPlugin, servicelabel: ServiceLabelPlugin,
            plugins: list[Plugin]) -> KafkaPlugin | None:
     """The Kafka plugin (appended to ``plugins``) when kafka.conf exists."""
     if not sources.has("kafka"):

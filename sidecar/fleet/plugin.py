@@ -21,8 +21,7 @@ from sidecar.health.statuscheck.api import PluginState, StatusWriter
 from sidecar.health.statuscheck.publisher import AGENT_KEY
 from sidecar.health.statuscheck.schema import AGENT_STATUS_SCHEMA
 from sidecar.idxmap import CacheHelper, NamedMapping, NamedMappingReader, NameFunction
-from sidecar.rest.api import HTTPHandlers
-from sidecar.rest.openapi import Parameter, Response, RouteDoc
+from sidecar.rest.api import HTTPHandlers, Parameter, Response, RouteDoc
 
 from .config import FleetConfig
 

@@ -11,6 +11,7 @@ get/list/watch ``configmaps``, create ``events``::
                        statuscheck, supervisor=supervisor)
 """
 
+from .api import ProgramEventLike, ProgramSupervisor, ReloadOutcome, SupervisorLike
 from .config import (
     DEFAULT_CONFIGMAP_KEY,
     SERVICE_ACCOUNT_DIR,
@@ -20,7 +21,7 @@ from .config import (
     PodStatusConfig,
     in_cluster,
 )
-from .configmap import ConfigMapApplier, ProgramSupervisor, ReloadOutcome, describe_outcome
+from .configmap import ConfigMapApplier, describe_outcome
 from .errors import ApiError, ApiUnavailableError, CredentialsError, K8sError
 from .events import EventRecorder, TokenBucket
 from .plugin import K8sPlugin, enabled, pod_name
@@ -53,8 +54,10 @@ __all__ = [
     "PodStatus",
     "PodStatusConfig",
     "PodStatusWriter",
+    "ProgramEventLike",
     "ProgramSupervisor",
     "ReloadOutcome",
+    "SupervisorLike",
     "TokenBucket",
     "describe_outcome",
     "enabled",

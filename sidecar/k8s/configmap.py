@@ -10,36 +10,17 @@ running (a ``helm uninstall`` deletes it before the pods go).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Collection, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from sidecar.config import ConfigError
+
+from .api import ProgramSupervisor, ReloadOutcome
 
 log = logging.getLogger("sidecar.k8s")
 
 #: Posts an Event on the Pod: ``(type, reason, message)``.
 EventPoster = Callable[[str, str, str], object]
-
-
-class ReloadOutcome(Protocol):
-    """What a reload did (the supervisor's ReloadResult)."""
-
-    @property
-    def started(self) -> Collection[str]: ...
-
-    @property
-    def stopped(self) -> Collection[str]: ...
-
-    @property
-    def restarted(self) -> Collection[str]: ...
-
-
-class ProgramSupervisor(Protocol):
-    """The part of the supervisor that the ConfigMap watch drives."""
-
-    def reload_text(self, text: str, source: str) -> Awaitable[ReloadOutcome]:
-        """Apply a new ``supervisor.conf``; raise ConfigError, changing nothing, if it is bad."""
-        ...
 
 
 def describe_outcome(outcome: ReloadOutcome) -> str:

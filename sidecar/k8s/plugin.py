@@ -13,19 +13,20 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from sidecar.agent import Plugin
 from sidecar.agent.tasks import cancel_and_wait, spawn
 from sidecar.config import ConfigError
-from sidecar.health.statuscheck import PluginState
+from sidecar.health.statuscheck import PluginState, StatusReadWriter
 
 from ._api import ApiClient, pod_path
 from ._credentials import Credentials, find_credentials
 from ._health import ApiHealth
+from .api import ProgramEventLike, SupervisorLike
 from .config import K8sConfig, in_cluster
-from .configmap import ConfigMapApplier, ProgramSupervisor
+from .configmap import ConfigMapApplier
 from .errors import ApiError, CredentialsError
 from .events import EventRecorder
 from .podstatus import PodRef, PodStatus, PodStatusWriter
@@ -39,52 +40,6 @@ log = logging.getLogger("sidecar.k8s")
 
 NAME = "k8s"
 _READ_BACKOFF_MAX = 10.0
-
-
-class StatusCheckLike(Protocol):
-    """What the plugin needs of the status check: report its own state, read the agent's."""
-
-    def register(self, name: str, probe: Any = None, *, fatal: bool | None = None) -> None: ...
-
-    def report_state_change(self, name: str, state: PluginState,
-                            error: str | None = None) -> None: ...
-
-    def agent_status(self) -> Any: ...
-
-    def add_listener(self, listener: Callable[[], None]) -> None: ...
-
-    def remove_listener(self, listener: Callable[[], None]) -> None: ...
-
-    @property
-    def revision(self) -> int: ...
-
-
-class ProgramEventLike(Protocol):
-    """The supervisor's ProgramEvent, as far as Events need it."""
-
-    @property
-    def program(self) -> str: ...
-
-    @property
-    def state(self) -> str: ...
-
-    @property
-    def error(self) -> str | None: ...
-
-    @property
-    def restarts(self) -> int: ...
-
-    @property
-    def crashed(self) -> bool: ...
-
-    @property
-    def exit_code(self) -> int | None: ...
-
-
-class SupervisorLike(ProgramSupervisor, Protocol):
-    def add_listener(self, callback: Callable[[Any], None]) -> None: ...
-
-    def remove_listener(self, callback: Callable[[Any], None]) -> None: ...
 
 
 def enabled(config: K8sConfig | None, env: Mapping[str, str] | None = None) -> bool:
@@ -110,7 +65,7 @@ class K8sPlugin:
 
     name = NAME
 
-    def __init__(self, config: K8sConfig, statuscheck: StatusCheckLike, *,
+    def __init__(self, config: K8sConfig, statuscheck: StatusReadWriter, *,
                  supervisor: SupervisorLike | None = None,
                  env: Mapping[str, str] | None = None,
                  registry: CollectorRegistry | None = None,

@@ -254,8 +254,6 @@ class PodStatusWriter:
     async def close(self) -> None:
         if self._task is None:
             return
-        remove = getattr(self._status, "remove_listener", None)
-        if remove is not None:
-            remove(self._dirty.set)
+        self._status.remove_listener(self._dirty.set)
         task, self._task = self._task, None
         await cancel_and_wait(task)

@@ -6,15 +6,15 @@ publishing to etcd. Later plugins add their metrics to
 :attr:`MetricsPlugin.registry`.
 """
 
-from .collectors import PublishCounts, PublisherCollector, StatusCollector
+from .api import PublishCounts
+from .collectors import PublisherCollector, StatusCollector
 from .config import MetricsConfig
 from .http import http_metrics, route_label
-from .plugin import MetricsPlugin, ObservableStatus
+from .plugin import MetricsPlugin
 
 __all__ = [
     "MetricsConfig",
     "MetricsPlugin",
-    "ObservableStatus",
     "PublishCounts",
     "PublisherCollector",
     "StatusCollector",

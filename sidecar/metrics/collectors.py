@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Protocol
 
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -14,6 +13,8 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 
 from sidecar.health.statuscheck.api import PluginState, StatusReader
+
+from .api import PublishCounts
 
 
 class StatusCollector(Collector):
@@ -99,16 +100,6 @@ class TransitionCollector(Collector):
         return CounterMetricFamily("sidecar_plugin_state_changes",
                                    "Times a plugin entered a state (INIT, OK, ERROR).",
                                    labels=["plugin", "state"])
-
-
-class PublishCounts(Protocol):
-    """What the status publisher counts (``StatusPublisher`` has both)."""
-
-    @property
-    def commits(self) -> int: ...
-
-    @property
-    def errors(self) -> int: ...
 
 
 class PublisherCollector(Collector):

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from typing import Protocol
 
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from sidecar.health.statuscheck.api import ChangeListener, PluginState, ProbeObserver, StatusReader
-from sidecar.rest.api import HTTPHandlers
-from sidecar.rest.openapi import Parameter, Response, RouteDoc
+from sidecar.health.statuscheck.api import PluginState, StatusReader
+from sidecar.rest.api import HTTPHandlers, Parameter, Response, RouteDoc
 
+from .api import PublishCounts
 from .collectors import (
-    PublishCounts,
     PublisherCollector,
     StatusCollector,
     TransitionCollector,
@@ -44,21 +42,13 @@ METRICS_DOC = RouteDoc(
 PROBE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-class ObservableStatus(StatusReader, Protocol):
-    """The status check as the metrics plugin uses it."""
-
-    def add_probe_observer(self, observer: ProbeObserver) -> None: ...
-
-    def remove_listener(self, listener: ChangeListener) -> None: ...
-
-
 class MetricsPlugin:
     name = "metrics"
 
     def __init__(
         self,
         rest: HTTPHandlers,
-        statuscheck: ObservableStatus | None = None,
+        statuscheck: StatusReader | None = None,
         config: MetricsConfig | None = None,
         registry: CollectorRegistry | None = None,
     ) -> None:

@@ -1,9 +1,9 @@
 """REST plugin: the aiohttp server, route registration and admin access rules."""
 
 from .access import AdminAccess, Verdict
-from .api import Handler, HTTPHandlers, Middleware
+from .api import ERROR_SCHEMA, Handler, HTTPHandlers, Middleware, Parameter, Response, RouteDoc
 from .config import DEFAULT_PORT, HTTPConfig, parse_port, split_endpoint
-from .openapi import ERROR_SCHEMA, Parameter, Response, RouteDoc, RouteInfo
+from .openapi import RouteInfo
 from .plugin import OPENAPI_PATH, RestPlugin
 
 __all__ = [

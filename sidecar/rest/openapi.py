@@ -1,6 +1,6 @@
-"""Route documentation and the OpenAPI 3 document built from it.
+"""The OpenAPI 3 document built from the routes' documentation.
 
-Every plugin passes a :class:`RouteDoc` when it registers a route; the REST
+Every plugin passes a :class:`~sidecar.rest.api.RouteDoc` when it registers a route; the REST
 plugin serves the document at ``GET /openapi.json``. Path templates are
 aiohttp's (``/log/{logger:.+}``): the document shows ``/log/{logger}`` and
 keeps the regular expression as the parameter's ``pattern``.
@@ -15,88 +15,13 @@ keeps the regular expression as the parameter's ``pattern``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
-Schema = Mapping[str, Any]
-
-#: The body of every JSON error answer of the sidecar's routes.
-ERROR_SCHEMA: Schema = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {"error": {"type": "string", "description": "what was wrong, in one line"}},
-}
+from .api import Parameter, Response, RouteDoc
 
 _VARIABLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::((?:[^{}]|\{[^{}]*\})*))?\}")
-
-
-@dataclass(frozen=True)
-class Parameter:
-    """A path, query or header parameter of a route."""
-
-    name: str
-    description: str
-    location: Literal["path", "query", "header"] = "path"
-    #: Path parameters are always required.
-    required: bool = False
-    schema: Schema = field(default_factory=lambda: {"type": "string"})
-
-    def to_dict(self, pattern: str | None = None) -> dict[str, Any]:
-        schema = dict(self.schema)
-        if pattern is not None and "pattern" not in schema:
-            schema["pattern"] = f"^(?:{pattern})$"
-        data: dict[str, Any] = {
-            "name": self.name, "in": self.location, "description": self.description,
-            "required": self.required or self.location == "path", "schema": schema,
-        }
-        return data
-
-
-@dataclass(frozen=True)
-class Response:
-    """One documented answer: a description and, for a body, its media type and schema."""
-
-    description: str
-    schema: Schema | None = None
-    content_type: str = "application/json"
-
-    @classmethod
-    def json(cls, description: str, schema: Schema) -> Response:
-        return cls(description, schema)
-
-    @classmethod
-    def error(cls, description: str) -> Response:
-        """A JSON ``{"error": ...}`` answer."""
-        return cls(description, ERROR_SCHEMA)
-
-    @classmethod
-    def text(cls, description: str, content_type: str = "text/plain") -> Response:
-        return cls(description, {"type": "string"}, content_type)
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"description": self.description}
-        if self.schema is not None:
-            data["content"] = {self.content_type: {"schema": dict(self.schema)}}
-        return data
-
-
-@dataclass(frozen=True)
-class RouteDoc:
-    """What a route does, its parameters and its answers (status -> Response)."""
-
-    summary: str
-    responses: Mapping[int, Response]
-    description: str = ""
-    parameters: tuple[Parameter, ...] = ()
-    #: Groups routes in viewers; by default the first path segment.
-    tags: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not self.summary.strip():
-            raise ValueError("a route doc needs a summary")
-        if not self.responses:
-            raise ValueError(f"route doc {self.summary!r}: document at least one response")
 
 
 @dataclass(frozen=True)

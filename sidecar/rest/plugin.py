@@ -16,9 +16,9 @@ from aiohttp.http_exceptions import HttpProcessingError
 from sidecar._version import __version__
 
 from .access import AdminAccess, refuse
-from .api import Handler, Middleware
+from .api import Handler, Middleware, Response, RouteDoc
 from .config import HTTPConfig
-from .openapi import Response, RouteDoc, RouteInfo, openapi_document
+from .openapi import RouteInfo, openapi_document
 
 log = logging.getLogger("sidecar.rest")
 

@@ -138,10 +138,9 @@ class ProcessManagerPlugin:
         try:
             await self.manager.close()
         finally:
-            unregister = getattr(self._statuscheck, "unregister", None)
-            if unregister is not None:
+            if self._statuscheck is not None:
                 for check in self._health_names:
-                    unregister(check)
+                    self._statuscheck.unregister(check)
             self._health_names.clear()
             if self._collector is not None and self._registry is not None:
                 self._registry.unregister(self._collector)

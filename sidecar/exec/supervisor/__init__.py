@@ -17,6 +17,18 @@ In the sidecar, ``supervisor.conf`` turns the plugin on (see the README's
 "Supervisor" section); the file is watched and changes are applied live.
 """
 
+from .api import (
+    BACKOFF,
+    FAILED,
+    GAVE_UP,
+    HOOK_STATES,
+    HOOK_VARIABLES,
+    PROCESS_STATUS,
+    STARTED,
+    TERMINATED,
+    ProgramEvent,
+    ProgramListener,
+)
 from .config import (
     DEFAULT_HOOK_BACKLOG,
     DEFAULT_HOOK_CONCURRENCY,
@@ -30,19 +42,8 @@ from .config import (
     read_config_file,
 )
 from .errors import ProgramNotFoundError, ProgramStartError, SupervisorError
-from .events import (
-    BACKOFF,
-    FAILED,
-    GAVE_UP,
-    HOOK_STATES,
-    HOOK_VARIABLES,
-    PROCESS_STATUS,
-    STARTED,
-    TERMINATED,
-    ProgramEvent,
-)
 from .hooks import HOOK_KILL_GRACE, HookRunner, HookStats
-from .plugin import ProgramListener, Supervisor
+from .plugin import Supervisor, SupervisorPlugin
 from .programs import CHECK_PREFIX
 from .results import STOP_MARGIN, ReloadResult, ReloadStats, StopBudget
 
@@ -76,6 +77,7 @@ __all__ = [
     "Supervisor",
     "SupervisorConfig",
     "SupervisorError",
+    "SupervisorPlugin",
     "parse_supervisor_config",
     "program_name_of",
     "read_config_file",

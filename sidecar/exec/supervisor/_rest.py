@@ -6,8 +6,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from sidecar.rest.api import HTTPHandlers
-from sidecar.rest.openapi import Parameter, Response, RouteDoc
+from sidecar.rest.api import HTTPHandlers, Parameter, Response, RouteDoc
 
 from .errors import ProgramNotFoundError, ProgramStartError, SupervisorError
 

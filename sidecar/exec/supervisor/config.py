@@ -47,7 +47,7 @@ from sidecar.exec.processmanager import (
     parse_signal,
 )
 
-from .events import HOOK_STATES
+from .api import HOOK_STATES
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,127}$")
 DEFAULT_HOOK_TIMEOUT = 10.0

@@ -30,9 +30,8 @@ class ProgramHealth:
         if program.check not in self._checks:
             return
         self._checks.discard(program.check)
-        unregister = getattr(self._statuscheck, "unregister", None)
-        if unregister is not None:
-            unregister(program.check)
+        if self._statuscheck is not None:
+            self._statuscheck.unregister(program.check)
 
     def soon(self, program: Program) -> None:
         """Report it once the current event is through.

@@ -31,6 +31,7 @@ from sidecar.exec.processmanager import (
     ProcessStartError,
 )
 
+from .api import ProgramEvent
 from .config import (
     DEFAULT_HOOK_BACKLOG,
     DEFAULT_HOOK_CONCURRENCY,
@@ -38,7 +39,6 @@ from .config import (
     SupervisorConfig,
     resolve_command,
 )
-from .events import ProgramEvent
 
 log = logging.getLogger("sidecar.supervisor")
 

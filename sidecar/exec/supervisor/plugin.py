@@ -28,12 +28,13 @@ from sidecar.exec.processmanager import (
 )
 from sidecar.health.statuscheck.api import PluginState, StatusWriter
 
+from .api import ProgramListener
 from .config import SupervisorConfig, digest, parse_supervisor_config, read_config_file
 from .errors import ProgramNotFoundError, ProgramStartError, SupervisorError
 from .hooks import HookRunner
 from .programs import Program
 from .results import STOP_MARGIN, ReloadResult, ReloadStats, StopBudget
-from .runner import ProgramListener, ProgramRunner
+from .runner import ProgramRunner
 from .watch import ConfigWatcher, Signature, signature
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ log = logging.getLogger("sidecar.supervisor")
 _FOREIGN_MEMORY = 16
 
 
-class Supervisor:
+class SupervisorPlugin:
     """The ``supervisor`` plugin; on its own, ``async with Supervisor(config) as supervisor:``
     (or ``await init()`` ... ``await close()``).
 
@@ -94,7 +95,7 @@ class Supervisor:
         self.reloads = ReloadStats()
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> Supervisor:
+    def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> SupervisorPlugin:
         """Read and check ``path`` now (ConfigError if bad) and watch it once started."""
         location = Path(path)
         before = signature(location)
@@ -373,7 +374,7 @@ class Supervisor:
     async def after_init(self) -> None:
         pass
 
-    async def __aenter__(self) -> Supervisor:
+    async def __aenter__(self) -> SupervisorPlugin:
         await self.init()
         return self
 
@@ -412,4 +413,7 @@ class Supervisor:
                 self._collector = None
 
 
-__all__ = ["ProgramListener", "Supervisor"]
+#: The name DESIGN.md promises users (``from sidecar.exec.supervisor import Supervisor``).
+Supervisor = SupervisorPlugin
+
+__all__ = ["Supervisor", "SupervisorPlugin"]

@@ -8,8 +8,8 @@ from typing import Any
 from sidecar.exec.processmanager import Process, process_health
 from sidecar.health.statuscheck.api import PluginState
 
+from .api import BACKOFF, FAILED, GAVE_UP
 from .config import ProgramConfig
-from .events import BACKOFF, FAILED, GAVE_UP
 
 #: Status check name of a program: ``program:<name>``.
 CHECK_PREFIX = "program:"

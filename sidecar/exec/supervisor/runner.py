@@ -22,16 +22,14 @@ from sidecar.exec.processmanager import (
 )
 from sidecar.health.statuscheck.api import StatusWriter
 
+from .api import FAILED, PROCESS_STATUS, ProgramEvent, ProgramListener
 from .config import ProgramConfig
 from .errors import ProgramNotFoundError, ProgramStartError
-from .events import FAILED, PROCESS_STATUS, ProgramEvent
 from .health import ProgramHealth
 from .hooks import HookRunner
 from .programs import Program
 
 log = logging.getLogger("sidecar.supervisor")
-
-ProgramListener = Callable[[ProgramEvent], None]
 
 
 class ProgramRunner:

@@ -12,8 +12,7 @@ from aiohttp import web
 
 from sidecar.health.statuscheck.api import StatusReader
 from sidecar.health.statuscheck.schema import AGENT_STATUS_SCHEMA
-from sidecar.rest.api import HTTPHandlers
-from sidecar.rest.openapi import Response, RouteDoc
+from sidecar.rest.api import HTTPHandlers, Response, RouteDoc
 
 _JSON = "application/json"
 

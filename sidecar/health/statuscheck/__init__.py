@@ -8,10 +8,11 @@ from .api import (
     Probe,
     ProbeObserver,
     StatusReader,
+    StatusReadWriter,
     StatusWriter,
 )
 from .config import DEFAULT_NON_FATAL, StatusCheckConfig
-from .plugin import StatusCheck, aggregate
+from .plugin import StatusCheck, StatusCheckPlugin, aggregate
 from .publisher import AGENT_KEY, PLUGIN_KEY_PREFIX, StatusPublisher, status_documents
 
 __all__ = [
@@ -26,7 +27,9 @@ __all__ = [
     "ProbeObserver",
     "StatusCheck",
     "StatusCheckConfig",
+    "StatusCheckPlugin",
     "StatusPublisher",
+    "StatusReadWriter",
     "StatusReader",
     "StatusWriter",
     "aggregate",

@@ -92,15 +92,33 @@ class StatusWriter(Protocol):
         """Push a new state; published only if it differs from the last one."""
         ...
 
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (a removed program, a closed plugin); its published key goes too."""
+        ...
+
 
 class StatusReader(Protocol):
-    """What the probes, publishers and the Kubernetes plugin read."""
+    """What the probes, publishers, metrics and the Kubernetes plugin read."""
 
     def agent_status(self) -> AgentStatus: ...
 
-    def add_listener(self, listener: ChangeListener) -> None: ...
+    def add_listener(self, listener: ChangeListener) -> None:
+        """Call ``listener`` after every change of a state or error (and of ``last_update``)."""
+        ...
+
+    def remove_listener(self, listener: ChangeListener) -> None:
+        """Stop calling ``listener``; a no-op if it was not added."""
+        ...
+
+    def add_probe_observer(self, observer: ProbeObserver) -> None:
+        """Call ``observer(name, seconds, state)`` after every pull probe call (for metrics)."""
+        ...
 
     @property
     def revision(self) -> int:
         """Grows with every update, including ``last_update`` refreshes."""
         ...
+
+
+class StatusReadWriter(StatusWriter, StatusReader, Protocol):
+    """Both sides, for a plugin that reports its own state and mirrors the agent's (k8s)."""

@@ -39,7 +39,7 @@ def _probe_result(result: object) -> tuple[PluginState, str | None]:
                     "or (PluginState, error)")
 
 
-class StatusCheck:
+class StatusCheckPlugin:
     """Registry and aggregation; probes and publishers run as background tasks."""
 
     name = "statuscheck"
@@ -250,6 +250,10 @@ class StatusCheck:
         for running in self._running_probes.values():
             running.cancel()
         self._running_probes.clear()
+
+
+#: The name DESIGN.md promises users (``from sidecar.health.statuscheck import StatusCheck``).
+StatusCheck = StatusCheckPlugin
 
 
 def _consume_result(task: asyncio.Future[object]) -> None:

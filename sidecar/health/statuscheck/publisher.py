@@ -16,12 +16,13 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from sidecar.agent.tasks import cancel_and_wait, spawn
 from sidecar.kvstore.api import KVUnavailableError, LeasedWriter
 
-from .api import AgentStatus
-from .plugin import StatusCheck
+from .api import AgentStatus, StatusReader
+from .config import StatusCheckConfig
 
 log = logging.getLogger("sidecar.statuscheck.publisher")
 
@@ -47,6 +48,13 @@ def _dump(data: object) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
 
 
+class ConfiguredReader(StatusReader, Protocol):
+    """The status check as the publisher reads it: the reader, and the publish-interval."""
+
+    @property
+    def config(self) -> StatusCheckConfig: ...
+
+
 class StatusPublisher:
     """A plugin that mirrors a StatusCheck into a LeasedWriter (etcd)."""
 
@@ -54,7 +62,7 @@ class StatusPublisher:
 
     def __init__(
         self,
-        statuscheck: StatusCheck,
+        statuscheck: ConfiguredReader,
         writer: LeasedWriter,
         prefix: Callable[[], str],
         publish_interval: float | None = None,

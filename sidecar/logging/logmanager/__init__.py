@@ -1,14 +1,17 @@
 """logmanager: list loggers and change their levels at run time over REST; ``logs.conf``."""
 
+from .api import ROOT, ChangeListener, LoggerLevel
 from .config import LoggerConfig, LogsConfig
-from .manager import ROOT, ChangeListener, LevelManager, LoggerLevel, UnknownLoggerError
-from .plugin import LogManager
+from .errors import UnknownLoggerError
+from .manager import LevelManager
+from .plugin import LogManager, LogManagerPlugin
 
 __all__ = [
     "ROOT",
     "ChangeListener",
     "LevelManager",
     "LogManager",
+    "LogManagerPlugin",
     "LoggerConfig",
     "LoggerLevel",
     "LogsConfig",

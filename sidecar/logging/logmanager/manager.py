@@ -8,50 +8,18 @@ the logger had before the temporary change began.
 from __future__ import annotations
 
 import asyncio
-import difflib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from sidecar.config.duration import format_duration
 from sidecar.logging.levels import level_name, parse_level
 
+from .api import ROOT, ChangeListener, LoggerLevel
 from .config import LogsConfig
+from .errors import UnknownLoggerError
 
 log = logging.getLogger("sidecar.logmanager")
-
-ROOT = "root"
-
-#: Called after every change with the logger's name, its new level and why
-#: (``set``, ``reset``, ``expired``).
-ChangeListener = Callable[[str, int, str], None]
-
-
-class UnknownLoggerError(LookupError):
-    def __init__(self, name: str, known: list[str]) -> None:
-        self.name = name
-        close = difflib.get_close_matches(name, known, n=3)
-        hint = f"; did you mean: {', '.join(close)}?" if close else ""
-        super().__init__(f"unknown logger {name!r}{hint}")
-
-
-@dataclass(frozen=True, slots=True)
-class LoggerLevel:
-    """A row of ``GET /log/list``."""
-
-    logger: str
-    #: The level in force (inherited from a parent when the logger has none of its own).
-    level: str
-    #: Unix time when a temporary level is reverted.
-    expires: float | None = None
-
-    def to_dict(self) -> dict[str, object]:
-        data: dict[str, object] = {"logger": self.logger, "level": self.level}
-        if self.expires is not None:
-            data["expires"] = round(self.expires, 3)
-        return data
-
 
 @dataclass(slots=True)
 class _Temporary:

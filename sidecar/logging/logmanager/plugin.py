@@ -13,11 +13,11 @@ from prometheus_client import CollectorRegistry, Counter
 
 from sidecar.config import parse_duration
 from sidecar.logging.levels import LEVELS, InvalidLevelError, level_name
-from sidecar.rest.api import HTTPHandlers
-from sidecar.rest.openapi import Parameter, Response, RouteDoc
+from sidecar.rest.api import HTTPHandlers, Parameter, Response, RouteDoc
 
 from .config import LogsConfig
-from .manager import LevelManager, UnknownLoggerError
+from .errors import UnknownLoggerError
+from .manager import LevelManager
 
 log = logging.getLogger("sidecar.logmanager")
 
@@ -55,7 +55,7 @@ RESET_DOC = RouteDoc(
     tags=("log",))
 
 
-class LogManager:
+class LogManagerPlugin:
     """Applies ``logs.conf`` in ``init`` (first, so other plugins start at their levels)."""
 
     name = "logmanager"
@@ -128,3 +128,7 @@ class LogManager:
 
 def _error(status: int, message: str, **extra: object) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status)
+
+
+#: The name the log manager had before every plugin class was named ``…Plugin``.
+LogManager = LogManagerPlugin

@@ -126,9 +126,8 @@ class StatusEvents:
 
     async def close(self, grace: float = 2.0) -> None:
         """Give queued records ``grace`` s to go out, then stop."""
-        remove = getattr(self._status, "remove_listener", None)
-        if remove is not None:
-            remove(self._status_changed)
+        if self._status is not None:
+            self._status.remove_listener(self._status_changed)
         task, self._task = self._task, None
         if task is None:
             return

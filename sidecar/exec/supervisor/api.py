@@ -1,4 +1,4 @@
-"""Program events: what happened to a supervised program, for hooks and listeners.
+"""The supervisor's contract: program events (what happened to a program), for hooks and listeners.
 
 ``state`` is the seed's label: ``started`` when a run begins, then the
 process state as the kernel reports it (``running``, ``sleeping``, ``idle``,
@@ -10,6 +10,7 @@ therefore reads terminated -> started -> running/sleeping, as in cn-infra.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -82,3 +83,7 @@ class ProgramEvent:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, without the fields that are None."""
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+#: Called with every program event (``Supervisor.add_listener``): Kafka, Kubernetes Events.
+ProgramListener = Callable[[ProgramEvent], None]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from sidecar.rest.api import HTTPHandlers
-from sidecar.rest.openapi import Response, RouteDoc
+from sidecar.rest.api import HTTPHandlers, Response, RouteDoc
 
 from .tracer import Tracer
 

@@ -1,0 +1,29 @@
+"""The log manager's contract: a logger's level as ``GET /log/list`` shows it, change listeners."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+ROOT = "root"
+
+#: Called after every change with the logger's name, its new level and why
+#: (``set``, ``reset``, ``expired``).
+ChangeListener = Callable[[str, int, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class LoggerLevel:
+    """A row of ``GET /log/list``."""
+
+    logger: str
+    #: The level in force (inherited from a parent when the logger has none of its own).
+    level: str
+    #: Unix time when a temporary level is reverted.
+    expires: float | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        data: dict[str, object] = {"logger": self.logger, "level": self.level}
+        if self.expires is not None:
+            data["expires"] = round(self.expires, 3)
+        return data
