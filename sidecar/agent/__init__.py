@@ -1,8 +1,8 @@
 """Agent: plugin lifecycle, ordering, timeouts and signals."""
 
 from .agent import DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, Agent, PhaseTiming, order_plugins
-from .api import Plugin, plugin_deps
-from .errors import AgentError, AgentStartError, AgentStopError
+from .api import Plugin, deps_among, plugin_deps
+from .errors import AgentError, AgentStartError, AgentStopError, reason
 
 __all__ = [
     "DEFAULT_START_TIMEOUT",
@@ -13,6 +13,8 @@ __all__ = [
     "AgentStopError",
     "PhaseTiming",
     "Plugin",
+    "deps_among",
     "order_plugins",
     "plugin_deps",
+    "reason",
 ]

@@ -15,7 +15,7 @@ from sidecar.logging.context import current_plugin
 from sidecar.logging.measure import Tracer
 
 from .api import Plugin, plugin_deps
-from .errors import AgentStartError, AgentStopError
+from .errors import AgentStartError, AgentStopError, reason
 
 log = logging.getLogger("sidecar.agent")
 
@@ -142,8 +142,7 @@ class Agent:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            reason = str(exc) or type(exc).__name__
-            raise AgentStartError(plugin.name, phase, reason) from exc
+            raise AgentStartError(plugin.name, phase, reason(exc)) from exc
         finally:
             current_plugin.reset(token)
             self.tracer.log_time(f"{plugin.name}.{phase}", begin)
@@ -172,12 +171,12 @@ class Agent:
             except TimeoutError:
                 failures[plugin.name] = f"close did not finish within {budget:.1f}s"
             except Exception as exc:  # noqa: BLE001 - every close runs; failures reported together
-                failures[plugin.name] = str(exc) or type(exc).__name__
+                failures[plugin.name] = reason(exc)
             finally:
                 current_plugin.reset(token)
         if failures:
-            for name, reason in failures.items():
-                log.error("plugin %s failed to close: %s", name, reason)
+            for name, why in failures.items():
+                log.error("plugin %s failed to close: %s", name, why)
             raise AgentStopError(failures)
 
     async def __aenter__(self) -> Agent:

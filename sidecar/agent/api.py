@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 
 @runtime_checkable
@@ -30,6 +30,13 @@ class Plugin(Protocol):
 
     async def close(self) -> None:
         """Release everything ``init`` and ``after_init`` acquired. Must be idempotent."""
+
+
+def deps_among(*dependencies: object) -> tuple[Plugin, ...]:
+    """What a constructor puts in ``self.deps``: those of its ``dependencies`` that are
+    plugins (they have an ``init``), which the agent then starts first. The others (None,
+    a library object such as a ProcessManager, a test's stand-in) are used as they are."""
+    return tuple(cast(Plugin, d) for d in dependencies if d is not None and hasattr(d, "init"))
 
 
 def plugin_deps(plugin: Plugin) -> Sequence[Plugin]:

@@ -1,6 +1,6 @@
 """One config loader for every plugin: ``<name>.conf`` YAML files, flags and environment."""
 
-from ._decode import config_key, decode
+from ._decode import Parse, config_key, decode
 from .duration import DURATION, format_duration, parse_duration
 from .errors import ConfigError, ConfigFileError, ConfigValueError
 from .loader import ConfigSources, env_name
@@ -12,6 +12,7 @@ __all__ = [
     "ConfigFileError",
     "ConfigSources",
     "ConfigValueError",
+    "Parse",
     "YamlError",
     "config_key",
     "decode",

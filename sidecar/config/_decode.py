@@ -6,13 +6,25 @@ import dataclasses
 import difflib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from .duration import DURATION, DurationMarker, parse_duration
 from .errors import ConfigValueError
 
 T = TypeVar("T")
+
+#: The YAML key of a dataclass field (:func:`config_key` unless a caller says otherwise).
+KeyOf = Callable[[dataclasses.Field[Any]], str]
+
+
+@dataclass(frozen=True)
+class Parse:
+    """``Annotated[T, Parse(fn)]``: the field's value is ``fn(value)``; the text of a
+    ValueError or TypeError that ``fn`` raises is the error (``p_options.stop_signal: ...``)."""
+
+    fn: Callable[[Any], Any]
 
 
 def config_key(field: dataclasses.Field[Any]) -> str:
@@ -21,15 +33,17 @@ def config_key(field: dataclasses.Field[Any]) -> str:
     return key if isinstance(key, str) else field.name.replace("_", "-")
 
 
-def decode(cls: type[T], data: Any, source: str, path: str = "") -> T:
-    """Build ``cls`` (a dataclass) from ``data``; ``source`` names the file in errors."""
+def decode(cls: type[T], data: Any, source: str, path: str = "", *,
+           key_of: KeyOf = config_key) -> T:
+    """Build ``cls`` (a dataclass) from ``data``; ``source`` names the file in errors,
+    ``path`` the place of ``data`` in it, ``key_of`` the key of each field."""
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigValueError(source, path or "(top level)",
                                f"expected a mapping of keys, got {_describe(data)}")
     hints = typing.get_type_hints(cls, include_extras=True)
-    fields = {config_key(f): f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    fields = {key_of(f): f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     for key in data:
         if key not in fields:
             where = _join(path, str(key))
@@ -43,7 +57,7 @@ def decode(cls: type[T], data: Any, source: str, path: str = "") -> T:
     for key, field in fields.items():
         where = _join(path, key)
         if key in data:
-            values[field.name] = _convert(hints[field.name], data[key], source, where)
+            values[field.name] = _convert(hints[field.name], data[key], source, where, key_of)
         elif (field.default is dataclasses.MISSING
               and field.default_factory is dataclasses.MISSING):
             raise ConfigValueError(source, where, "required key is missing")
@@ -53,24 +67,30 @@ def decode(cls: type[T], data: Any, source: str, path: str = "") -> T:
         raise ConfigValueError(source, path, str(exc)) from exc
 
 
-def _convert(tp: Any, value: Any, source: str, where: str) -> Any:
+def _convert(tp: Any, value: Any, source: str, where: str, key_of: KeyOf) -> Any:
     origin = get_origin(tp)
     if origin is Annotated:
         base, *extras = get_args(tp)
         if any(isinstance(e, DurationMarker) for e in extras):
             return _duration(value, source, where)
-        return _convert(base, value, source, where)
+        for extra in extras:
+            if isinstance(extra, Parse):
+                try:
+                    return extra.fn(value)
+                except (ValueError, TypeError) as exc:
+                    raise ConfigValueError(source, where, str(exc)) from None
+        return _convert(base, value, source, where, key_of)
     if origin in (Union, types.UnionType):
         options = get_args(tp)
         if value is None and type(None) in options:
             return None
         non_none = [o for o in options if o is not type(None)]
         if len(non_none) == 1:
-            return _convert(non_none[0], value, source, where)
+            return _convert(non_none[0], value, source, where, key_of)
         errors = []
         for option in non_none:
             try:
-                return _convert(option, value, source, where)
+                return _convert(option, value, source, where, key_of)
             except ConfigValueError as exc:
                 errors.append(exc.reason)
         raise ConfigValueError(source, where, " or ".join(errors))
@@ -85,19 +105,20 @@ def _convert(tp: Any, value: Any, source: str, where: str) -> Any:
         if not isinstance(value, list):
             raise ConfigValueError(source, where, f"expected a list, got {_describe(value)}")
         item_type = get_args(tp)[0]
-        items = [_convert(item_type, v, source, f"{where}[{i}]") for i, v in enumerate(value)]
+        items = [_convert(item_type, v, source, f"{where}[{i}]", key_of)
+                 for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin in (dict, Mapping):
         if not isinstance(value, Mapping):
             raise ConfigValueError(source, where, f"expected a mapping, got {_describe(value)}")
         key_type, value_type = get_args(tp)
         return {
-            _convert(key_type, k, source, f"{where}.{k}"):
-                _convert(value_type, v, source, f"{where}.{k}")
+            _convert(key_type, k, source, f"{where}.{k}", key_of):
+                _convert(value_type, v, source, f"{where}.{k}", key_of)
             for k, v in value.items()
         }
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        return decode(tp, value, source, where)
+        return decode(tp, value, source, where, key_of=key_of)
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigValueError(source, where, f"expected true or false, got {_describe(value)}")
@@ -141,4 +162,4 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-__all__ = ["DURATION", "config_key", "decode"]
+__all__ = ["DURATION", "KeyOf", "Parse", "config_key", "decode"]

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from sidecar.agent.api import deps_among
 from sidecar.health.statuscheck.api import PluginState, StatusWriter
 from sidecar.health.statuscheck.publisher import AGENT_KEY
 from sidecar.health.statuscheck.schema import AGENT_STATUS_SCHEMA
 from sidecar.idxmap import CacheHelper, NamedMapping, NamedMappingReader, NameFunction
-from sidecar.rest.api import HTTPHandlers, Parameter, Response, RouteDoc
+from sidecar.rest.api import HTTPHandlers, Parameter, Response, RouteDoc, error_response
 
 from .config import FleetConfig
 
@@ -131,7 +132,7 @@ class FleetPlugin:
         self.cache = CacheHelper(
             self._mapping, etcd, config.prefix, name=self.name, decode=decode_agent_status,
             name_of=agent_key_label(config.prefix), statuscheck=statuscheck)
-        self.deps = tuple(d for d in (etcd, rest, statuscheck) if hasattr(d, "init"))
+        self.deps = deps_among(etcd, rest, statuscheck)
 
     @property
     def agents(self) -> NamedMappingReader[AgentStatusDoc]:
@@ -144,7 +145,7 @@ class FleetPlugin:
             wanted = [parse_state(part) for value in request.query.getall("state", [])
                       for part in value.split(",")]
         except ValueError as exc:
-            return _error(400, str(exc))
+            return error_response(400, str(exc))
         if self.cache.revision is None:
             return self._not_synced()
         mapping = self._mapping
@@ -168,7 +169,7 @@ class FleetPlugin:
         if self.cache.revision is None:
             return self._not_synced()
         if label not in self._mapping:
-            return _error(404, f"no agent {label!r} in the fleet view")
+            return error_response(404, f"no agent {label!r} in the fleet view")
         return web.json_response(self._entry(label))
 
     def _entry(self, label: str) -> dict[str, Any]:
@@ -177,7 +178,7 @@ class FleetPlugin:
 
     def _not_synced(self) -> web.Response:
         reason = self.cache.last_error or "still reading etcd"
-        return _error(503, f"the fleet view has not read etcd yet: {reason}")
+        return error_response(503, f"the fleet view has not read etcd yet: {reason}")
 
     # -- lifecycle -----------------------------------------------------------
     async def init(self) -> None:
@@ -202,6 +203,3 @@ class FleetPlugin:
         if collector is not None and self._registry is not None:
             self._registry.unregister(collector)
 
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)

@@ -17,6 +17,8 @@ import logging
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
+from sidecar.agent.api import deps_among
+from sidecar.agent.errors import reason
 from sidecar.agent.tasks import cancel_and_wait, spawn
 from sidecar.health.statuscheck.api import PluginState, StatusWriter
 from sidecar.kvstore.etcd.prefix import (
@@ -76,9 +78,7 @@ class CacheHelper(Generic[V]):
         self.prefix = prefix
         self._mapping = mapping
         self._source = etcd
-        self.deps = (etcd,) if hasattr(etcd, "init") else ()
-        if statuscheck is not None and hasattr(statuscheck, "init"):
-            self.deps = (*self.deps, statuscheck)
+        self.deps = deps_among(etcd, statuscheck)
         self._prefix = prefix.encode()
         self._decode = as_decoder(decode)
         self._name_of = name_of or strip_prefix(prefix)
@@ -285,7 +285,7 @@ class CacheHelper(Generic[V]):
         except Exception as exc:  # noqa: BLE001 - user functions; one bad value is left out
             self.decode_errors += 1
             log.warning("cache of %s: value of %s (revision %d) left out: %s", self.prefix,
-                        key.decode(errors="replace"), mod_revision, _describe(exc))
+                        key.decode(errors="replace"), mod_revision, reason(exc))
             self._mapping.delete(name)  # an old value would pretend to be current
             self._mod_revisions.pop(name, None)
             return
@@ -301,7 +301,7 @@ class CacheHelper(Generic[V]):
         self._report(PluginState.OK)
 
     def _failed(self, exc: BaseException) -> None:
-        error = f"cache of {self.prefix} is not following etcd: {_describe(exc)}"
+        error = f"cache of {self.prefix} is not following etcd: {reason(exc)}"
         if error != self.last_error:
             log.warning("%s; retrying", error)
         self.last_error = error
@@ -318,9 +318,5 @@ class CacheHelper(Generic[V]):
         if exc is not None:  # a bug: the loop handles every expected failure itself
             log.error("cache of %s stopped", self.prefix, exc_info=exc)
             self._synced.clear()
-            self._report(PluginState.ERROR, f"cache of {self.prefix} stopped: {_describe(exc)}")
+            self._report(PluginState.ERROR, f"cache of {self.prefix} stopped: {reason(exc)}")
 
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

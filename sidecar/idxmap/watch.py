@@ -11,13 +11,14 @@ is logged once, and when it has consumed the queue it receives one
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 from typing import Generic, TypeVar
+
+from sidecar.agent.tasks import cancel_and_wait, spawn
 
 from .api import MappingEvent, WatchCallback
 
@@ -161,8 +162,7 @@ class CallbackWatch(Subscription[V]):
         self.callback = callback
         #: Callback invocations that raised.
         self.errors = 0
-        self._task = asyncio.get_running_loop().create_task(
-            self._deliver(), name=f"idxmap-watch:{title}:{subscriber}")
+        self._task = spawn(self._deliver(), f"idxmap-watch:{title}:{subscriber}")
         self._task.add_done_callback(self._task_done)
 
     async def _deliver(self) -> None:
@@ -178,10 +178,7 @@ class CallbackWatch(Subscription[V]):
                               "resync" if event.resync else repr(event.name))
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("idxmap %s: watch task of %s died", self.title, self.subscriber,
-                      exc_info=task.exception())
-        self._detach()
+        self._detach()  # however it ended (spawn logs a crash)
 
     async def close(self) -> None:
         """Stop the watch; events still queued are not delivered. Idempotent."""
@@ -190,6 +187,4 @@ class CallbackWatch(Subscription[V]):
         if task is asyncio.current_task():  # closed from its own callback: it ends by itself
             return
         if not task.done():
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+            await cancel_and_wait(task)

@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 
+from sidecar.agent.errors import reason
 from sidecar.buildinfo import current as current_build
 
 from ._credentials import Credentials
@@ -79,10 +80,9 @@ class ApiClient:
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self.requests[method, 0] += 1
-            reason = str(exc) or type(exc).__name__
-            if isinstance(exc, TimeoutError):
-                reason = "no answer within the request timeout"
-            raise ApiUnavailableError(method, path, 0, reason) from exc
+            why = ("no answer within the request timeout" if isinstance(exc, TimeoutError)
+                   else reason(exc))
+            raise ApiUnavailableError(method, path, 0, why) from exc
         self.requests[method, status] += 1
         try:
             answer = json.loads(raw) if raw else {}
@@ -90,9 +90,9 @@ class ApiClient:
             answer = {"message": raw[:200].decode(errors="replace")}
         if status >= 400:
             message = answer.get("message") if isinstance(answer, dict) else None
-            reason = str(message or answer.get("reason") or "error")
+            why = str(message or answer.get("reason") or "error")
             cls = ApiUnavailableError if status == 429 or status >= 500 else ApiError
-            raise cls(method, path, status, reason)
+            raise cls(method, path, status, why)
         return answer if isinstance(answer, dict) else {"items": answer}
 
     async def close(self) -> None:

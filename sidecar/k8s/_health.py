@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from sidecar.agent.errors import reason
 from sidecar.health.statuscheck import PluginState, StatusWriter
 
 from .errors import ApiError
@@ -56,7 +57,7 @@ class ApiHealth:
 
     def crashed(self, task: str, exc: BaseException) -> None:
         """A background task of the plugin died (a bug): ERROR until restart."""
-        self._report(PluginState.ERROR, f"{task} stopped: {exc or type(exc).__name__}")
+        self._report(PluginState.ERROR, f"{task} stopped: {reason(exc)}")
 
     def _report(self, state: PluginState, error: str | None) -> None:
         self._state = state

@@ -14,6 +14,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from sidecar.agent.api import deps_among
 from sidecar.health.statuscheck.api import PluginState, StatusReader
 from sidecar.rest.api import HTTPHandlers, Parameter, Response, RouteDoc
 
@@ -53,7 +54,7 @@ class MetricsPlugin:
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.config = config or MetricsConfig()
-        self.deps = tuple(d for d in (rest, statuscheck) if hasattr(d, "init"))
+        self.deps = deps_among(rest, statuscheck)
         self._rest = rest
         self._statuscheck = statuscheck
         #: The sidecar's registry: give it to plugins that export metrics.

@@ -9,6 +9,8 @@ from enum import Enum
 
 from aiohttp import web
 
+from .api import error_response
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -62,9 +64,7 @@ class AdminAccess:
 
 def refuse(verdict: Verdict) -> web.Response:
     if verdict is Verdict.NEEDS_TOKEN:
-        return web.json_response(
-            {"error": "admin route: allowed from the admin allow-list or with a bearer token"},
-            status=401,
-            headers={"WWW-Authenticate": 'Bearer realm="cninfra-sidecar"'},
-        )
-    return web.json_response({"error": "admin route: invalid token"}, status=403)
+        return error_response(
+            401, "admin route: allowed from the admin allow-list or with a bearer token",
+            headers={"WWW-Authenticate": 'Bearer realm="cninfra-sidecar"'})
+    return error_response(403, "admin route: invalid token")

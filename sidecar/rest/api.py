@@ -20,6 +20,12 @@ ERROR_SCHEMA: Schema = {
     "properties": {"error": {"type": "string", "description": "what was wrong, in one line"}},
 }
 
+def error_response(status: int, message: str, *, headers: Mapping[str, str] | None = None,
+                   **extra: object) -> web.Response:
+    """The JSON answer :data:`ERROR_SCHEMA` documents: ``{"error": message, **extra}``."""
+    return web.json_response({"error": message, **extra}, status=status, headers=headers)
+
+
 @dataclass(frozen=True)
 class Parameter:
     """A path, query or header parameter of a route."""

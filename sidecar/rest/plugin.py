@@ -16,7 +16,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from sidecar._version import __version__
 
 from .access import AdminAccess, refuse
-from .api import Handler, Middleware, Response, RouteDoc
+from .api import Handler, Middleware, Response, RouteDoc, error_response
 from .config import HTTPConfig
 from .openapi import RouteInfo, openapi_document
 
@@ -150,9 +150,7 @@ class RestPlugin:
                 async with asyncio.timeout(limit):
                     return await handler(request)
             except TimeoutError:
-                return web.json_response(
-                    {"error": f"request took longer than {limit:g}s"}, status=503
-                )
+                return error_response(503, f"request took longer than {limit:g}s")
 
         return bounded
 

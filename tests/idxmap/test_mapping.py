@@ -330,3 +330,26 @@ def test_importing_idxmap_does_not_load_the_etcd_client() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60).stdout
     assert out.strip() == "[]"
+
+
+async def test_closing_a_watch_keeps_the_closers_deadline() -> None:
+    # The agent bounds close() with a deadline; a callback slow to unwind must not make
+    # that deadline pass unnoticed (the close used to swallow its own cancellation).
+    m = colors()
+    entered = asyncio.Event()
+
+    async def slow_to_unwind(event: MappingEvent[Value]) -> None:
+        entered.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.Event().wait()  # until cancelled once more
+            raise
+
+    watch = m.watch("slow", slow_to_unwind)
+    m.put("a", {"color": "red"})
+    await asyncio.wait_for(entered.wait(), 5)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.1):
+            await watch.close()
+    assert watch.closed

@@ -12,6 +12,7 @@ from aiokafka.partitioner import murmur2
 
 from sidecar.messaging.kafka import (
     OFFSET_OLDEST,
+    AsyncProducer,
     ClientConfig,
     Consumer,
     KafkaUnavailableError,
@@ -233,3 +234,49 @@ async def test_tls_verifies_the_brokers_certificate(secure_broker: SecureBroker)
     with pytest.raises(KafkaUnavailableError):
         await asyncio.wait_for(producer.start(), 30)
     await producer.stop()
+
+
+async def test_stopping_a_consumer_keeps_the_closers_deadline(
+        kafka_broker: KafkaBroker, producer_factory: ProducerFactory) -> None:
+    # A handler slow to unwind: stop() bounded by a deadline must end at the deadline
+    # (it used to swallow its own cancellation, and exceptions with it).
+    topic = unique("slow-handler")
+    entered = asyncio.Event()
+
+    async def slow_to_unwind(message: ConsumerMessage) -> None:
+        entered.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.Event().wait()  # until cancelled once more
+            raise
+
+    producer = await producer_factory()
+    await producer.send(topic, b"one")
+    reader = PartitionConsumer(client_config(kafka_broker), topic, 0, OFFSET_OLDEST,
+                               slow_to_unwind)
+    await reader.start()
+    try:
+        await asyncio.wait_for(entered.wait(), 20)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await reader.stop()
+    finally:
+        await reader.stop()
+
+
+async def test_stopping_an_async_producer_passes_on_the_closers_cancellation(
+        kafka_broker: KafkaBroker) -> None:
+    producer = AsyncProducer(client_config(kafka_broker))
+    await producer.start()
+    try:
+        closing = asyncio.create_task(producer.stop())
+        # One turn: stop() has cancelled the send loop and waits for it to unwind; the
+        # agent's close deadline cancels it right then.
+        await asyncio.sleep(0)
+        closing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+    finally:
+        await producer.stop()
+

@@ -57,7 +57,15 @@ from .options import (
 from .plugin import HEALTH_PREFIX, ProcessManagerPlugin, process_health
 from .process import Process
 from .reaper import ZombieReaper
-from .status import IdSet, ProcessState, ProcessStatus, parse_status, read_status, signals_in
+from .status import (
+    IdSet,
+    ProcessState,
+    ProcessStatus,
+    describe_exit,
+    parse_status,
+    read_status,
+    signals_in,
+)
 from .templates import Template, TemplateOptions, TemplateStore
 
 __all__ = [
@@ -103,6 +111,7 @@ __all__ = [
     "WorkingDir",
     "Writer",
     "ZombieReaper",
+    "describe_exit",
     "is_child_subreaper",
     "parse_signal",
     "parse_status",

@@ -309,20 +309,3 @@ def group_exists(pgid: int) -> bool:
         return True
     return any(line.pgid == pgid and line.state is not ProcessState.ZOMBIE
                for _, line in all_stat_lines())
-
-
-def describe_exit(returncode: int | None) -> str:
-    if returncode is None:
-        return "exit code unknown"
-    if returncode < 0:
-        try:
-            return f"killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exit code {returncode}"
-
-
-def reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
-    return str(exc) or type(exc).__name__

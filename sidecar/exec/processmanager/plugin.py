@@ -7,6 +7,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
+from sidecar.agent.api import deps_among
 from sidecar.health.statuscheck.api import PluginState, StatusWriter
 
 from ._spawn import is_child_subreaper, set_child_subreaper
@@ -14,7 +15,7 @@ from .config import ProcessManagerConfig
 from .errors import ProcessStartError, TemplateError
 from .manager import ProcessManager
 from .process import Process
-from .status import ProcessState
+from .status import ProcessState, describe_exit
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -28,21 +29,17 @@ HEALTH_PREFIX = "process:"
 def process_health(process: Process) -> tuple[PluginState, str | None]:
     """OK, or ERROR with the reason: given up, crash-looping, or stopped by a signal."""
     if process.gave_up:
-        return PluginState.ERROR, (f"exited ({_exit_text(process.last_returncode)}) and will not "
-                                   f"be restarted ({process.restarts} restarts)")
+        how = describe_exit(process.last_returncode)
+        return PluginState.ERROR, (f"exited ({how}) and will not be restarted "
+                                   f"({process.restarts} restarts)")
     if process.crash_looping:
         return PluginState.ERROR, (f"crash-looping: exited {process.failure_streak} times in "
                                    "a row soon after starting, last "
-                                   f"{_exit_text(process.last_returncode)}")
+                                   f"{describe_exit(process.last_returncode)}")
     if process.state in (ProcessState.STOPPED, ProcessState.TRACING_STOP):
         return PluginState.ERROR, f"the process is {process.state.value} (SIGSTOP or a debugger)"
     return PluginState.OK, None
 
-
-def _exit_text(returncode: int | None) -> str:
-    if returncode is None:
-        return "exit code unknown"
-    return f"killed by signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
 
 
 class ProcessManagerPlugin:
@@ -59,8 +56,7 @@ class ProcessManagerPlugin:
                  statuscheck: StatusWriter | None = None,
                  registry: CollectorRegistry | None = None) -> None:
         self.config = config or ProcessManagerConfig()
-        self.deps = (statuscheck,) if statuscheck is not None and hasattr(statuscheck, "init") \
-            else ()
+        self.deps = deps_among(statuscheck)
         self._statuscheck = statuscheck
         self._registry = registry
         self._collector: Any = None

@@ -20,13 +20,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Protocol
 
-from ._spawn import PipeReader, describe_exit
+from ._spawn import PipeReader
 from .errors import ProcessNotRunningError, ProcessStartError
 from .events import DEFAULT_BUFFER, EventKind, Fanout, ProcessEvent, Subscription
 from .options import ProcessOptions
 from .restart import RestartPolicy
 from .run import ProcessRun
-from .status import ProcessState, ProcessStatus, read_status
+from .status import ProcessState, ProcessStatus, describe_exit, read_status
 
 log = logging.getLogger("sidecar.exec.processmanager")
 

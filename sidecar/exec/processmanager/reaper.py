@@ -32,9 +32,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from sidecar.agent.tasks import cancel_and_wait
+from sidecar.agent.tasks import cancel_and_wait, spawn
 
-from .status import ProcessState, StatFile, all_stat_lines, read_stat
+from .status import ProcessState, StatFile, all_stat_lines, describe_exit, read_stat
 
 log = logging.getLogger("sidecar.exec.processmanager")
 
@@ -176,8 +176,7 @@ class ZombieReaper:
     def start(self) -> None:
         if self.running:
             return
-        self._task = asyncio.get_running_loop().create_task(
-            self._loop(), name="process-manager-reaper")
+        self._task = spawn(self._loop(), "process-manager-reaper")
 
     async def _loop(self) -> None:
         while True:
@@ -193,6 +192,4 @@ class ZombieReaper:
 
 
 def _describe(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"killed by signal {os.WTERMSIG(status)}"
-    return f"exit {os.waitstatus_to_exitcode(status)}"
+    return describe_exit(os.waitstatus_to_exitcode(status))

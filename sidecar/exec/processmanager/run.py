@@ -19,8 +19,10 @@ import time
 from collections.abc import Callable
 from signal import Signals
 
+from sidecar.agent.errors import reason
+
 from . import reaper
-from ._spawn import PipeReader, StreamPlan, group_exists, killpg, plan_stream, reason, spawn
+from ._spawn import PipeReader, StreamPlan, group_exists, killpg, plan_stream, spawn
 from .errors import AttachError, ProcessStartError
 from .options import ProcessOptions
 from .status import ProcessState, StatFile, read_stat

@@ -409,3 +409,15 @@ def boot_time() -> float:
             if line.startswith(b"btime "):
                 return float(line.split()[1])
     raise OSError("no btime in /proc/stat")
+
+
+def describe_exit(returncode: int | None) -> str:
+    """How a process ended: ``exit code 3``, ``killed by SIGKILL`` (``exit code unknown``)."""
+    if returncode is None:
+        return "exit code unknown"
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"

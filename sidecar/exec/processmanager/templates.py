@@ -23,11 +23,19 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 
-from sidecar.config import YamlError, format_duration, parse_duration, parse_yaml
+from sidecar.config import (
+    ConfigValueError,
+    Parse,
+    YamlError,
+    decode,
+    format_duration,
+    parse_duration,
+    parse_yaml,
+)
 
 from .errors import TemplateError
 from .options import Backoff, ProcessOptions, parse_cpu_list, parse_signal
@@ -35,6 +43,24 @@ from .options import Backoff, ProcessOptions, parse_cpu_list, parse_signal
 JSON_SUFFIX = ".json"
 TEMPLATE_SUFFIXES = (".json", ".yaml", ".yml")
 _CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
+
+def _duration_text(value: object) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise TypeError(f"expected a duration such as 500ms or 5s, got {value!r}")
+    return format_duration(parse_duration(value))
+
+
+def _signal_text(value: object) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise TypeError(f"expected a signal name or number, got {value!r}")
+    parse_signal(value)
+    return str(value)
+
+
+#: Kept as text (as written to the file), checked and normalised when read.
+_Duration = Annotated[str, Parse(_duration_text)]
+_Signal = Annotated[str, Parse(_signal_text)]
 
 
 @dataclass(frozen=True)
@@ -55,27 +81,19 @@ class TemplateOptions:
     #: taskset's hexadecimal mask (``"0x3"``) or cpu list (``"0-2,6"``).
     cpu_affinity_mask: str = ""
     cpu_affinity_list: str = ""
-    cpu_affinity_delay: str = ""
+    cpu_affinity_delay: _Duration = ""
     env: Mapping[str, str] | None = None
     working_dir: str = ""
     out_file: str = ""
     err_file: str = ""
     #: A signal name (``SIGINT``) or number.
-    stop_signal: str = ""
-    stop_timeout: str = ""
-    backoff_base: str = ""
-    backoff_cap: str = ""
-    backoff_reset_after: str = ""
+    stop_signal: _Signal = ""
+    stop_timeout: _Duration = ""
+    backoff_base: _Duration = ""
+    backoff_cap: _Duration = ""
+    backoff_reset_after: _Duration = ""
 
 
-_KINDS: dict[str, str] = {
-    "args": "strings", "out_writer": "bool", "err_writer": "bool", "restart": "int",
-    "detach": "bool", "run_on_startup": "bool", "notify": "bool", "auto_terminate": "bool",
-    "cpu_affinity_mask": "str", "cpu_affinity_list": "str", "cpu_affinity_delay": "duration",
-    "env": "env", "working_dir": "str", "out_file": "str", "err_file": "str",
-    "stop_signal": "signal", "stop_timeout": "duration", "backoff_base": "duration",
-    "backoff_cap": "duration", "backoff_reset_after": "duration",
-}
 _ALIASES = {"cpu_affinity": "cpu_affinity_mask"}  # the field's name in older cn-infra
 
 
@@ -84,46 +102,16 @@ def _key(raw: object) -> str:
     return _CAMEL.sub(r"_\1", text).lower().replace("-", "_")
 
 
-def _value(kind: str, value: Any, where: str, source: str) -> Any:
-    def bad(expected: str) -> TemplateError:
-        return TemplateError(source, f"{where}: expected {expected}, got {value!r}")
-
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise bad("true or false")
-        return value
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad("an integer")
-        return value
-    if kind == "strings":
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise bad("a list of strings")
-        return tuple(value)
-    if kind == "env":
-        if not isinstance(value, Mapping) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-            raise bad("a mapping of strings")
-        return dict(value)
-    if kind == "duration":
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise bad("a duration such as 500ms or 5s")
-        try:
-            seconds = parse_duration(value)
-        except ValueError as exc:
-            raise TemplateError(source, f"{where}: {exc}") from None
-        return format_duration(seconds) if value != "" else ""
-    if kind == "signal":
-        if isinstance(value, bool) or not isinstance(value, str | int):
-            raise bad("a signal name or number")
-        try:
-            parse_signal(value)
-        except ValueError as exc:
-            raise TemplateError(source, f"{where}: {exc}") from None
-        return str(value)
-    if not isinstance(value, str):
-        raise bad("a string")
-    return value
+def _decode_options(raw: Mapping[Any, Any], source: str) -> TemplateOptions:
+    """``p_options`` in any spelling (snake_case, camelCase, dashed) through the config
+    decoder; a null value means the default."""
+    options = {_ALIASES.get(_key(k), _key(k)): v for k, v in raw.items() if v is not None}
+    try:
+        return decode(TemplateOptions, options, source, "p_options",
+                      key_of=lambda spec: spec.name)
+    except ConfigValueError as exc:
+        raise TemplateError(source, f"{exc.key}: {exc.reason}" if exc.key else exc.reason) \
+            from None
 
 
 def _check_name(name: str, source: str) -> None:
@@ -269,17 +257,7 @@ class Template:
         raw_options = top.get("p_options") or {}
         if not isinstance(raw_options, Mapping):
             raise TemplateError(source, "p_options: expected an object")
-        values: dict[str, Any] = {}
-        for raw_key, value in raw_options.items():
-            key = _ALIASES.get(_key(raw_key), _key(raw_key))
-            kind = _KINDS.get(key)
-            if kind is None:
-                raise TemplateError(source, f"p_options.{raw_key}: unknown key; valid keys are: "
-                                            f"{', '.join(sorted(_KINDS))}")
-            if value is None:
-                continue
-            values[key] = _value(kind, value, f"p_options.{raw_key}", source)
-        template = cls(name=name, cmd=cmd, p_options=TemplateOptions(**values))
+        template = cls(name=name, cmd=cmd, p_options=_decode_options(raw_options, source))
         try:
             template.process_options()
         except (TemplateError, ValueError) as exc:

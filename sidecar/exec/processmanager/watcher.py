@@ -11,7 +11,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from sidecar.agent.tasks import cancel_and_wait
+from sidecar.agent.tasks import cancel_and_wait, spawn
 
 from . import reaper
 
@@ -47,9 +47,7 @@ class StatusWatcher:
     def start(self) -> None:
         if self._closed or (self._task is not None and not self._task.done()):
             return
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name="process-manager-status")
-        self._task.add_done_callback(self._ended)
+        self._task = spawn(self._run(), "process-manager-status", on_crash=self._crashed)
 
     def tick(self) -> None:
         """Read every watched process once."""
@@ -65,11 +63,10 @@ class StatusWatcher:
             await asyncio.sleep(self.interval)
             self.tick()
 
-    def _ended(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or self._closed:
+    def _crashed(self, error: BaseException) -> None:
+        if self._closed:
             return
-        log.error("process status watcher stopped unexpectedly: %r; restarting it",
-                  task.exception())
+        log.warning("restarting the process status watcher")  # spawn logged the crash
         self._task = None
         self.start()
 

@@ -6,7 +6,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from sidecar.rest.api import HTTPHandlers, Parameter, Response, RouteDoc
+from sidecar.rest.api import HTTPHandlers, Parameter, Response, RouteDoc, error_response
 
 from .errors import ProgramNotFoundError, ProgramStartError, SupervisorError
 
@@ -110,10 +110,9 @@ def register_routes(rest: HTTPHandlers, supervisor: Programs) -> None:
         except ProgramNotFoundError as exc:
             return _not_found(exc)
         except ProgramStartError as exc:
-            return web.json_response({"error": str(exc),
-                                      "program": supervisor.program_row(name)}, status=500)
+            return error_response(500, str(exc), program=supervisor.program_row(name))
         except SupervisorError as exc:  # stopping with the sidecar
-            return web.json_response({"error": str(exc)}, status=503)
+            return error_response(503, str(exc))
         return web.json_response({"program": supervisor.program_row(name), "action": action,
                                   "changed": changed})
 
@@ -127,5 +126,4 @@ def register_routes(rest: HTTPHandlers, supervisor: Programs) -> None:
 
 
 def _not_found(exc: ProgramNotFoundError) -> web.Response:
-    body: dict[str, Any] = {"error": str(exc), "programs": exc.known}
-    return web.json_response(body, status=404)
+    return error_response(404, str(exc), programs=exc.known)

@@ -29,6 +29,7 @@ from sidecar.exec.processmanager import (
     ProcessManagerError,
     ProcessOptions,
     ProcessStartError,
+    describe_exit,
 )
 
 from .api import ProgramEvent
@@ -242,7 +243,7 @@ class HookRunner:
                 error = f"did not finish within {hook.timeout:g}s: stopped"
                 await process.stop_and_wait(HOOK_KILL_GRACE)
             else:
-                error = None if code == 0 else _exit_text(code)
+                error = None if code == 0 else describe_exit(code)
             # Whatever the hook left behind in its process group goes with it.
             await process.kill()
         except asyncio.CancelledError:
@@ -286,8 +287,3 @@ class HookRunner:
             self._lanes.clear()
             await self.manager.close()
 
-
-def _exit_text(code: int | None) -> str:
-    if code is None:
-        return "exit code unknown"
-    return f"killed by signal {-code}" if code < 0 else f"exit code {code}"

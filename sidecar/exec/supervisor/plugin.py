@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sidecar.agent.api import deps_among
 from sidecar.config import ConfigError, ConfigValueError
 from sidecar.exec.processmanager import (
     Process,
@@ -74,8 +75,7 @@ class SupervisorPlugin:
             self._manager = manager.manager
         else:
             self._manager = manager or ProcessManager()
-        self.deps = tuple(p for p in (manager, statuscheck, rest)
-                          if p is not None and hasattr(p, "init"))
+        self.deps = deps_among(manager, statuscheck, rest)
         self._statuscheck = statuscheck
         self._rest = rest
         self._registry = registry

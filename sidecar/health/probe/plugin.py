@@ -10,6 +10,7 @@ import json
 
 from aiohttp import web
 
+from sidecar.agent.api import deps_among
 from sidecar.health.statuscheck.api import StatusReader
 from sidecar.health.statuscheck.schema import AGENT_STATUS_SCHEMA
 from sidecar.rest.api import HTTPHandlers, Response, RouteDoc
@@ -36,7 +37,7 @@ class ProbePlugin:
     name = "probe"
 
     def __init__(self, rest: HTTPHandlers, statuscheck: StatusReader) -> None:
-        self.deps = tuple(d for d in (rest, statuscheck) if hasattr(d, "init"))
+        self.deps = deps_among(rest, statuscheck)
         self._rest = rest
         self._status = statuscheck
         self._revision = -1

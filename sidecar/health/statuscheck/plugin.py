@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from sidecar.agent.errors import reason
 from sidecar.agent.tasks import cancel_and_wait, spawn
 from sidecar.buildinfo import BuildInfo
 from sidecar.buildinfo import current as current_build
@@ -215,7 +216,7 @@ class StatusCheckPlugin:
         except asyncio.CancelledError:
             state, error = PluginState.ERROR, "probe was cancelled"
         except Exception as exc:  # noqa: BLE001 - a failing probe means ERROR with its reason
-            state, error = PluginState.ERROR, str(exc) or type(exc).__name__
+            state, error = PluginState.ERROR, reason(exc)
         self._set(name, state, error)
 
     def confirm(self) -> None:

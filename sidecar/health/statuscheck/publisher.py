@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from sidecar.agent.api import deps_among
 from sidecar.agent.tasks import cancel_and_wait, spawn
 from sidecar.kvstore.api import KVUnavailableError, LeasedWriter
 
@@ -67,7 +68,7 @@ class StatusPublisher:
         prefix: Callable[[], str],
         publish_interval: float | None = None,
     ) -> None:
-        self.deps = (statuscheck, writer) if hasattr(writer, "init") else (statuscheck,)
+        self.deps = deps_among(statuscheck, writer)
         self._statuscheck = statuscheck
         self._writer = writer
         self._prefix = prefix

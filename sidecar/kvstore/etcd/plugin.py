@@ -20,6 +20,8 @@ import logging
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
+from sidecar.agent.api import deps_among
+from sidecar.agent.errors import reason
 from sidecar.agent.tasks import cancel_and_wait, spawn
 from sidecar.health.statuscheck.api import PluginState, StatusWriter
 from sidecar.kvstore.api import KVUnavailableError
@@ -38,8 +40,7 @@ class EtcdPlugin:
     def __init__(self, config: EtcdConfig | None = None,
                  statuscheck: StatusWriter | None = None) -> None:
         self.config = config or EtcdConfig()
-        self.deps = (statuscheck,) if statuscheck is not None and hasattr(statuscheck, "init") \
-            else ()
+        self.deps = deps_among(statuscheck)
         self._statuscheck = statuscheck
         self._client: EtcdClient | None = None
         self._endpoint_index = 0
@@ -94,7 +95,7 @@ class EtcdPlugin:
                 await client.transaction(compare=[], success=ops, failure=[])
         except Exception as exc:
             self._check_now.set()  # let the session loop find out what broke
-            raise KVUnavailableError(f"etcd write failed: {_describe(exc)}") from exc
+            raise KVUnavailableError(f"etcd write failed: {reason(exc)}") from exc
 
     # -- lifecycle -----------------------------------------------------------
     async def init(self) -> None:
@@ -197,7 +198,7 @@ class EtcdPlugin:
             self._report(PluginState.OK)
 
     def _lost(self, exc: BaseException) -> None:
-        error = f"etcd unreachable at {self.endpoint}: {_describe(exc)}"
+        error = f"etcd unreachable at {self.endpoint}: {reason(exc)}"
         was_connected = self._connected.is_set()
         self._connected.clear()
         if was_connected or error != self._last_error:
@@ -217,9 +218,3 @@ class EtcdPlugin:
             with contextlib.suppress(Exception):
                 await old.close()
 
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "no answer (timed out)"
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

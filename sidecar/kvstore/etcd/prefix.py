@@ -16,6 +16,7 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, NamedTuple
 
+from sidecar.agent.errors import reason
 from sidecar.kvstore.api import KVUnavailableError
 
 #: Keys per range request of :func:`read_prefix`; keeps each answer well below
@@ -112,7 +113,7 @@ async def _range(client: Any, request: Any, request_timeout: float) -> Any:
     except TimeoutError as exc:
         raise KVUnavailableError(f"etcd read took longer than {request_timeout:g}s") from exc
     except Exception as exc:
-        raise KVUnavailableError(f"etcd read failed: {_describe(exc)}") from exc
+        raise KVUnavailableError(f"etcd read failed: {reason(exc)}") from exc
 
 
 class PrefixWatch:
@@ -140,7 +141,7 @@ class PrefixWatch:
         except exceptions.RevisionCompactedError as exc:
             raise RevisionCompactedError(exc.compacted_revision) from exc
         except Exception as exc:
-            raise KVUnavailableError(f"etcd watch broke: {_describe(exc)}") from exc
+            raise KVUnavailableError(f"etcd watch broke: {reason(exc)}") from exc
         raise KVUnavailableError("etcd watch stream ended")
 
     async def cancel(self) -> None:
@@ -164,13 +165,9 @@ async def watch_prefix(client: Any, prefix: bytes, start_revision: int, *,
     except TimeoutError as exc:
         raise KVUnavailableError(f"etcd watch not created within {request_timeout:g}s") from exc
     except Exception as exc:
-        raise KVUnavailableError(f"etcd watch failed: {_describe(exc)}") from exc
+        raise KVUnavailableError(f"etcd watch failed: {reason(exc)}") from exc
     return PrefixWatch(watch, start_revision)
 
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 __all__ = [

@@ -11,9 +11,10 @@ import logging
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
+from sidecar.agent.api import deps_among
 from sidecar.config import parse_duration
 from sidecar.logging.levels import LEVELS, InvalidLevelError, level_name
-from sidecar.rest.api import HTTPHandlers, Parameter, Response, RouteDoc
+from sidecar.rest.api import HTTPHandlers, Parameter, Response, RouteDoc, error_response
 
 from .config import LogsConfig
 from .errors import UnknownLoggerError
@@ -67,7 +68,7 @@ class LogManagerPlugin:
         default_level: int | None = None,
         registry: CollectorRegistry | None = None,
     ) -> None:
-        self.deps = (rest,) if hasattr(rest, "init") else ()
+        self.deps = deps_among(rest)
         self._rest = rest
         self.levels = LevelManager(config, default_level)
         if registry is not None:
@@ -90,22 +91,22 @@ class LogManagerPlugin:
             try:
                 ttl = parse_duration(ttl_text)
             except ValueError as exc:
-                return _error(400, f"ttl: {exc}")
+                return error_response(400, f"ttl: {exc}")
             if ttl <= 0:
-                return _error(400, f"ttl: must be greater than zero, got {ttl_text!r}")
+                return error_response(400, f"ttl: must be greater than zero, got {ttl_text!r}")
         try:
             row = self.levels.set(name, request.match_info["level"], ttl)
         except InvalidLevelError as exc:
-            return _error(400, str(exc), valid_levels=list(LEVELS))
+            return error_response(400, str(exc), valid_levels=list(LEVELS))
         except UnknownLoggerError as exc:
-            return _error(404, str(exc))
+            return error_response(404, str(exc))
         return web.json_response(row.to_dict())
 
     async def reset_level(self, request: web.Request) -> web.Response:
         try:
             row = self.levels.reset(request.match_info["logger"])
         except UnknownLoggerError as exc:
-            return _error(404, str(exc))
+            return error_response(404, str(exc))
         return web.json_response(row.to_dict())
 
     # -- lifecycle -----------------------------------------------------------
@@ -124,10 +125,6 @@ class LogManagerPlugin:
 
     async def close(self) -> None:
         self.levels.restore()
-
-
-def _error(status: int, message: str, **extra: object) -> web.Response:
-    return web.json_response({"error": message, **extra}, status=status)
 
 
 #: The name the log manager had before every plugin class was named ``…Plugin``.

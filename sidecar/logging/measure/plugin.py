@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from sidecar.agent.api import deps_among
 from sidecar.rest.api import HTTPHandlers, Response, RouteDoc
 
 from .tracer import Tracer
@@ -31,7 +32,7 @@ class StartupTracePlugin:
     name = "startup-trace"
 
     def __init__(self, rest: HTTPHandlers, tracer: Tracer) -> None:
-        self.deps = (rest,) if hasattr(rest, "init") else ()
+        self.deps = deps_among(rest)
         self._rest = rest
         self.tracer = tracer
 

@@ -15,6 +15,8 @@ aiokafka's own exceptions never leave this package bare: they are the
 
 from __future__ import annotations
 
+from sidecar.agent.errors import reason
+
 
 class KafkaMessagingError(Exception):
     """Root of every error raised by ``sidecar.messaging.kafka``."""
@@ -53,12 +55,5 @@ class MessageDecodeError(KafkaMessagingError):
 
 
 def describe(exc: BaseException) -> str:
-    """A one-line reason for logs and status: the first line of the text, or the type."""
-    if isinstance(exc, TimeoutError):
-        return "no answer (timed out)"
-    text = str(exc).strip()
-    name = type(exc).__name__
-    if not text:
-        return name
-    first = text.splitlines()[0]
-    return first if name in first else f"{name}: {first}"
+    """A one-line reason for logs and status, naming the (terse) client error's type."""
+    return reason(exc, with_type=True)

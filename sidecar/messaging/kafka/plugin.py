@@ -13,6 +13,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from sidecar.agent.api import deps_among
 from sidecar.agent.tasks import cancel_and_wait, spawn
 from sidecar.health.statuscheck.api import PluginState, StatusReader, StatusWriter
 
@@ -42,7 +43,7 @@ class KafkaPlugin:
                  status_reader: StatusReader | None = None) -> None:
         self.config = config or KafkaConfig()
         self.label = label
-        self.deps = tuple(p for p in (statuscheck,) if p is not None and hasattr(p, "init"))
+        self.deps = deps_among(statuscheck)
         self._statuscheck = statuscheck
         self.mux = Multiplexer(self.config.client_config(label), self.config.group_id or label,
                                name="kafka", prev_value_keys=self.config.prev_value_keys)

@@ -9,13 +9,14 @@ rather than per message keeps the client's CPU cost per message below raw
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
+
+from sidecar.agent.tasks import cancel_and_wait, spawn
 
 from ..errors import PublishError, QueueFullError
 from .config import ClientConfig
@@ -58,18 +59,14 @@ class AsyncProducer(_Producer):
     async def start(self) -> None:
         await super().start()
         if self._pump_task is None:
-            self._pump_task = asyncio.create_task(self._pump(), name=f"{self.name}-pump")
-            self._pump_task.add_done_callback(self._pump_ended)
+            self._pump_task = spawn(self._pump(), f"{self.name}-pump", on_crash=self._pump_died)
 
-    def _pump_ended(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or task.exception() is None:
-            return
-        # A bug, not an outage (those are reported per message): say so, fail what waits.
-        log.error("%s: the send loop died: %r", self.name, task.exception())
+    def _pump_died(self, error: BaseException) -> None:
+        # A bug, not an outage (those are reported per message): fail what waits.
         self._closed = True
         while self._queue:
             self._report(self._queue.popleft(),
-                         PublishError(f"{self.name}: the send loop died: {task.exception()!r}"))
+                         PublishError(f"{self.name}: the send loop died: {error!r}"))
 
     def send(self, topic: str, value: bytes | str | None, *, key: bytes | str | None = None,
              partition: int | None = None, headers: Iterable[tuple[str, bytes]] = (),
@@ -119,10 +116,8 @@ class AsyncProducer(_Producer):
         if self._pump_task is not None and self._producer is not None:
             await self.flush(grace)
         task, self._pump_task = self._pump_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if task is not None and not task.done():  # a dead one was reported when it died
+            await cancel_and_wait(task)
         while self._queue:
             self._report(self._queue.popleft(),
                          PublishError(f"{self.name} closed before sending the message"))

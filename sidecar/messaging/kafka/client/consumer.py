@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
+
+from sidecar.agent.tasks import cancel_and_wait, spawn
 
 from ..errors import ClientClosedError, KafkaUnavailableError, SubscriptionError, describe
 from .config import ClientConfig
@@ -84,24 +86,14 @@ class _Base:
             ) from exc
         self._consumer = consumer
 
-    def _spawn(self, coro: Awaitable[None], suffix: str) -> None:
-        task = asyncio.ensure_future(coro)
-        task.set_name(f"{self.name}-{suffix}")
-        task.add_done_callback(self._task_done)
-        self._tasks.append(task)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s: task %s died: %s", self.name, task.get_name(),
-                      describe(task.exception()))  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None], suffix: str) -> None:
+        self._tasks.append(spawn(coro, f"{self.name}-{suffix}"))
 
     async def _cancel_tasks(self) -> None:
         tasks, self._tasks = self._tasks, []
         for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            if not task.done():  # one that died was logged by spawn then
+                await cancel_and_wait(task)
 
 
 class Consumer(_Base):
