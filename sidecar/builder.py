@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sidecar.agent import DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, Agent, Plugin
+from sidecar.agent import DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, Agent, Plugin, deps_among
 from sidecar.config import ConfigError, ConfigSources
 from sidecar.health.probe import ProbePlugin
 from sidecar.health.statuscheck import StatusCheckConfig, StatusCheckPlugin, StatusPublisher
@@ -26,6 +26,8 @@ from sidecar.rest import HTTPConfig, RestPlugin, parse_port
 from sidecar.servicelabel import InvalidLabelError, ServiceLabelConfig, ServiceLabelPlugin
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from sidecar.exec.processmanager import ProcessManagerPlugin
     from sidecar.exec.supervisor import SupervisorPlugin
     from sidecar.k8s import K8sPlugin
@@ -86,14 +88,58 @@ class Sidecar:
         return agent
 
 
-def build(options: Options | None = None) -> Sidecar:  # noqa: PLR0915 - the one wiring place
-    """Load and check all config, construct the plugins; raise ConfigError on bad input."""
-    options = options or Options()
+@dataclass(frozen=True)
+class _Core:
+    """What the plugins are built from: the config, and the plugins every sidecar has."""
+
+    sources: ConfigSources
+    env: Mapping[str, str]
+    options: Options
+    rest: RestPlugin
+    servicelabel: ServiceLabelPlugin
+    statuscheck: StatusCheckPlugin
+    metrics: MetricsPlugin | None
+    #: The metrics plugin's registry, for plugins' collectors (None without metrics).
+    registry: CollectorRegistry | None
+
+
+def build(options: Options | None = None) -> Sidecar:
+    """Load and check all config, construct the plugins; raise ConfigError on bad input.
+
+    Each helper below builds one plugin (None when its config says it is off), in the
+    order their config files are checked; the agent orders their start by ``deps``.
+    """
+    core = _core(options or Options())
+    logmanager = _logmanager(core)
+    tracer = Tracer("startup")
+    etcd, publisher = _etcd(core)
+    fleet = _fleet(core, etcd)
+    # The supervisor runs its programs in the process manager: it gets one with defaults.
+    process_manager = _process_manager(core, required=core.sources.has("supervisor"))
+    kafka = _kafka(core)
+    supervisor = _supervisor(core, process_manager, kafka)
+    k8s = _k8s(core, supervisor)
+    probe = ProbePlugin(core.rest, core.statuscheck)
+    # The log manager first, so that every other plugin starts at its configured level.
+    plugins: list[Plugin | None] = [
+        logmanager, core.servicelabel, core.statuscheck, core.rest, probe,
+        StartupTracePlugin(core.rest, tracer), core.metrics,
+        etcd, publisher, fleet, process_manager, kafka, supervisor, k8s,
+    ]
+    return Sidecar(rest=core.rest, servicelabel=core.servicelabel, statuscheck=core.statuscheck,
+                   probe=probe, etcd=etcd, plugins=[p for p in plugins if p is not None],
+                   options=core.options, logmanager=logmanager, kafka=kafka, metrics=core.metrics,
+                   tracer=tracer, process_manager=process_manager, k8s=k8s,
+                   supervisor=supervisor)
+
+
+def _core(options: Options) -> _Core:
+    """The config sources, and the plugins every sidecar has: REST, the service label,
+    the status check and (unless metrics.conf turns it off) metrics."""
     env = dict(os.environ) if options.env is None else dict(options.env)
     sources = ConfigSources.from_env(options.config_dir, options.config_files, env)
     if sources.config_dir is not None and not sources.config_dir.is_dir():
         raise ConfigError(f"config dir {sources.config_dir}: no such directory")
-
     http = sources.load("http", HTTPConfig)
     port_text, port_source = _first(
         (options.http_port, "--http-port"), (env.get("HTTP_PORT"), "HTTP_PORT"))
@@ -102,143 +148,113 @@ def build(options: Options | None = None) -> Sidecar:  # noqa: PLR0915 - the one
             http = http.with_port(parse_port(port_text, port_source))
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-
     label_config = sources.load("servicelabel", ServiceLabelConfig)
     try:
         servicelabel = ServiceLabelPlugin.from_config(
             label_config, options.microservice_label, env)
     except InvalidLabelError as exc:
         raise ConfigError(str(exc)) from None
-
     statuscheck = StatusCheckPlugin(sources.load("statuscheck", StatusCheckConfig))
     try:
         rest = RestPlugin(http)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    probe = ProbePlugin(rest, statuscheck)
-
     metrics_config = sources.load("metrics", MetricsConfig)
     metrics = MetricsPlugin(rest, statuscheck, metrics_config) if metrics_config.enabled else None
-    logmanager = LogManagerPlugin(rest, sources.load("logs", LogsConfig),
-                            _initial_log_level(options, env),
-                            registry=metrics.registry if metrics else None)
-    tracer = Tracer("startup")
-    # The log manager first, so that every other plugin starts at its configured level.
-    plugins: list[Plugin] = [logmanager, servicelabel, statuscheck, rest, probe,
-                             StartupTracePlugin(rest, tracer)]
-    if metrics is not None:
-        plugins.append(metrics)
+    return _Core(sources, env, options, rest, servicelabel, statuscheck, metrics,
+                 registry=metrics.registry if metrics is not None else None)
 
-    etcd_plugin: Plugin | None = None
-    etcd_config = sources.load_optional("etcd", EtcdConfig)
-    if etcd_config is not None:
-        from sidecar.kvstore.etcd import EtcdPlugin
 
-        etcd = EtcdPlugin(etcd_config, statuscheck)
-        publisher = StatusPublisher(statuscheck, etcd, servicelabel.agent_prefix)
-        plugins += [etcd, publisher]
-        etcd_plugin = etcd
-        if metrics is not None:
-            metrics.watch_publisher(publisher)
+def _logmanager(core: _Core) -> LogManagerPlugin:
+    return LogManagerPlugin(core.rest, core.sources.load("logs", LogsConfig),
+                            _initial_log_level(core.options, core.env), registry=core.registry)
 
+
+def _etcd(core: _Core) -> tuple[Plugin | None, StatusPublisher | None]:
+    """With etcd.conf: the etcd plugin, and the publisher of the status into it."""
+    config = core.sources.load_optional("etcd", EtcdConfig)
+    if config is None:
+        return None, None
+    from sidecar.kvstore.etcd import EtcdPlugin
+
+    etcd = EtcdPlugin(config, core.statuscheck)
+    publisher = StatusPublisher(core.statuscheck, etcd, core.servicelabel.agent_prefix)
+    if core.metrics is not None:
+        core.metrics.watch_publisher(publisher)
+    return etcd, publisher
+
+
+def _fleet(core: _Core, etcd: Plugin | None) -> Plugin | None:
+    """With fleet.conf (not ``enabled: false``): the fleet view, read from etcd."""
     # Optional plugins are imported only when their file exists: start-up time is a feature.
-    if sources.has("fleet"):
-        from sidecar.fleet import FleetConfig, FleetPlugin
+    if not core.sources.has("fleet"):
+        return None
+    from sidecar.fleet import FleetConfig, FleetPlugin
 
-        fleet_config = sources.load("fleet", FleetConfig)
-        if fleet_config.enabled:
-            if etcd_plugin is None:
-                raise ConfigError("fleet.conf: the fleet view reads agent statuses from etcd; "
-                                  "add etcd.conf or set 'enabled: false'")
-            plugins.append(FleetPlugin(
-                fleet_config, etcd_plugin, rest, statuscheck,
-                registry=metrics.registry if metrics is not None else None))
-
-    # The supervisor runs its programs in the process manager: it gets one with defaults.
-    process_manager = _process_manager(sources, statuscheck, metrics, plugins,
-                                       required=sources.has("supervisor"))
-    kafka = _kafka(sources, statuscheck, servicelabel, plugins)
-    supervisor = _supervisor(sources, env, rest, statuscheck, metrics=metrics,
-                             process_manager=process_manager, kafka=kafka, plugins=plugins)
-
-    return Sidecar(rest=rest, servicelabel=servicelabel, statuscheck=statuscheck, probe=probe,
-                   etcd=etcd_plugin, plugins=plugins, options=options, logmanager=logmanager,
-                   kafka=kafka, metrics=metrics, tracer=tracer, process_manager=process_manager,
-                   k8s=_k8s(sources, env, statuscheck, metrics, plugins, supervisor=supervisor),
-                   supervisor=supervisor)
+    config = core.sources.load("fleet", FleetConfig)
+    if not config.enabled:
+        return None
+    if etcd is None:
+        raise ConfigError("fleet.conf: the fleet view reads agent statuses from etcd; "
+                          "add etcd.conf or set 'enabled: false'")
+    return FleetPlugin(config, etcd, core.rest, core.statuscheck, registry=core.registry)
 
 
-def _process_manager(sources: ConfigSources, statuscheck: StatusCheckPlugin,
-                     metrics: MetricsPlugin | None, plugins: list[Plugin], *,
-                     required: bool = False) -> ProcessManagerPlugin | None:
-    """The process manager plugin (appended to ``plugins``) when process-manager.conf exists
-    or another plugin requires it (then with its defaults if there is no file)."""
-    if not sources.has("process-manager") and not required:
+def _process_manager(core: _Core, *, required: bool = False) -> ProcessManagerPlugin | None:
+    """With process-manager.conf, or when another plugin requires one (then with its
+    defaults if there is no file)."""
+    if not core.sources.has("process-manager") and not required:
         return None
     from sidecar.exec.processmanager import ProcessManagerConfig, ProcessManagerPlugin
 
-    plugin = ProcessManagerPlugin(sources.load("process-manager", ProcessManagerConfig),
-                                  statuscheck,
-                                  registry=metrics.registry if metrics is not None else None)
-    plugins.append(plugin)
-    return plugin
+    return ProcessManagerPlugin(core.sources.load("process-manager", ProcessManagerConfig),
+                                core.statuscheck, registry=core.registry)
 
 
-def _supervisor(sources: ConfigSources, env: Mapping[str, str], rest: RestPlugin,
-                statuscheck: StatusCheckPlugin, *, metrics: MetricsPlugin | None,
-                process_manager: ProcessManagerPlugin | None, kafka: KafkaPlugin | None,
-                plugins: list[Plugin]) -> SupervisorPlugin | None:
-    """The supervisor (appended to ``plugins``) when supervisor.conf exists; its program
-    events go to Kafka's status topic when kafka.conf has one."""
-    path, _ = sources.locate("supervisor")
-    if path is None or not sources.has("supervisor"):
+def _kafka(core: _Core) -> KafkaPlugin | None:
+    """With kafka.conf."""
+    if not core.sources.has("kafka"):
+        return None
+    from sidecar.messaging.kafka import KafkaConfig, KafkaPlugin
+
+    return KafkaPlugin(core.sources.load("kafka", KafkaConfig), core.statuscheck,
+                       core.servicelabel.agent_label(), status_reader=core.statuscheck)
+
+
+def _supervisor(core: _Core, process_manager: ProcessManagerPlugin | None,
+                kafka: KafkaPlugin | None) -> SupervisorPlugin | None:
+    """With supervisor.conf; its program events go to Kafka's status topic when kafka.conf
+    has one."""
+    path, _ = core.sources.locate("supervisor")
+    if path is None or not core.sources.has("supervisor"):
         return None
     from sidecar.exec.supervisor import SupervisorPlugin
 
     supervisor = SupervisorPlugin.from_file(
-        path, manager=process_manager, statuscheck=statuscheck, rest=rest, env=env,
-        registry=metrics.registry if metrics is not None else None)
+        path, manager=process_manager, statuscheck=core.statuscheck, rest=core.rest,
+        env=core.env, registry=core.registry)
     if kafka is not None and kafka.config.status_topic:
         publish = kafka.publish_event
         supervisor.add_listener(lambda event: publish(event.to_dict()))
-    plugins.append(supervisor)
     return supervisor
 
 
-def _k8s(sources: ConfigSources, env: Mapping[str, str], statuscheck: StatusCheckPlugin,
-         metrics: MetricsPlugin | None, plugins: list[Plugin], *,
-         supervisor: SupervisorPlugin | None = None) -> K8sPlugin | None:
-    """The k8s plugin (appended to ``plugins``) with k8s.conf, or in a cluster without one."""
-    if not sources.has("k8s") and not env.get("KUBERNETES_SERVICE_HOST"):
+def _k8s(core: _Core, supervisor: SupervisorPlugin | None) -> K8sPlugin | None:
+    """With k8s.conf (not ``enabled: false``), or in a cluster without one."""
+    if not core.sources.has("k8s") and not core.env.get("KUBERNETES_SERVICE_HOST"):
         return None  # outside a cluster: not even the package is imported
     from sidecar.k8s.config import K8sConfig, in_cluster
 
-    config = sources.load_optional("k8s", K8sConfig)
-    if config is None and not in_cluster(env):
+    config = core.sources.load_optional("k8s", K8sConfig)
+    if config is None and not in_cluster(core.env):
         return None
     config = config or K8sConfig()
     if not config.enabled:
         return None
     from sidecar.k8s import K8sPlugin
 
-    plugin = K8sPlugin(config, statuscheck, env=env, supervisor=supervisor,
-                       deps=(statuscheck,) if supervisor is None else (statuscheck, supervisor),
-                       registry=metrics.registry if metrics is not None else None)
-    plugins.append(plugin)
-    return plugin
-
-
-def _kafka(sources: ConfigSources, statuscheck: StatusCheckPlugin, servicelabel: ServiceLabelPlugin,
-           plugins: list[Plugin]) -> KafkaPlugin | None:
-    """The Kafka plugin (appended to ``plugins``) when kafka.conf exists."""
-    if not sources.has("kafka"):
-        return None
-    from sidecar.messaging.kafka import KafkaConfig, KafkaPlugin
-
-    plugin = KafkaPlugin(sources.load("kafka", KafkaConfig), statuscheck,
-                         servicelabel.agent_label(), status_reader=statuscheck)
-    plugins.append(plugin)
-    return plugin
+    return K8sPlugin(config, core.statuscheck, env=core.env, supervisor=supervisor,
+                     deps=deps_among(core.statuscheck, supervisor), registry=core.registry)
 
 
 def _initial_log_level(options: Options, env: Mapping[str, str]) -> int | None:
