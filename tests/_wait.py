@@ -16,7 +16,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 __all__ = ["until", "wait_until"]
 
@@ -50,9 +50,20 @@ def wait_until(condition: Callable[[], T | _NotYet], timeout: float, what: str,
         time.sleep(interval)
 
 
-async def until(condition: Callable[[], T | _NotYet | Awaitable[T | _NotYet]], timeout: float,
-                what: str, interval: float = 0.01) -> T:
-    """The asyncio form of ``wait_until``; ``condition`` may be a plain or an async callable."""
+@overload
+async def until(condition: Callable[[], Awaitable[T | _NotYet]], timeout: float, what: str,
+                interval: float = 0.01) -> T: ...
+
+
+@overload
+async def until(condition: Callable[[], T | _NotYet], timeout: float, what: str,
+                interval: float = 0.01) -> T: ...
+
+
+async def until(condition: Callable[[], Any], timeout: float, what: str,
+                interval: float = 0.01) -> Any:
+    """The asyncio form of ``wait_until``; ``condition`` may be a plain or an async callable
+    (``lambda: asyncio.to_thread(blocking)`` for one that blocks)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     last = "nothing"

@@ -13,7 +13,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.servers._util import free_port, wait_until
+from tests._wait import wait_until
+from tests.servers._util import free_port
 
 
 class PortTaken(RuntimeError):

@@ -16,6 +16,7 @@ import pytest
 from sidecar import Agent
 from sidecar.builder import Options, Sidecar, build
 from sidecar.health.statuscheck import PluginState
+from tests._wait import until
 from tests.servers._util import free_port
 from tests.servers.etcd import EtcdServer
 from tests.servers.tls import make_pki
@@ -33,20 +34,6 @@ def write_config(directory: Path, etcd: EtcdServer, *, lease_ttl: str = "5s",
         f"publish-interval: {publish_interval}\nprobe-interval: 200ms\n")
     (directory / "http.conf").write_text(f"endpoint: 127.0.0.1:{free_port()}\n")
     return directory
-
-
-async def until(condition: Any, timeout: float, what: str) -> Any:
-    """Await ``condition()`` (sync or async) until truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        await asyncio.sleep(0.02)
 
 
 async def etcd_get(etcd: EtcdServer, key: str) -> dict[str, Any] | None:

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
-from tests.servers._util import free_port, wait_until
+from tests._wait import wait_until
+from tests.servers._util import free_port
 from tests.sidecar_proc import request
 
 PopenT = TypeVar("PopenT", bound="subprocess.Popen[Any]")
@@ -69,28 +67,6 @@ def running(pid: int) -> bool:
 
 def exists(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists()
-
-
-async def eventually(condition: Callable[[], object], timeout: float = 5.0,
-                     what: str = "condition", interval: float = 0.01) -> object:
-    """Wait until ``condition()`` is truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout}s")
-        await asyncio.sleep(interval)
-
-
-def wait_until_sync(condition: Callable[[], object], timeout: float = 5.0,
-                    what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout}s")
-        time.sleep(0.01)
 
 
 def assert_sidecar_as_pid_1_reaps(config_dir: Path, zombies: int) -> None:

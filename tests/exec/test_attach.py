@@ -21,7 +21,8 @@ from sidecar.exec.processmanager import (
     ProcessState,
     Restarts,
 )
-from tests.exec.helpers import Pids, eventually, exists, running
+from tests._wait import until
+from tests.exec.helpers import Pids, exists, running
 
 # A parent that is not the sidecar: it starts `sleep` and reaps it when it ends (or, with
 # "keep-zombie", never reaps it), printing the sleeper's pid.
@@ -71,7 +72,7 @@ async def test_a_zombie_that_its_parent_does_not_reap_is_reported(
     pid = start_elsewhere(pids, "keep-zombie")
     proc = await manager.attach_process("neglected", "", pid)
     os.kill(pid, signal.SIGKILL)
-    await eventually(lambda: proc.state is ProcessState.ZOMBIE, what="zombie state")
+    await until(lambda: proc.state is ProcessState.ZOMBIE, 5, what="zombie state")
     assert not proc.is_alive()
     assert await proc.wait() is None
 
@@ -91,7 +92,7 @@ async def test_attached_process_is_replaced_from_its_command_when_it_exits(
     events: list[ProcessEvent] = []
     proc.add_listener(events.append)
     os.kill(pid, signal.SIGKILL)
-    await eventually(lambda: proc.pid != pid and proc.is_alive(), what="the replacement")
+    await until(lambda: proc.pid != pid and proc.is_alive(), 5, what="the replacement")
     assert not proc.attached  # ours now
     assert proc.status.ppid == os.getpid()
     assert [e.kind for e in events][-1] is EventKind.STARTED

@@ -21,7 +21,8 @@ from sidecar.exec.processmanager import (
 from sidecar.exec.processmanager._spawn import group_exists
 from sidecar.exec.processmanager.reaper import claim, release
 from sidecar.exec.processmanager.status import ProcessState, read_stat
-from tests.exec.helpers import Pids, eventually, exists, running, wait_until_sync
+from tests._wait import until, wait_until
+from tests.exec.helpers import Pids, exists, running
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,7 +50,7 @@ def test_a_detached_process_outlives_a_killed_sidecar_and_a_bound_one_dies(pids:
     assert running(bound) and running(kept)
     child.kill()  # SIGKILL: no close(), no cleanup, only the kernel acts
     child.wait()
-    wait_until_sync(lambda: not running(bound), what="the bound process dying with its parent")
+    wait_until(lambda: not running(bound), 5, what="the bound process dying with its parent")
     assert running(kept)
 
 
@@ -61,13 +62,13 @@ def test_zombies_of_orphans_are_reaped_by_a_subreaper(pids: Pids, tmp_path: Path
         {"name": "daemonish", "cmd": "/bin/sh",
          "args": ["-c", f"sleep 0.5 & echo $! > {orphan_file}; exit 0"]},
     ]})
-    wait_until_sync(lambda: orphan_file.exists() and orphan_file.read_text().strip(),
+    wait_until(lambda: orphan_file.exists() and orphan_file.read_text().strip(), 5,
                     what="orphan pid")
     orphan = int(orphan_file.read_text())
     pids.add(orphan)
-    wait_until_sync(lambda: _ppid(orphan) == child.pid or not exists(orphan),
+    wait_until(lambda: _ppid(orphan) == child.pid or not exists(orphan), 5,
                     what="the orphan re-parented to the manager")
-    wait_until_sync(lambda: not exists(orphan), what="the orphan's zombie reaped")
+    wait_until(lambda: not exists(orphan), 5, what="the orphan's zombie reaped")
     assert child.poll() is None  # reaped by the manager, which is still running
 
 
@@ -86,10 +87,10 @@ async def test_the_reaper_reaps_forgotten_children_only(pids: Pids) -> None:
         forgotten = os.posix_spawn("/bin/true", ["true"], os.environ)
         claimed = os.posix_spawn("/bin/true", ["true"], os.environ)
         claim(claimed)
-        await eventually(lambda: not exists(forgotten), what="the forgotten child reaped")
+        await until(lambda: not exists(forgotten), 5, what="the forgotten child reaped")
         assert exists(claimed)  # a claimed zombie is its owner's to reap
         release(claimed)
-        await eventually(lambda: not exists(claimed), what="the released child reaped")
+        await until(lambda: not exists(claimed), 5, what="the released child reaped")
         # Children that someone does wait for keep their exit status.
         shell = await asyncio.create_subprocess_exec("/bin/sh", "-c", "sleep 0.3; exit 7")
         popen = pids.track(subprocess.Popen(["/bin/sh", "-c", "sleep 0.3; exit 9"]))
@@ -109,7 +110,7 @@ async def test_managed_children_keep_their_exit_codes_with_the_reaper_on() -> No
         proc.add_listener(lambda e: codes.append(e.returncode) if e.returncode is not None
                           else None)
         await proc.start()
-        await eventually(lambda: proc.gave_up, what="ten restarts")
+        await until(lambda: proc.gave_up, 5, what="ten restarts")
         assert set(codes) == {42}
         assert manager.reaper.reaped == 0
 
@@ -120,13 +121,13 @@ async def test_sigkill_reaches_members_that_outlive_their_leader(manager: Proces
     proc = await manager.new_process("leader", "/bin/sh", Args("-c", script),
                                      Writer(stdout=lines.append))
     await proc.start()
-    await eventually(lambda: lines, what="member pid")
+    await until(lambda: lines, 5, what="member pid")
     member = int(lines[0])
     assert await proc.wait() == 0
     assert running(member)
     # The leader is gone; stop_and_wait has nothing to signal, but kill takes the group.
     await proc.kill()
-    await eventually(lambda: not running(member), what="the group member killed")
+    await until(lambda: not running(member), 5, what="the group member killed")
 
 
 
@@ -138,7 +139,7 @@ def test_a_group_of_zombies_counts_as_finished(pids: Pids) -> None:
     assert member.stdin is not None
     assert group_exists(member.pid), "a live member keeps its group running"
     member.stdin.close()  # it exits; not waited for, it stays our zombie
-    wait_until_sync(lambda: read_stat(member.pid).state is ProcessState.ZOMBIE,
+    wait_until(lambda: read_stat(member.pid).state is ProcessState.ZOMBIE, 5,
                     what="the member a zombie")
     assert not group_exists(member.pid)
 

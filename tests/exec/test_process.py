@@ -37,7 +37,8 @@ from sidecar.exec.processmanager import (
 )
 from sidecar.exec.processmanager import ProcessOptions as Opts
 from sidecar.health.statuscheck import PluginState
-from tests.exec.helpers import Pids, eventually, running
+from tests._wait import until
+from tests.exec.helpers import Pids, running
 
 PY = sys.executable
 
@@ -60,7 +61,7 @@ async def test_start_reports_status_and_stop_ends_it(manager: ProcessManager) ->
     assert status.name == proc.status_name == "sleep"
     assert status.ppid == os.getpid()
     assert status.state in (ProcessState.SLEEPING, ProcessState.RUNNING)
-    await eventually(lambda: proc.state is ProcessState.SLEEPING, what="state read")
+    await until(lambda: proc.state is ProcessState.SLEEPING, 5, what="state read")
     assert proc.uptime > 0
     await proc.start()  # running: nothing happens
     pid = proc.pid
@@ -93,7 +94,7 @@ async def _restart_ten_times(manager: ProcessManager, tmp_path: Path) -> None:
     events: list[ProcessEvent] = []
     proc.add_listener(events.append)
     await proc.start()
-    await eventually(lambda: proc.gave_up, timeout=25, what="ten restarts and the give-up")
+    await until(lambda: proc.gave_up, timeout=25, what="ten restarts and the give-up")
     starts = [e.time for e in events if e.kind is EventKind.STARTED]
     exits = [float(t) for t in stamps.read_text().split()]
     assert len(starts) == 11 and len(exits) == 11
@@ -115,7 +116,7 @@ async def test_the_first_restart_is_immediate_with_the_default_backoff(
     events: list[ProcessEvent] = []
     proc.add_listener(events.append)
     await proc.start()
-    await eventually(lambda: proc.gave_up, what="one restart")
+    await until(lambda: proc.gave_up, 5, what="one restart")
     kinds = [e.kind for e in events]
     assert EventKind.BACKOFF not in kinds
     assert kinds.count(EventKind.STARTED) == 2
@@ -128,7 +129,7 @@ async def test_restarts_forever_with_exponential_backoff(manager: ProcessManager
     events: list[ProcessEvent] = []
     proc.add_listener(events.append)
     await proc.start()
-    await eventually(lambda: proc.restarts >= 12, timeout=20, what="a dozen restarts")
+    await until(lambda: proc.restarts >= 12, timeout=20, what="a dozen restarts")
     assert proc.crash_looping
     assert process_health(proc)[0] is PluginState.ERROR
     delays = [e.delay for e in events if e.kind is EventKind.BACKOFF]
@@ -155,7 +156,7 @@ async def test_a_healthy_run_resets_the_backoff(manager: ProcessManager) -> None
     events: list[ProcessEvent] = []
     proc.add_listener(events.append)
     await proc.start()
-    await eventually(lambda: proc.gave_up, timeout=10, what="three restarts")
+    await until(lambda: proc.gave_up, timeout=10, what="three restarts")
     assert EventKind.BACKOFF not in [e.kind for e in events]
     assert not proc.crash_looping
 
@@ -215,11 +216,11 @@ async def test_stop_reaches_the_whole_process_group(manager: ProcessManager) -> 
         "shell", "/bin/sh", Args("-c", "sleep 60 & echo $!; sleep 60 & echo $!; wait"),
         Writer(stdout=lines.append))
     await proc.start()
-    await eventually(lambda: len(lines) == 2, what="grandchild pids")
+    await until(lambda: len(lines) == 2, 5, what="grandchild pids")
     grandchildren = [int(line) for line in lines]
     assert all(os.getpgid(pid) == proc.pid for pid in grandchildren)
     await proc.stop_and_wait()
-    await eventually(lambda: not any(running(pid) for pid in grandchildren),
+    await until(lambda: not any(running(pid) for pid in grandchildren), 5,
                      what="grandchildren stopped with the group")
 
 
@@ -231,9 +232,9 @@ async def test_kill_wait_and_signal(manager: ProcessManager) -> None:
             "while True: time.sleep(1)\n")
     proc = await manager.new_process("target", PY, Args("-c", code), Writer(lines.append))
     await proc.start()
-    await eventually(lambda: "ready" in lines, timeout=10, what="child ready")
+    await until(lambda: "ready" in lines, timeout=10, what="child ready")
     proc.signal(signal.SIGUSR1)
-    await eventually(lambda: "usr1" in lines, what="signal handled")
+    await until(lambda: "usr1" in lines, 5, what="signal handled")
     waiter = asyncio.ensure_future(proc.wait())
     assert await proc.kill() == -signal.SIGKILL
     assert await waiter == -signal.SIGKILL
@@ -264,7 +265,7 @@ async def test_environment_is_exactly_the_one_given(manager: ProcessManager,
                                       Writer(lines.append))
     await exact.start()
     assert await exact.wait() == 0
-    await eventually(lambda: len(lines) == 2, what="env output")
+    await until(lambda: len(lines) == 2, 5, what="env output")
     assert sorted(lines) == ["AND=that", "ONLY=this"]
 
     inherited: list[str] = []
@@ -275,14 +276,14 @@ async def test_environment_is_exactly_the_one_given(manager: ProcessManager,
         await plain.wait()
     finally:
         del os.environ["PM_TEST_MARKER"]
-    await eventually(lambda: "PM_TEST_MARKER=inherited" in inherited, what="inherited env")
+    await until(lambda: "PM_TEST_MARKER=inherited" in inherited, 5, what="inherited env")
 
     where: list[str] = []
     cwd = await manager.new_process("cwd", "/bin/pwd", WorkingDir(tmp_path), Writer(where.append),
                                     EnvVar([]))
     await cwd.start()
     await cwd.wait()
-    await eventually(lambda: where == [str(tmp_path)], what="working dir")
+    await until(lambda: where == [str(tmp_path)], 5, what="working dir")
 
 
 async def test_output_to_files_prefixes_callbacks_and_nowhere(
@@ -292,7 +293,7 @@ async def test_output_to_files_prefixes_callbacks_and_nowhere(
         "logger", "/bin/sh", Args("-c", "echo out $$; echo err $$ >&2; exit 1"),
         Writer(stdout=log_file, stderr=log_file), Restarts(1, NO_BACKOFF))
     await proc.start()
-    await eventually(lambda: proc.gave_up, what="two runs")
+    await until(lambda: proc.gave_up, 5, what="two runs")
     lines = log_file.read_text().splitlines()
     assert len(lines) == 4  # appended across runs, never truncated
     assert {line.split()[0] for line in lines} == {"out", "err"}
@@ -303,7 +304,7 @@ async def test_output_to_files_prefixes_callbacks_and_nowhere(
         Writer(stdout=LinePrefix("[pfx] ", stream)))
     await prefixed.start()
     await prefixed.wait()
-    await eventually(lambda: stream.getvalue().count("\n") == 3, what="prefixed lines")
+    await until(lambda: stream.getvalue().count("\n") == 3, 5, what="prefixed lines")
     assert stream.getvalue() == "[pfx] a\n[pfx] b\n[pfx] partial\n"
 
     quiet = await manager.new_process("quiet", "/bin/echo", Args("nothing"), Writer(DEVNULL))
@@ -319,7 +320,7 @@ async def test_a_slow_notification_reader_never_blocks_the_watcher(
     unread = proc.notifications(maxsize=2)
     everything = manager.subscribe()
     await proc.start()
-    await eventually(lambda: proc.gave_up, timeout=20, what="twenty restarts, nobody reading")
+    await until(lambda: proc.gave_up, timeout=20, what="twenty restarts, nobody reading")
     assert proc.restarts == 20
     assert unread.dropped > 0
     assert [e.kind for e in unread.pending()][-1] is EventKind.GAVE_UP  # newest kept
@@ -348,12 +349,12 @@ async def test_stopped_and_continued_states_are_noticed(manager: ProcessManager)
     states: list[ProcessState] = []
     proc.add_listener(lambda e: states.append(e.state))
     await proc.start()
-    await eventually(lambda: proc.state is ProcessState.SLEEPING, what="sleeping")
+    await until(lambda: proc.state is ProcessState.SLEEPING, 5, what="sleeping")
     proc.signal(signal.SIGSTOP)
-    await eventually(lambda: proc.state is ProcessState.STOPPED, what="stopped")
+    await until(lambda: proc.state is ProcessState.STOPPED, 5, what="stopped")
     assert process_health(proc)[0] is PluginState.ERROR
     proc.signal(signal.SIGCONT)
-    await eventually(lambda: proc.state is ProcessState.SLEEPING, what="sleeping again")
+    await until(lambda: proc.state is ProcessState.SLEEPING, 5, what="sleeping again")
     assert ProcessState.STOPPED in states
     assert proc.status.state is ProcessState.SLEEPING
 

@@ -6,8 +6,8 @@ import json
 import signal
 from pathlib import Path
 
-from tests.exec.helpers import Pids, assert_sidecar_as_pid_1_reaps, running, wait_until_sync
-from tests.servers._util import wait_until
+from tests._wait import wait_until
+from tests.exec.helpers import Pids, assert_sidecar_as_pid_1_reaps, running
 from tests.sidecar_proc import SidecarProcess, request
 
 
@@ -73,7 +73,7 @@ def test_a_killed_sidecar_takes_its_processes_but_not_detached_ones(
     sidecar.signal(signal.SIGKILL)
     assert sidecar.proc is not None
     sidecar.proc.wait(10)
-    wait_until_sync(lambda: not running(bound), what="the bound process dying with the sidecar")
+    wait_until(lambda: not running(bound), 5, what="the bound process dying with the sidecar")
     assert running(free)
 
 

@@ -32,7 +32,8 @@ from sidecar.exec.processmanager import (
     Writer,
 )
 from sidecar.health.statuscheck import PluginState, StatusCheck
-from tests.exec.helpers import eventually, running
+from tests._wait import until
+from tests.exec.helpers import running
 
 
 def test_json_and_yaml_round_trip() -> None:
@@ -203,7 +204,7 @@ async def test_a_template_process_that_gives_up_fails_its_check(tmp_path: Path) 
     try:
         quitter = plugin.manager.get_process("quitter")
         assert quitter is not None
-        await eventually(lambda: quitter.gave_up, what="the restart used up")
+        await until(lambda: quitter.gave_up, 5, what="the restart used up")
         await statuscheck.probe_all()
         status = statuscheck.plugin_status(f"{HEALTH_PREFIX}quitter")
         assert status is not None and status.state is PluginState.ERROR

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests._wait import wait_until
 from tests.probes import ProbePoller
-from tests.servers._util import wait_until
 from tests.servers.etcd import EtcdServer, EtcdWatcher, lease_ids, leased_keys
 from tests.sidecar_proc import SidecarProcess
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from sidecar.messaging.kafka import OFFSET_OLDEST, ClientConfig, PartitionConsumer
 from sidecar.messaging.kafka.client import ConsumerMessage
+from tests._wait import wait_until
 from tests.probes import ProbePoller
-from tests.servers._util import wait_until
 from tests.servers.kafka import KafkaBroker
 from tests.sidecar_proc import SidecarProcess, request
 

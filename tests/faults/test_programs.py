@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from tests._wait import wait_until
 from tests.probes import ProbePoller
-from tests.servers._util import wait_until
 from tests.sidecar_proc import SidecarProcess
 
 #: A program that runs only while ``argv[1]`` does not exist (a missing dependency).

@@ -20,8 +20,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests._wait import wait_until
 from tests.probes import Answer, ProbePoller
-from tests.servers._util import free_port, wait_until
+from tests.servers._util import free_port
 from tests.servers.etcd import EtcdServer
 
 #: Seconds after the spawn at which SIGTERM is sent, besides right after each plugin

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from google.protobuf import wrappers_pb2
 from sidecar.health.statuscheck import PluginState, StatusCheck
 from sidecar.idxmap import CacheHelper, MappingEvent, NamedMapping
 from sidecar.kvstore.etcd import EtcdConfig, EtcdPlugin
+from tests._wait import until
 from tests.idxmap.proxy import Partition
 from tests.servers.etcd import EtcdServer
 
@@ -26,14 +26,6 @@ Doc = dict[str, Any]
 
 def by_state(doc: Doc) -> dict[str, Any]:
     return {"state": doc["state"], "zone": doc.get("zone", [])}
-
-
-async def until(condition: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        await asyncio.sleep(0.02)
 
 
 async def etcdctl(server: EtcdServer, *args: str) -> str:

@@ -13,7 +13,7 @@ from sidecar.builder import Options, build, example_config_dir
 from sidecar.config import ConfigError
 from sidecar.fleet import parse_state
 from sidecar.health.statuscheck import PluginState
-from tests.servers._util import wait_until
+from tests._wait import wait_until
 from tests.servers.etcd import EtcdServer
 from tests.sidecar_proc import SidecarProcess
 

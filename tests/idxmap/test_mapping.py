@@ -15,6 +15,7 @@ import pytest
 
 import sidecar.idxmap
 from sidecar.idxmap import MappingEvent, NamedMapping, NamedMappingReader
+from tests._wait import until
 
 Value = dict[str, Any]
 
@@ -26,14 +27,6 @@ def by_color_and_tags(value: Value) -> dict[str, Any]:
 def colors() -> NamedMapping[Value]:
     return NamedMapping("things", by_color_and_tags)
 
-
-async def until(condition: Any, timeout: float = 5.0, what: str = "condition") -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.005)
-
-
-# -- data and indexes ----------------------------------------------------------
 
 def test_put_get_and_names_in_insertion_order() -> None:
     m = colors()
@@ -197,7 +190,8 @@ async def test_callback_watch_sync_and_async_callbacks() -> None:
     for i in range(10):
         m.put(f"n{i}", {"color": "red"})
     m.delete("n0")
-    await until(lambda: len(seen_sync) == 11 and len(seen_async) == 11)
+    await until(lambda: len(seen_sync) == 11 and len(seen_async) == 11, 5,
+                "both watchers seeing all 11 events")
     assert seen_sync[-1] == ("n0", True)
     assert seen_async == [f"n{i}" for i in range(10)] + ["n0"]
     await w1.close()
@@ -222,7 +216,7 @@ async def test_a_failing_callback_is_logged_and_the_watch_goes_on(
     watch = m.watch("flaky", flaky)
     m.put("bad", {"color": "red"})
     m.put("good", {"color": "red"})
-    await until(lambda: seen == ["good"])
+    await until(lambda: seen == ["good"], 5, "the good event after the bad one")
     assert watch.errors == 1
     assert "watch callback of flaky failed on 'bad'" in caplog.text
     await m.close()
@@ -256,7 +250,8 @@ async def test_slow_subscriber_is_bounded_reported_and_never_blocks_writers(
     warnings = [r for r in caplog.records if "more than 10 events behind" in r.getMessage()]
     assert len(warnings) == 1  # once per overflow, not once per dropped event
 
-    await until(lambda: len(fast_seen) == 1000)  # the fast one lost nothing
+    # The fast one lost nothing.
+    await until(lambda: len(fast_seen) == 1000, 5, "the fast watcher seeing 1000 events")
     assert fast_seen == [f"n{i}" for i in range(1000)]
 
     # The stream gets what was queued, then one resync event, then new events again.
@@ -270,7 +265,7 @@ async def test_slow_subscriber_is_bounded_reported_and_never_blocks_writers(
     stream.close()
 
     release.set()
-    await until(lambda: any(e.resync for e in slow_seen))
+    await until(lambda: any(e.resync for e in slow_seen), 5, "a resync event for the slow watcher")
     assert [e.resync for e in slow_seen].count(True) == 1
     assert slow_seen[-1].resync and slow_seen[-1].missed == slow_watch.dropped
     await m.close()
@@ -307,7 +302,7 @@ async def test_streams_end_when_closed_and_names_are_unique() -> None:
 
     task = asyncio.create_task(consume())
     m.put("a", {"color": "red"})
-    await until(lambda: stream.pending == 0)
+    await until(lambda: stream.pending == 0, 5, "the stream drained")
     await m.close()
     assert await asyncio.wait_for(task, 2) == ["a"]
     with pytest.raises(LookupError):

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from sidecar.k8s import DETAIL_ANNOTATION, READY_CONDITION, STATUS_ANNOTATION
+from tests._wait import wait_until
 from tests.packaging.kubeapply import install_chart_rbac
-from tests.servers._util import wait_until
 from tests.servers.kube import KubeApiServer
 
 __all__ = ["PodEnv", "pod_patches", "wait_for"]

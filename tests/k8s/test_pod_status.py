@@ -8,11 +8,11 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any
 
 from sidecar.builder import Options, build
 from sidecar.health.statuscheck import PluginState, StatusCheck
 from sidecar.k8s import STATUS_ANNOTATION
+from tests._wait import until
 from tests.k8s.cluster import PodEnv, pod_patches, wait_for
 from tests.servers._util import free_port
 from tests.servers.etcd import EtcdServer
@@ -124,7 +124,9 @@ async def test_a_hundred_flaps_within_a_second_make_a_handful_of_patches(
     assert sidecar.k8s is not None
     flapper = Flapper(sidecar.statuscheck)
     async with sidecar.agent(flapper):
-        await until(lambda: env.shown() == ("OK", "True"), 15, "the Pod showing OK")
+        # The reads block: in a thread, so that the sidecar's own loop goes on.
+        await until(lambda: asyncio.to_thread(lambda: env.shown() == ("OK", "True")), 15,
+                    "the Pod showing OK", interval=0.05)
         writer = sidecar.k8s.writer
         assert writer is not None
         patches_before = writer.patches
@@ -140,8 +142,9 @@ async def test_a_hundred_flaps_within_a_second_make_a_handful_of_patches(
         storm = time.monotonic() - begin  # longer on a busy machine: more PATCHes allowed
         # The storm's own last write (ERROR "flap 98") already shows ERROR: wait for the
         # detail of the final change, which the rate limit delays by up to min-interval.
-        await until(lambda: env.detail()["plugins"]["flapper"].get("error") == "final", 5,
-                    "the final change on the Pod")
+        await until(lambda: asyncio.to_thread(
+            lambda: env.detail()["plugins"]["flapper"].get("error") == "final"), 5,
+            "the final change on the Pod", interval=0.05)
         assert await asyncio.to_thread(env.shown) == ("ERROR", "False")
         detail = await asyncio.to_thread(env.detail)
         assert detail["plugins"]["flapper"] == {
@@ -160,13 +163,3 @@ async def test_a_hundred_flaps_within_a_second_make_a_handful_of_patches(
         assert 1 <= sent <= allowed, f"{sent} PATCHes for 101 changes in {storm:.2f} s"
 
 
-async def until(condition: Any, timeout: float, what: str) -> Any:
-    """Poll a blocking ``condition`` (in a thread) until truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await asyncio.to_thread(condition)
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        await asyncio.sleep(0.05)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -56,13 +54,3 @@ async def mux_factory(kafka_broker: KafkaBroker) -> AsyncIterator[Callable[..., 
         await mux.close()
 
 
-async def until(condition: Callable[[], object], timeout: float, what: str) -> object:
-    """Await until ``condition()`` is truthy; fail naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        await asyncio.sleep(0.02)

@@ -23,7 +23,8 @@ from sidecar.messaging.kafka import (
     TLSConfig,
 )
 from sidecar.messaging.kafka.client import ConsumerMessage
-from tests.kafka.conftest import client_config, unique, until
+from tests._wait import until
+from tests.kafka.conftest import client_config, unique
 from tests.servers import tls
 from tests.servers._util import free_port
 from tests.servers.kafka import KafkaBroker

@@ -20,7 +20,8 @@ from sidecar.messaging.kafka import (
     QueueFullError,
     SubscriptionError,
 )
-from tests.kafka.conftest import MAX_MESSAGE_BYTES, client_config, unique, until
+from tests._wait import until
+from tests.kafka.conftest import MAX_MESSAGE_BYTES, client_config, unique
 from tests.servers.kafka import KafkaBroker
 
 MuxFactory = Callable[..., Multiplexer]

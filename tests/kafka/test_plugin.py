@@ -23,8 +23,9 @@ from sidecar.messaging.kafka import (
     PublishError,
 )
 from sidecar.messaging.kafka.client import ConsumerMessage
-from tests.kafka.conftest import client_config, unique, until
-from tests.servers._util import free_port, wait_until
+from tests._wait import until, wait_until
+from tests.kafka.conftest import client_config, unique
+from tests.servers._util import free_port
 from tests.servers.kafka import KafkaBroker
 from tests.sidecar_proc import SidecarProcess, run_sidecar
 

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.servers._util import free_port, wait_until
+from tests._wait import wait_until
+from tests.servers._util import free_port
 from tests.sidecar_proc import SidecarProcess, run_sidecar
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ import pytest
 
 from sidecar.agent import Agent
 from sidecar.builder import Options, Sidecar, build
+from tests._wait import until
 
 
 @dataclass
@@ -52,18 +53,6 @@ async def running(config_dir: Path) -> AsyncIterator[Running]:
     yield run
     await run.client.close()
     await run.agent.stop()
-
-
-async def until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{what}: not within {timeout}s")
 
 
 async def test_list_shows_every_logger_of_the_process(running: Running) -> None:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import prometheus_client
@@ -19,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sidecar.agent import Agent
 from sidecar.builder import Options, Sidecar, build
 from sidecar.health.statuscheck import PluginState
+from tests._wait import until
 from tests.servers._util import free_port
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -76,18 +75,6 @@ async def running(config_dir: Path) -> AsyncIterator[Running]:
     run = await start(config_dir)
     yield run
     await stop(run)
-
-
-async def until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{what}: not within {timeout}s")
 
 
 async def test_metrics_parse_and_cover_the_sidecar(running: Running) -> None:

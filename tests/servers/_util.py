@@ -1,17 +1,14 @@
 """Small helpers shared by the tests and the test servers: free ports, the provisioning
-cache, and waiting on conditions."""
+cache, and (re-exported from tests/_wait.py, the one place for it) waiting on conditions."""
 
 from __future__ import annotations
 
 import os
 import socket
-import time
-from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Literal, TypeVar
 
-T = TypeVar("T")
+from tests._wait import wait_until as wait_until  # noqa: PLC0414 - re-exported
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -46,32 +43,6 @@ def provisioned(name: str, env_var: str, script: str) -> Path:
     if not os.access(path, os.X_OK):
         raise FileNotFoundError(f"{path} is missing: run {script} (or make test)")
     return path
-
-
-def wait_until(condition: Callable[[], T | Literal[False] | None], timeout: float, what: str,
-               interval: float = 0.02) -> T:
-    """Poll ``condition`` until it returns something truthy, and return that; after
-    ``timeout`` s fail naming ``what`` with the last value or error seen. (The
-    not-yet answers None and False are left out of the returned type.)
-
-    An exception from ``condition`` counts as "not yet" (a server still starting
-    refuses connections), so that a test waits on state, not on its transitions.
-    """
-    deadline = time.monotonic() + timeout
-    last = "nothing"
-    while True:
-        try:
-            result = condition()
-        except Exception as exc:
-            last = f"error {type(exc).__name__}: {exc}"  # not the exception: its frames pin sockets
-            del exc
-        else:
-            if result:
-                return result
-            last = repr(result)
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"{what}: not within {timeout:g}s (last: {last[:1000]})")
-        time.sleep(interval)
 
 
 def port_open(host: str, port: int) -> bool:

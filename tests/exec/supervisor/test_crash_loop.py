@@ -15,8 +15,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from tests._wait import wait_until
 from tests.probes import KUBELET_TIMEOUT
-from tests.servers._util import wait_until
 from tests.sidecar_proc import SidecarProcess, request
 
 #: How long each of the crash loop's own hooks runs: a hook that had to wait for one of

@@ -11,7 +11,7 @@ import pytest
 
 from sidecar.exec.processmanager import reaper
 from sidecar.exec.supervisor import HOOK_VARIABLES, ProgramEvent
-from tests.exec.helpers import eventually
+from tests._wait import until
 from tests.exec.supervisor.conftest import MakeSupervisor
 from tests.exec.supervisor.helpers import processes_with
 
@@ -42,7 +42,7 @@ hooks:
 """)
     supervisor.add_listener(events.append)
     await supervisor.start_program("short")
-    await eventually(lambda: len(_records(dump)) >= 2, what="hook runs")
+    await until(lambda: len(_records(dump)) >= 2, 5, what="hook runs")
     records = _records(dump)
     assert dump.read_text().count("\n") == 4 * len(records)  # nothing but the records
     for record in records:
@@ -75,9 +75,9 @@ hooks:
 """)
     await supervisor.stop_program("b")
     await supervisor.stop_program("a")
-    await eventually(lambda: everything.exists() and "a terminated" in everything.read_text()
-                     and out.exists(), what="hooks for the stops")
-    await eventually(lambda: supervisor.hooks.running == 0 and supervisor.hooks.pending == 0,
+    await until(lambda: everything.exists() and "a terminated" in everything.read_text()
+                     and out.exists(), 5, what="hooks for the stops")
+    await until(lambda: supervisor.hooks.running == 0 and supervisor.hooks.pending == 0, 5,
                      what="hooks done")
     assert out.read_text().splitlines() == ["a terminated"]
     assert {"a started", "b started", "b terminated"} <= set(everything.read_text().splitlines())
@@ -110,13 +110,13 @@ hooks:
         # Supervision went on while the slow hook ran: the start did not wait for its
         # hooks, or the slow one would have timed out by now.
         assert stats["slow"].timeouts == 0
-        await eventually(lambda: processes_with(marker), what="the slow hook running")
+        await until(lambda: processes_with(marker), 5, what="the slow hook running")
         await supervisor.stop_program("p")
         await supervisor.start_program("p")
         assert supervisor.program_row("p")["running"]
-        await eventually(lambda: stats["slow"].timeouts == 2, timeout=5, what="two timeouts")
+        await until(lambda: stats["slow"].timeouts == 2, timeout=5, what="two timeouts")
     # The hook and what it started in its process group are gone.
-    await eventually(lambda: not processes_with(marker), what="the slow hook's processes gone")
+    await until(lambda: not processes_with(marker), 5, what="the slow hook's processes gone")
     assert (stats["failing"].runs, stats["failing"].failures) == (2, 2)
     assert stats["failing"].last_error == "exit code 4"
     assert stats["missing"].failures == 2
@@ -153,7 +153,7 @@ hook-backlog: 2
         most = max(most, len(processes_with(marker)), supervisor.hooks.running)
         return sum(s.runs for s in stats.values()) >= 3 and supervisor.hooks.running == 0
 
-    await eventually(watched, timeout=10, what="the three hooks run", interval=0.02)
+    await until(watched, timeout=10, what="the three hooks run", interval=0.02)
     assert most == 2
     # Many events for one program while its hooks are slow: only the newest wait.
     for _ in range(4):
@@ -173,7 +173,7 @@ hooks:
     states: [started]
     timeout: 1m
 """)
-    await eventually(lambda: processes_with(marker), what="the hook running")
+    await until(lambda: processes_with(marker), 5, what="the hook running")
     began = time.monotonic()
     await supervisor.close()
     # Killed, not waited for: the hook ignores SIGTERM and would run 60 s.

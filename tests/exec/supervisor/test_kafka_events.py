@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from sidecar.builder import Options, build
-from tests.kafka.conftest import kafka_broker, unique, until  # noqa: F401 - the fixture
+from tests._wait import until
+from tests.kafka.conftest import kafka_broker, unique  # noqa: F401 - the fixture
 from tests.kafka.test_plugin import read_records
 from tests.servers._util import free_port
 from tests.servers.kafka import KafkaBroker

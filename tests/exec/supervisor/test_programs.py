@@ -17,7 +17,7 @@ from sidecar.exec.supervisor import (
     parse_supervisor_config,
 )
 from sidecar.health.statuscheck import PluginState, StatusCheck
-from tests.exec.helpers import eventually
+from tests._wait import until
 from tests.exec.supervisor.conftest import MakeSupervisor
 from tests.exec.supervisor.helpers import alive
 
@@ -44,7 +44,7 @@ programs:
     executable-path: /bin/sh
     executable-args: ["-c", "echo hello; echo oops >&2"]
 """)
-    await eventually(lambda: log_file.read_text().count("\n") == 4, what="log file lines")
+    await until(lambda: log_file.read_text().count("\n") == 4, 5, what="log file lines")
     assert log_file.read_text().splitlines() == ["kept from before", "out", "err", "last"]
     seen: list[str] = []
 
@@ -52,7 +52,7 @@ programs:
         seen.extend(capsys.readouterr().out.splitlines())
         return {"[to-stdout] hello", "[to-stdout] oops"} <= set(seen)
 
-    await eventually(printed, what="prefixed lines on stdout")
+    await until(printed, 5, what="prefixed lines on stdout")
 
 
 async def test_a_new_log_file_and_its_directory_are_created(
@@ -64,7 +64,7 @@ programs:
     executable-args: [created]
     logfile-path: {log_file}
 """)
-    await eventually(lambda: log_file.exists() and log_file.read_text() == "created\n",
+    await until(lambda: log_file.exists() and log_file.read_text() == "created\n", 5,
                      what="the log file")
 
 
@@ -160,7 +160,7 @@ programs:
     def states(program: str) -> list[str]:
         return [e.state for e in events if e.program == program]
 
-    await eventually(lambda: states("crasher")[-1:] == ["gave-up"], what="crasher gives up")
+    await until(lambda: states("crasher")[-1:] == ["gave-up"], 5, what="crasher gives up")
     assert states("crasher") == ["started", "terminated", "started", "terminated", "gave-up"]
     crashes = [e for e in events if e.crashed]
     assert [(e.program, e.exit_code, e.restarts) for e in crashes] == [("crasher", 3, 0),
@@ -191,7 +191,7 @@ programs:
         status = statuscheck.plugin_status(f"program:{name}")
         return status.state if status is not None else None
 
-    await eventually(lambda: state("loop") is PluginState.ERROR, what="loop ERROR")
+    await until(lambda: state("loop") is PluginState.ERROR, 5, what="loop ERROR")
     status = statuscheck.plugin_status("program:loop")
     assert status is not None and "crash-looping" in str(status.error) and not status.fatal
     assert state("ok") is PluginState.OK
@@ -206,10 +206,10 @@ programs:
     backoff-base: 20ms
     fatal: true
 """)
-    await eventually(lambda: state("fatal-loop") is PluginState.ERROR, what="fatal ERROR")
+    await until(lambda: state("fatal-loop") is PluginState.ERROR, 5, what="fatal ERROR")
     assert not statuscheck.agent_status().live
     await supervisor.stop_program("fatal-loop")  # stopped on purpose: healthy again
-    await eventually(lambda: state("fatal-loop") is PluginState.OK, what="OK once stopped")
+    await until(lambda: state("fatal-loop") is PluginState.OK, 5, what="OK once stopped")
 
 
 async def test_a_crash_loop_that_then_runs_long_enough_is_healthy_again(
@@ -230,10 +230,10 @@ programs:
         status = statuscheck.plugin_status("program:flaky")
         return status.state if status is not None else None
 
-    await eventually(lambda: state() is PluginState.ERROR, what="crash-looping")
+    await until(lambda: state() is PluginState.ERROR, 5, what="crash-looping")
     # No event comes when it has run for reset-after: the recovery timer tells, and not
     # before the run has lasted reset-after.
-    await eventually(lambda: state() is PluginState.OK, timeout=10, what="healthy again")
+    await until(lambda: state() is PluginState.OK, timeout=10, what="healthy again")
     assert supervisor.program_row("flaky")["uptime"] >= 0.4
 
 
@@ -274,9 +274,8 @@ programs:
         await supervisor.start_program("missing")
     with pytest.raises(ProgramNotFoundError, match="programs: later, missing, web"):
         await supervisor.stop_program("nope")
-    await eventually(lambda: statuscheck.plugin_status("program:web") is not None and
-                     statuscheck.plugin_status("program:web").state is PluginState.OK,  # type: ignore[union-attr]
-                     what="web OK")
+    await until(lambda: (web := statuscheck.plugin_status("program:web")) is not None
+                and web.state is PluginState.OK, 5, what="web OK")
 
 
 async def test_close_stops_every_program_within_its_stop_timeout(
@@ -302,8 +301,8 @@ programs:
     stop-signal: SIGINT
     stop-timeout: 30s
 """)
-    await eventually(lambda: (tmp_path / "stubborn").exists()
-                     and (tmp_path / "interrupted").exists(), what="the shells' traps set")
+    await until(lambda: (tmp_path / "stubborn").exists()
+                     and (tmp_path / "interrupted").exists(), 5, what="the shells' traps set")
     pids = [p for p in _pids(supervisor).values() if p is not None]
     began = time.monotonic()
     with caplog.at_level(logging.WARNING, "sidecar.exec"):

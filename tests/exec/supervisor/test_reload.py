@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from sidecar.exec.supervisor import Supervisor
-from tests.exec.helpers import eventually
+from tests._wait import until, wait_until
 from tests.exec.supervisor.helpers import ConfigMapVolume, alive
-from tests.servers._util import wait_until
 from tests.sidecar_proc import SidecarProcess
 
 
@@ -95,7 +94,7 @@ async def test_texts_applied_through_the_api_are_not_applied_again_from_the_file
 
         async def watcher_looked() -> None:
             since = watcher.checks
-            await eventually(lambda: watcher.checks >= since + 3, what="the watcher looking")
+            await until(lambda: watcher.checks >= since + 3, 5, what="the watcher looking")
 
         for text in (b, c):  # the volume catches up, one version after the other
             volume.write({"supervisor.conf": text})
@@ -104,7 +103,7 @@ async def test_texts_applied_through_the_api_are_not_applied_again_from_the_file
         assert supervisor.reloads.applied == 2
         # A new edit that only the file has is applied.
         volume.write({"supervisor.conf": _conf("d", extra="watch-interval: 20ms\n")})
-        await eventually(lambda: supervisor.get_program_names() == ["d"], what="d applied")
+        await until(lambda: supervisor.get_program_names() == ["d"], 5, what="d applied")
     finally:
         await supervisor.close()
 
@@ -124,4 +123,4 @@ async def test_watch_interval_zero_stops_watching_until_a_config_turns_it_on(
         # An API reload (the k8s plugin) turns watching on again: the file is read.
         await supervisor.reload_text(_conf("c", extra="watch-interval: 20ms\n"), "configmap")
         assert supervisor.status()["config"]["watching"] == str(volume.path())
-        await eventually(lambda: supervisor.get_program_names() == ["b"], what="b from the file")
+        await until(lambda: supervisor.get_program_names() == ["b"], 5, what="b from the file")

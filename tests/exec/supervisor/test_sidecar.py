@@ -15,9 +15,9 @@ from pathlib import Path
 
 from sidecar.builder import example_config_dir
 from sidecar.exec.supervisor import HOOK_VARIABLES
+from tests._wait import wait_until
 from tests.exec.helpers import assert_sidecar_as_pid_1_reaps
 from tests.exec.supervisor.helpers import alive, group_members, processes_with
-from tests.servers._util import wait_until
 from tests.sidecar_proc import SidecarProcess, request
 
 EXAMPLE = example_config_dir().parent / "optional" / "supervisor.conf"
