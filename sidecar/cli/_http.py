@@ -1,4 +1,5 @@
-"""What the commands that call the local sidecar share: its URL, the admin token, one request.
+"""What the commands that call the local sidecar share: its URL, the admin token, one
+request, and how they show a duration.
 
 Standard library only (urllib), so that a command answers in well under a second
 even on a small pod.
@@ -82,3 +83,17 @@ def token_from_args(args: argparse.Namespace) -> str | None:
             raise RemoteError(f"--token-file {args.token_file}: {exc.strerror or exc}", 0)\
                 from None
     return os.environ.get(TOKEN_ENV) or None
+
+
+def short_duration(seconds: float) -> str:
+    """``45s``, ``14m59s``, ``3h05m``, ``2d04h``: a time left or an uptime, to the second."""
+    days, rest = divmod(max(round(seconds), 0), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"

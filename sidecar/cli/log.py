@@ -17,7 +17,14 @@ from typing import Any
 
 from sidecar.logging.levels import InvalidLevelError, parse_level
 
-from ._http import RemoteError, call, connection_options, default_url, token_from_args
+from ._http import (
+    RemoteError,
+    call,
+    connection_options,
+    default_url,
+    short_duration,
+    token_from_args,
+)
 
 
 def logger_url(base: str, logger: str, *parts: str) -> str:
@@ -31,20 +38,9 @@ def format_levels(rows: list[dict[str, Any]], now: float | None = None) -> str:
     lines = [f"{'LOGGER':<{width}}  {'LEVEL':<7}  EXPIRES"]
     for row in rows:
         expires = row.get("expires")
-        shown = f"in {_duration(expires - now)}" if isinstance(expires, int | float) else ""
+        shown = f"in {short_duration(expires - now)}" if isinstance(expires, int | float) else ""
         lines.append(f"{row.get('logger')!s:<{width}}  {row.get('level')!s:<7}  {shown}".rstrip())
     return "\n".join(lines)
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(round(seconds), 0)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,5 +92,5 @@ def format_change(row: dict[str, Any], now: float | None = None) -> str:
     text = f"{row.get('logger')}: {row.get('level')}"
     expires = row.get("expires")
     if isinstance(expires, int | float):
-        text += f" (reverts in {_duration(expires - now)})"
+        text += f" (reverts in {short_duration(expires - now)})"
     return text

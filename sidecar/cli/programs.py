@@ -23,6 +23,7 @@ from ._http import (
     call,
     connection_options,
     default_url,
+    short_duration,
     token_from_args,
 )
 
@@ -106,16 +107,4 @@ def format_action(answer: dict[str, Any]) -> str:
 
 
 def _uptime(seconds: object) -> str:
-    if not isinstance(seconds, int | float):
-        return "-"
-    whole = int(seconds)
-    days, rest = divmod(whole, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours:02d}h"
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"
+    return short_duration(seconds) if isinstance(seconds, int | float) else "-"
