@@ -1,7 +1,16 @@
 """REST plugin: the aiohttp server, route registration and admin access rules."""
 
 from .access import AdminAccess, Verdict
-from .api import ERROR_SCHEMA, Handler, HTTPHandlers, Middleware, Parameter, Response, RouteDoc
+from .api import (
+    ERROR_SCHEMA,
+    Handler,
+    HTTPHandlers,
+    Middleware,
+    Parameter,
+    Response,
+    RouteDoc,
+    error_response,
+)
 from .config import DEFAULT_PORT, HTTPConfig, parse_port, split_endpoint
 from .openapi import RouteInfo
 from .plugin import OPENAPI_PATH, RestPlugin
@@ -21,6 +30,7 @@ __all__ = [
     "RouteDoc",
     "RouteInfo",
     "Verdict",
+    "error_response",
     "parse_port",
     "split_endpoint",
 ]
