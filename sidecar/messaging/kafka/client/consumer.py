@@ -92,8 +92,12 @@ class _Base:
     async def _cancel_tasks(self) -> None:
         tasks, self._tasks = self._tasks, []
         for task in tasks:
-            if not task.done():  # one that died was logged by spawn then
+            if task.done():
+                continue  # one that died was logged by spawn then
+            try:
                 await cancel_and_wait(task)
+            except Exception:  # the stop goes on: the aiokafka consumer must be closed
+                log.exception("%s: task %s failed as it stopped", self.name, task.get_name())
 
 
 class Consumer(_Base):
