@@ -12,14 +12,14 @@ __all__ = ["AgentError", "AgentStartError", "AgentStopError", "reason"]
 
 def reason(exc: BaseException, *, with_type: bool = False) -> str:
     """Why ``exc`` happened, in one line, for a status, a log line or an error message:
-    the first line of its text (an OSError's strerror and file name), else the name of
+    the first line of its text (a plain OSError's strerror and file name), else the name of
     its type; a timeout says so. ``with_type`` names the type too when the text does not
     (terse client errors: ``KafkaConnectionError: Unable to bootstrap``)."""
     if isinstance(exc, TimeoutError):
         return "no answer (timed out)"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror + (f": {exc.filename}" if exc.filename else "")
     text = str(exc).strip()
+    if isinstance(exc, OSError) and exc.strerror and text.startswith("[Errno"):
+        return exc.strerror + (f": {exc.filename}" if exc.filename else "")
     name = type(exc).__name__
     if not text:
         return name
