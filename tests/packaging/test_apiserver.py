@@ -131,29 +131,34 @@ def test_default_pod_passes_pod_security_restricted(kube_apiserver: KubeApiServe
 
 # -- the chart's RBAC in force ----------------------------------------------------------
 
+PROGRAMS = "cninfra-test-cninfra-sidecar-programs"
+#: (verb, resource, subresource, name); tests/k8s/test_rbac.py has the full story.
 ALLOWED = [
-    ("get", "pods", ""), ("patch", "pods", ""),
-    ("get", "pods", "status"), ("patch", "pods", "status"),
-    ("get", "configmaps", ""), ("list", "configmaps", ""), ("watch", "configmaps", ""),
-    ("create", "events", ""),
+    ("get", "pods", "", ""), ("patch", "pods", "status", ""),
+    ("get", "configmaps", "", PROGRAMS), ("list", "configmaps", "", PROGRAMS),
+    ("watch", "configmaps", "", PROGRAMS),
+    ("create", "events", "", ""),
 ]
 DENIED = [
-    ("delete", "pods", ""), ("create", "pods", ""), ("update", "pods", ""),
-    ("list", "pods", ""), ("get", "pods", "exec"), ("create", "pods", "exec"),
-    ("get", "secrets", ""), ("list", "secrets", ""),
-    ("update", "configmaps", ""), ("patch", "configmaps", ""), ("delete", "configmaps", ""),
-    ("patch", "events", ""), ("delete", "events", ""),
-    ("get", "serviceaccounts", "token"), ("create", "serviceaccounts", "token"),
+    ("patch", "pods", "", ""), ("get", "pods", "status", ""),
+    ("delete", "pods", "", ""), ("create", "pods", "", ""), ("update", "pods", "", ""),
+    ("list", "pods", "", ""), ("get", "pods", "exec", ""), ("create", "pods", "exec", ""),
+    ("get", "secrets", "", ""), ("list", "secrets", "", ""),
+    ("get", "configmaps", "", "other"), ("list", "configmaps", "", ""),
+    ("update", "configmaps", "", PROGRAMS), ("patch", "configmaps", "", PROGRAMS),
+    ("delete", "configmaps", "", PROGRAMS),
+    ("patch", "events", "", ""), ("delete", "events", "", ""),
+    ("get", "serviceaccounts", "token", ""), ("create", "serviceaccounts", "token", ""),
 ]
 
 
 def can(api: KubeApiServer, user: str, ns: str, verb: str, resource: str,
-        subresource: str) -> bool:
+        subresource: str, name: str) -> bool:
     status, review = api.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", {
         "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
         "spec": {"user": user, "groups": ["system:serviceaccounts", "system:authenticated"],
                  "resourceAttributes": {"namespace": ns, "verb": verb, "resource": resource,
-                                        "subresource": subresource}},
+                                        "subresource": subresource, "name": name}},
     })
     assert status == 201, review
     return bool(review["status"].get("allowed"))
@@ -166,18 +171,23 @@ def test_chart_rbac_grants_the_k8s_plugin_exactly_its_needs(
     kube_apiserver.ensure_namespace(other)
     user = f"system:serviceaccount:{ns}:{sa}"
 
-    wrong = [f"{verb} {res}/{sub}" for verb, res, sub in ALLOWED
-             if not can(kube_apiserver, user, ns, verb, res, sub)]
-    wrong += [f"{verb} {res}/{sub} (should be denied)" for verb, res, sub in DENIED
-              if can(kube_apiserver, user, ns, verb, res, sub)]
-    wrong += [f"{verb} {res}/{sub} in another namespace (should be denied)"
-              for verb, res, sub in ALLOWED if can(kube_apiserver, user, other, verb, res, sub)]
+    wrong = [f"{verb} {res}/{sub} {name}" for verb, res, sub, name in ALLOWED
+             if not can(kube_apiserver, user, ns, verb, res, sub, name)]
+    wrong += [f"{verb} {res}/{sub} {name} (should be denied)"
+              for verb, res, sub, name in DENIED
+              if can(kube_apiserver, user, ns, verb, res, sub, name)]
+    wrong += [f"{verb} {res}/{sub} {name} in another namespace (should be denied)"
+              for verb, res, sub, name in ALLOWED
+              if can(kube_apiserver, user, other, verb, res, sub, name)]
     assert not wrong, wrong
 
     # And with the ServiceAccount's own token, as the sidecar would call.
     token = kube_apiserver.create_token(ns, sa, create_service_account=False)
+    status, _ = kube_apiserver.request(
+        "GET", f"/api/v1/namespaces/{ns}/configmaps/{PROGRAMS}", token=token)
+    assert status == 404  # allowed, and not there yet
     status, _ = kube_apiserver.request("GET", f"/api/v1/namespaces/{ns}/configmaps", token=token)
-    assert status == 200
+    assert status == 403
     status, _ = kube_apiserver.request("GET", f"/api/v1/namespaces/{ns}/secrets", token=token)
     assert status == 403
 

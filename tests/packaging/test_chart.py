@@ -192,22 +192,23 @@ def test_sidecar_is_locked_down_and_alone_with_its_token() -> None:
 
 
 def test_role_is_exactly_what_the_k8s_plugin_needs() -> None:
+    """tests/k8s/test_rbac.py proves these rules on the apiserver, with the sidecar."""
     role = chart_role("ns1")
     granted = {
-        (res, verb)
+        (res, verb, tuple(rule.get("resourceNames") or ()))
         for rule in role["rules"]
         for res in rule["resources"]
         for verb in rule["verbs"]
         if rule["apiGroups"] == [""]
     }
+    programs = ("cninfra-test-cninfra-sidecar-programs",)
     assert granted == {
-        ("pods", "get"), ("pods", "patch"),
-        ("pods/status", "get"), ("pods/status", "patch"),
-        ("configmaps", "get"), ("configmaps", "list"), ("configmaps", "watch"),
-        ("events", "create"),
+        ("pods", "get", ()), ("pods/status", "patch", ()),
+        ("configmaps", "get", programs), ("configmaps", "list", programs),
+        ("configmaps", "watch", programs),
+        ("events", "create", ()),
     }
-    assert all(rule["apiGroups"] == [""] and "resourceNames" not in rule
-               for rule in role["rules"])
+    assert all(rule["apiGroups"] == [""] for rule in role["rules"])
     docs = helm_template(release="cninfra-test", namespace="ns1")
     binding = find(docs, "RoleBinding")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",

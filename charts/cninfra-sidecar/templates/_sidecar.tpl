@@ -235,12 +235,7 @@ the workload's containers get no API credentials from the sidecar's account. */}
 {{- $_ := set $files "http" $http }}
 {{- end }}
 {{- if .Values.k8s.enabled }}
-{{- $k8s := deepCopy (.Values.k8s.config | default dict) }}
-{{- /* The k8s plugin watches the programs ConfigMap unless k8s.config names another. */}}
-{{- if and .Values.supervisor.enabled (not (hasKey $k8s "configmap")) }}
-{{- $_ := set $k8s "configmap" (dict "name" (include "cninfra-sidecar.programsConfigMapName" .)) }}
-{{- end }}
-{{- $_ := set $files "k8s" $k8s }}
+{{- $_ := set $files "k8s" (include "cninfra-sidecar.k8sConf" . | fromYaml) }}
 {{- end }}
 {{- range $name, $content := $files }}
 {{- if not (kindIs "invalid" $content) }}
@@ -248,6 +243,23 @@ the workload's containers get no API credentials from the sidecar's account. */}
   # {{ $name }}.conf, from the chart's values ({{ if eq $name "k8s" }}k8s.config{{ else }}config.{{ $name }}{{ end }})
   {{- toYaml $content | nindent 2 }}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* k8s.conf's content, as YAML: k8s.config, watching the programs ConfigMap unless it names another. */}}
+{{- define "cninfra-sidecar.k8sConf" -}}
+{{- $k8s := deepCopy (.Values.k8s.config | default dict) }}
+{{- if and .Values.supervisor.enabled (not (hasKey $k8s "configmap")) }}
+{{- $_ := set $k8s "configmap" (dict "name" (include "cninfra-sidecar.programsConfigMapName" .)) }}
+{{- end }}
+{{- toYaml $k8s }}
+{{- end }}
+
+{{/* The name of the ConfigMap the k8s plugin watches; empty when it watches none. */}}
+{{- define "cninfra-sidecar.watchedConfigMap" -}}
+{{- if .Values.k8s.enabled }}
+{{- $k8s := include "cninfra-sidecar.k8sConf" . | fromYaml }}
+{{- ($k8s.configmap | default dict).name | default "" }}
 {{- end }}
 {{- end }}
 
