@@ -207,6 +207,7 @@ def test_helm_install_prints_how_to_reach_the_sidecar(
     assert "curl -X PUT localhost:9191/log/<logger>/<level>" in notes
     assert "curl -s localhost:9191/log/list" in notes
     assert f"kubectl -n {ns} edit configmap demo-cninfra-sidecar-programs" in notes
+    assert f"helm test demo -n {ns}" in notes
 
     status, deployment = kube_apiserver.request(
         "GET", f"/apis/apps/v1/namespaces/{ns}/deployments/demo-cninfra-sidecar")
