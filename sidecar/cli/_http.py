@@ -15,6 +15,9 @@ import urllib.request
 from typing import Any
 
 TOKEN_ENV = "SIDECAR_ADMIN_TOKEN"
+#: A file holding the token: the chart sets it in the sidecar container when the
+#: token is required, so that ``kubectl exec ... sidecar log set`` works there.
+TOKEN_FILE_ENV = "SIDECAR_ADMIN_TOKEN_FILE"
 
 
 def default_url() -> str:
@@ -65,24 +68,33 @@ def connection_options(parser: argparse.ArgumentParser | None = None,
                         help="base URL of the sidecar's REST API "
                              "(default http://127.0.0.1:$HTTP_PORT, else port 9191)")
     common.add_argument("--token", default=default,
-                        help=f"admin bearer token (env {TOKEN_ENV}); not needed from loopback")
+                        help=f"admin bearer token (env {TOKEN_ENV}); not needed from loopback "
+                             "unless the sidecar requires it")
     common.add_argument("--token-file", default=default,
-                        help="read the admin token from this file")
+                        help=f"read the admin token from this file (env {TOKEN_FILE_ENV})")
     return common
 
 
 def token_from_args(args: argparse.Namespace) -> str | None:
-    """``--token``, else the file of ``--token-file``, else ``$SIDECAR_ADMIN_TOKEN``."""
+    """``--token``, else the file of ``--token-file``, else ``$SIDECAR_ADMIN_TOKEN``,
+    else the file of ``$SIDECAR_ADMIN_TOKEN_FILE``."""
     if args.token:
         return str(args.token)
     if args.token_file:
-        try:
-            with open(args.token_file, encoding="utf-8") as handle:
-                return handle.read().strip() or None
-        except OSError as exc:
-            raise RemoteError(f"--token-file {args.token_file}: {exc.strerror or exc}", 0)\
-                from None
-    return os.environ.get(TOKEN_ENV) or None
+        return _read_token(args.token_file, "--token-file")
+    if token := os.environ.get(TOKEN_ENV):
+        return token
+    if path := os.environ.get(TOKEN_FILE_ENV):
+        return _read_token(path, f"${TOKEN_FILE_ENV}")
+    return None
+
+
+def _read_token(path: str, source: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip() or None
+    except OSError as exc:
+        raise RemoteError(f"{source} {path}: {exc.strerror or exc}", 0) from None
 
 
 def short_duration(seconds: float) -> str:

@@ -2,8 +2,9 @@
 
 Enabled in a cluster (``KUBERNETES_SERVICE_HOST`` and a mounted ServiceAccount
 token) or by ``k8s.conf``; kopf and the Kubernetes client are imported only
-then. The Role it needs: get/patch ``pods`` and ``pods/status``,
-get/list/watch ``configmaps``, create ``events``::
+then. The Role it needs: get ``pods``, patch ``pods/status``, get/list/watch of
+the watched ConfigMap only (``resourceNames``: the watch selects it by name),
+create ``events``::
 
     from sidecar.k8s import K8sConfig, K8sPlugin
 

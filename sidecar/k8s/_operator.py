@@ -14,9 +14,11 @@ How it is embedded, and why (kopf is built to own its process):
 * Standalone (no peering objects), namespace-scoped, no scanning for CRDs or
   namespaces, no Events or patches of its own: with only an ``on.event``
   handler kopf stores nothing on the ConfigMap, and the Role needs no more
-  than get/list/watch configmaps (discovery is open to every account).
-* The watch is filtered on the server (``fieldSelector=metadata.name=...``),
-  so other ConfigMaps of the namespace are never sent to the pod.
+  than get/list/watch of that ConfigMap (discovery is open to every account).
+* The list and the watch are filtered on the server
+  (``fieldSelector=metadata.name=...``), so other ConfigMaps of the namespace
+  are never sent to the pod, and the apiserver authorizes them as requests for
+  that one name: the Role can grant it by ``resourceNames`` alone.
 * kopf is imported in a thread, with the Kubernetes clients hidden from it
   (see :func:`_import_kopf`): 4 MiB instead of 25 MiB per pod.
 * API errors are retried forever with capped backoff instead of kopf's

@@ -57,7 +57,12 @@ class RestPlugin:
 
     def __init__(self, config: HTTPConfig | None = None) -> None:
         self.config = config or HTTPConfig()
-        self.access = AdminAccess(self.config.admin_allow, self._read_token())
+        token = self._read_token()
+        self.access = AdminAccess(self.config.admin_allow, token)
+        if not self.config.admin_allow and token is None:
+            # Legal (admin routes switched off), but more often a token forgotten.
+            log.warning("http.conf: admin-allow is empty and neither admin-token nor "
+                        "admin-token-file is set: the admin routes refuse every caller")
         self._middlewares: list[Middleware] = []
         self._routes: list[tuple[str, str, Handler, str | None]] = []
         self._infos: list[RouteInfo] = []

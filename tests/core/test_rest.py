@@ -25,6 +25,18 @@ def test_access_rules() -> None:
     assert AdminAccess(["127.0.0.1/32"]).check("127.0.0.2", "Bearer x") is Verdict.BAD_TOKEN
 
 
+def test_admin_routes_closed_to_everyone_are_reported(caplog: pytest.LogCaptureFixture) -> None:
+    RestPlugin(HTTPConfig(admin_allow=[], admin_token="t0ken"))
+    RestPlugin(HTTPConfig(admin_allow=["127.0.0.1/32"]))
+    assert not caplog.records
+    rest = RestPlugin(HTTPConfig(admin_allow=[]))
+    assert rest.access.check("127.0.0.1", None) is Verdict.NEEDS_TOKEN
+    (record,) = caplog.records
+    assert record.levelname == "WARNING"
+    assert "admin-allow is empty and neither admin-token nor admin-token-file is set" \
+        in record.getMessage()
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[RestPlugin, str]]:
     config = HTTPConfig(endpoint=f"127.0.0.1:{free_port()}", admin_allow=["127.0.0.1/32"],

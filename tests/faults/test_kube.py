@@ -14,8 +14,6 @@ from tests.probes import ProbePoller
 from tests.servers.kube import KubeApiServer
 from tests.sidecar_proc import SidecarProcess
 
-CONFIGMAP = "programs"
-
 
 def programs_text(*names: str) -> str:
     return json.dumps({"programs": [
@@ -32,10 +30,11 @@ def pids(proc: SidecarProcess) -> dict[str, Any]:
 def test_apiserver_stopped(own_kube_apiserver: KubeApiServer, config_dir: Path, tmp_path: Path,
                            sidecars: list[SidecarProcess]) -> None:
     env = PodEnv(own_kube_apiserver, tmp_path)
-    env.put_configmap(CONFIGMAP, {"supervisor.conf": programs_text("alpha")})
+    cm = env.programs_configmap
+    env.put_configmap(cm, {"supervisor.conf": programs_text("alpha")})
     (config_dir / "supervisor.conf").write_text("programs: []\n")
     (config_dir / "statuscheck.conf").write_text("probe-interval: 200ms\n")
-    env.write_k8s_conf(config_dir, configmap={"name": CONFIGMAP}, error_grace="2s",
+    env.write_k8s_conf(config_dir, configmap={"name": cm}, error_grace="2s",
                        status={"min-interval": "500ms", "max-backoff": "1s"})
     proc = SidecarProcess(config_dir, env=env.env())
     sidecars.append(proc)
@@ -60,7 +59,7 @@ def test_apiserver_stopped(own_kube_apiserver: KubeApiServer, config_dir: Path, 
         wait_for(lambda: env.shown() == ("OK", "True"), 15, "the Pod showing OK again")
         # The ConfigMap watch is back too: an edit after the outage is applied.
         second = pids(proc)["alpha"]
-        env.put_configmap(CONFIGMAP, {"supervisor.conf": programs_text("alpha", "beta")})
+        env.put_configmap(cm, {"supervisor.conf": programs_text("alpha", "beta")})
         wait_for(lambda: set(pids(proc)) == {"alpha", "beta"}, 20, "beta started")
         assert pids(proc)["alpha"] == second
 

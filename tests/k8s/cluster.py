@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeVar
 from sidecar.k8s import DETAIL_ANNOTATION, READY_CONDITION, STATUS_ANNOTATION
 from tests._wait import wait_until
 from tests.packaging.kubeapply import install_chart_rbac
+from tests.packaging.render import chart_watched_configmap
 from tests.servers.kube import KubeApiServer
 
 __all__ = ["PodEnv", "pod_patches", "wait_for"]
@@ -52,6 +53,9 @@ class PodEnv:
         self.pod_name = pod
         self.directory = directory
         self.service_account = install_chart_rbac(api, self.namespace)
+        #: The programs ConfigMap, as the chart names it: the only one the Role lets
+        #: the sidecar read.
+        self.programs_configmap = chart_watched_configmap()
         self.token = api.create_token(self.namespace, self.service_account,
                                       create_service_account=False)
         self.kubeconfig = api.write_kubeconfig(directory / "sidecar.kubeconfig", self.token,

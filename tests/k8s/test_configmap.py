@@ -17,8 +17,6 @@ from tests.servers._util import free_port
 from tests.servers.kube import KubeApiServer
 from tests.sidecar_proc import SidecarProcess
 
-CONFIGMAP = "programs"
-
 
 def supervisor_conf(*programs: str, crashing: bool = False) -> str:
     """supervisor.conf with one ``sleep`` program per name (and a crash-looping one)."""
@@ -48,7 +46,7 @@ def start(env: PodEnv, config_dir: Path, sidecars: list[SidecarProcess]) -> Side
     # The mounted copy the pod starts with (SUPERVISOR_CONFIG in the chart); the
     # ConfigMap in the API is what edits arrive through.
     (config_dir / "supervisor.conf").write_text("programs: []\n")
-    env.write_k8s_conf(config_dir, configmap={"name": CONFIGMAP})
+    env.write_k8s_conf(config_dir, configmap={"name": env.programs_configmap})
     proc = SidecarProcess(config_dir, env=env.env())
     sidecars.append(proc)
     return proc.start()
@@ -58,13 +56,14 @@ def test_editing_the_configmap_starts_and_stops_programs_and_a_bad_edit_changes_
         kube_apiserver: KubeApiServer, config_dir: Path, tmp_path: Path,
         sidecars: list[SidecarProcess]) -> None:
     env = PodEnv(kube_apiserver, tmp_path)
-    env.put_configmap(CONFIGMAP, {"supervisor.conf": supervisor_conf("alpha")})
+    cm = env.programs_configmap
+    env.put_configmap(cm, {"supervisor.conf": supervisor_conf("alpha")})
     proc = start(env, config_dir, sidecars)
 
     # The ConfigMap as it is when the sidecar starts is applied first.
     wait_for(lambda: set(running(proc)) == {"alpha"}, 15, "alpha running")
 
-    env.put_configmap(CONFIGMAP, {"supervisor.conf": supervisor_conf("beta")})
+    env.put_configmap(cm, {"supervisor.conf": supervisor_conf("beta")})
     wait_for(lambda: set(running(proc)) == {"beta"}, 10, "alpha stopped and beta started")
     beta_pid = running(proc)["beta"]
     (applied,) = wait_for(lambda: [e for e in env.events("ConfigMapApplied")
@@ -81,27 +80,27 @@ def test_editing_the_configmap_starts_and_stops_programs_and_a_bad_edit_changes_
 
     # Malformed: YAML that is not a supervisor.conf, then text that is not YAML.
     for number, bad in enumerate(("programs:\n  - name: gamma\n", "programs: [unclosed\n"), 1):
-        env.put_configmap(CONFIGMAP, {"supervisor.conf": bad})
+        env.put_configmap(cm, {"supervisor.conf": bad})
         rejected = wait_for(rejections(number), 10, "a Warning Event")
         event = rejected[-1]
         assert event["type"] == "Warning"
-        assert event["message"].startswith(f"ConfigMap {env.namespace}/{CONFIGMAP} key ")
+        assert event["message"].startswith(f"ConfigMap {env.namespace}/{cm} key ")
         assert "the running programs are kept" in event["message"]
         assert event["involvedObject"]["uid"] == env.uid
         assert running(proc) == {"beta": beta_pid}  # nothing changed, not even a restart
     assert "executable-path" in env.events("ConfigMapRejected")[0]["message"]
 
     # Back to a good text: applied again.
-    env.put_configmap(CONFIGMAP, {"supervisor.conf": supervisor_conf("beta", "delta")})
+    env.put_configmap(cm, {"supervisor.conf": supervisor_conf("beta", "delta")})
     wait_for(lambda: set(running(proc)) == {"beta", "delta"}, 10, "delta started")
     assert running(proc)["beta"] == beta_pid
 
     # kopf took neither the sidecar's signals nor a finalizer or annotation on the ConfigMap.
-    status, cm = kube_apiserver.request(
-        "GET", f"/api/v1/namespaces/{env.namespace}/configmaps/{CONFIGMAP}")
+    status, stored = kube_apiserver.request(
+        "GET", f"/api/v1/namespaces/{env.namespace}/configmaps/{cm}")
     assert status == 200
-    assert not cm["metadata"].get("finalizers")
-    assert not [a for a in cm["metadata"].get("annotations") or {} if "kopf" in a]
+    assert not stored["metadata"].get("finalizers")
+    assert not [a for a in stored["metadata"].get("annotations") or {} if "kopf" in a]
     begin = time.monotonic()
     assert proc.stop(timeout=15) == 0  # one SIGTERM: a graceful stop, kopf included
     assert time.monotonic() - begin < 10
@@ -112,11 +111,12 @@ def test_a_crashing_program_posts_events_and_flips_the_pod(
         kube_apiserver: KubeApiServer, config_dir: Path, tmp_path: Path,
         sidecars: list[SidecarProcess]) -> None:
     env = PodEnv(kube_apiserver, tmp_path)
-    env.put_configmap(CONFIGMAP, {"supervisor.conf": supervisor_conf("steady")})
+    cm = env.programs_configmap
+    env.put_configmap(cm, {"supervisor.conf": supervisor_conf("steady")})
     proc = start(env, config_dir, sidecars)
     wait_for(lambda: env.shown() == ("OK", "True"), 15, "the Pod showing OK")
 
-    env.put_configmap(CONFIGMAP, {"supervisor.conf": supervisor_conf("steady", crashing=True)})
+    env.put_configmap(cm, {"supervisor.conf": supervisor_conf("steady", crashing=True)})
     crashed = wait_for(lambda: env.events("ProgramCrashed"), 10, "a ProgramCrashed Event")
     assert crashed[0]["type"] == "Warning"
     assert crashed[0]["message"].startswith("program crasher exited with code 3")
@@ -134,17 +134,17 @@ def test_a_crashing_program_posts_events_and_flips_the_pod(
     assert len(env.events("ProgramRestarted")) <= 5
 
     # Fixing the ConfigMap makes the Pod Ready again.
-    env.put_configmap(CONFIGMAP, {"supervisor.conf": supervisor_conf("steady")})
+    env.put_configmap(cm, {"supervisor.conf": supervisor_conf("steady")})
     wait_for(lambda: env.shown() == ("OK", "True"), 15, "the Pod showing OK again")
 
 
 async def test_kopf_in_the_sidecars_loop_leaves_no_task_and_no_signal_handler_behind(
         kube_apiserver: KubeApiServer, config_dir: Path, tmp_path: Path) -> None:
     env = await asyncio.to_thread(PodEnv, kube_apiserver, tmp_path)
-    await asyncio.to_thread(env.put_configmap, CONFIGMAP,
+    await asyncio.to_thread(env.put_configmap, env.programs_configmap,
                             {"supervisor.conf": supervisor_conf("alpha")})
     (config_dir / "supervisor.conf").write_text("programs: []\n")
-    env.write_k8s_conf(config_dir, configmap={"name": CONFIGMAP})
+    env.write_k8s_conf(config_dir, configmap={"name": env.programs_configmap})
     sidecar = build(Options(config_dir=str(config_dir), http_port=str(free_port()),
                             env={**os.environ, **env.env()}))
     assert sidecar.supervisor is not None and sidecar.k8s is not None

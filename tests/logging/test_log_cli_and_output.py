@@ -18,6 +18,7 @@ from tests.sidecar_proc import SidecarProcess, run_sidecar
 def sidecar_cmd(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}
     full_env.pop("SIDECAR_ADMIN_TOKEN", None)
+    full_env.pop("SIDECAR_ADMIN_TOKEN_FILE", None)
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "sidecar", *args], capture_output=True,
                           text=True, timeout=20, check=False, env=full_env)
@@ -103,6 +104,16 @@ def test_log_set_sends_the_admin_token(config_dir: Path, tmp_path: Path,
                             "--token-file", str(token_file))
     assert from_file.returncode == 0, from_file.stderr
     assert levels(proc)["sidecar.agent"]["level"] == "info"
+    # What the chart sets in the sidecar container when the token is required, so
+    # that `kubectl exec ... sidecar log set` works there.
+    from_env_file = sidecar_cmd("log", "set", "sidecar.agent", "warn", "--url", proc.url,
+                                env={"SIDECAR_ADMIN_TOKEN_FILE": str(token_file)})
+    assert from_env_file.returncode == 0, from_env_file.stderr
+    assert levels(proc)["sidecar.agent"]["level"] == "warning"
+    missing = sidecar_cmd("log", "list", "--url", proc.url,
+                          env={"SIDECAR_ADMIN_TOKEN_FILE": str(tmp_path / "nope")})
+    assert missing.returncode == 1
+    assert f"$SIDECAR_ADMIN_TOKEN_FILE {tmp_path / 'nope'}: No such file" in missing.stderr
 
 
 def test_levels_at_start_from_logs_conf_initial_loglvl_and_flag(

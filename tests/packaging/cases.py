@@ -22,6 +22,39 @@ class Case:
     kube_version: str | None = None
 
 
+#: Every value a platform team looks for, set at once.
+PLATFORM: dict[str, Any] = {
+    "global": {"imageRegistry": "mirror.example:5000/hub",
+               "imagePullSecrets": ["mirror-pull", {"name": "mirror-pull-2"}]},
+    "imagePullSecrets": [{"name": "regcred"}],
+    "commonLabels": {"example.com/team": "infra"},
+    "commonAnnotations": {"example.com/owner": "platform@example.com"},
+    "sidecar": {
+        "lifecycle": {"preStop": {"sleep": {"seconds": 2}}},
+        "extraVolumes": [{"name": "extra-certs", "emptyDir": {"medium": "Memory"}}],
+        "extraVolumeMounts": [{"name": "extra-certs", "mountPath": "/etc/extra-certs"}],
+        "probes": {
+            "startup": {"enabled": True, "initialDelaySeconds": 1, "periodSeconds": 1,
+                        "timeoutSeconds": 2, "successThreshold": 1, "failureThreshold": 60,
+                        "terminationGracePeriodSeconds": 5},
+            "liveness": {"enabled": True, "initialDelaySeconds": 5, "periodSeconds": 10,
+                         "timeoutSeconds": 3, "successThreshold": 1, "failureThreshold": 3,
+                         "terminationGracePeriodSeconds": 10},
+            "readiness": {"enabled": True, "initialDelaySeconds": 2, "periodSeconds": 5,
+                          "timeoutSeconds": 2, "successThreshold": 2, "failureThreshold": 3},
+        },
+    },
+    "adminToken": {"required": True},
+    "metrics": {"service": {"type": "LoadBalancer", "allowExternal": True}},
+    "networkPolicy": {"enabled": True,
+                      "workloadFrom": [{"podSelector": {"matchLabels": {"role": "frontend"}}}],
+                      "extraIngress": [{"ports": [{"port": 9999}]}]},
+    "podDisruptionBudget": {"enabled": True, "minAvailable": "50%",
+                            "unhealthyPodEvictionPolicy": "AlwaysAllow"},
+    "priorityClassName": "cninfra-high",
+    "workload": {"replicas": 2},
+}
+
 CASES = (
     Case("default"),
     Case("classic-container", {"nativeSidecar": False}),
@@ -69,7 +102,7 @@ CASES = (
         },
         "k8s": {"config": {}},
         "serviceAccount": {"name": "custom-sa", "annotations": {"example.com/owner": "me"}},
-        "metrics": {"service": {"type": "NodePort", "port": 9300,
+        "metrics": {"service": {"type": "NodePort", "port": 9300, "allowExternal": True,
                                 "annotations": {"example.com/team": "infra"}}},
         "podAnnotations": {"example.com/a": "b"},
         "podLabels": {"cninfra.io/microservice-label": "vpp1"},
@@ -89,6 +122,14 @@ CASES = (
     }),
     # Mode (b): only the shared objects; the pod spec is the user's.
     Case("include-only", {"workload": {"enabled": False}}),
+    # What a platform team sets (issue 22): every value added for it.
+    Case("platform", PLATFORM),
+    Case("platform-include-only", {
+        "workload": {"enabled": False},
+        "networkPolicy": {"enabled": True, "extraIngress": [{"ports": [{"port": 8080}]}]},
+        "adminToken": {"required": True},
+        "commonLabels": {"example.com/team": "infra"},
+    }),
 )
 
 CASE_IDS = [c.name for c in CASES]

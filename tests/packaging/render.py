@@ -11,6 +11,7 @@ sidecar under test runs with exactly the chart's Role::
     docs = chart_rbac("t1")            # [ServiceAccount, Role, RoleBinding]
     role = chart_role("t1")
     sa = docs[0]["metadata"]["name"]
+    name = chart_watched_configmap()   # the programs ConfigMap k8s.conf watches
 
 ``tests.packaging.kubeapply.install_chart_rbac(api, "t1")`` creates them on a
 ``KubeApiServer`` and returns the ServiceAccount's name.
@@ -40,6 +41,7 @@ __all__ = [
     "HelmError",
     "chart_rbac",
     "chart_role",
+    "chart_watched_configmap",
     "find",
     "helm_bin",
     "helm_template",
@@ -174,6 +176,15 @@ def chart_rbac(namespace: str, release: str = "cninfra-test") -> list[Doc]:
 def chart_role(namespace: str, release: str = "cninfra-test") -> Doc:
     """The chart's Role (default values)."""
     return chart_rbac(namespace, release)[1]
+
+
+def chart_watched_configmap(release: str = "cninfra-test", **values: Any) -> str:
+    """The ConfigMap that the rendered k8s.conf tells the sidecar to watch ("" for
+    none), with the default values updated by ``values``."""
+    docs = helm_template(values or None, release=release)
+    config = find(docs, "ConfigMap", f"{release}-cninfra-sidecar-config")["data"] or {}
+    k8s = yaml.safe_load(config.get("k8s.conf", "")) or {}
+    return str((k8s.get("configmap") or {}).get("name", ""))
 
 
 def parent_chart(directory: Path) -> Path:

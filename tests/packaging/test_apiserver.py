@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.packaging.cases import CASE_IDS, CASES, Case, rendered
+from tests.packaging.cases import CASE_IDS, CASES, PLATFORM, Case, rendered
 from tests.packaging.kubeapply import ApplyError, apply, apply_one, install_chart_rbac
 from tests.packaging.render import (
     CHART_DIR,
@@ -131,29 +131,34 @@ def test_default_pod_passes_pod_security_restricted(kube_apiserver: KubeApiServe
 
 # -- the chart's RBAC in force ----------------------------------------------------------
 
+PROGRAMS = "cninfra-test-cninfra-sidecar-programs"
+#: (verb, resource, subresource, name); tests/k8s/test_rbac.py has the full story.
 ALLOWED = [
-    ("get", "pods", ""), ("patch", "pods", ""),
-    ("get", "pods", "status"), ("patch", "pods", "status"),
-    ("get", "configmaps", ""), ("list", "configmaps", ""), ("watch", "configmaps", ""),
-    ("create", "events", ""),
+    ("get", "pods", "", ""), ("patch", "pods", "status", ""),
+    ("get", "configmaps", "", PROGRAMS), ("list", "configmaps", "", PROGRAMS),
+    ("watch", "configmaps", "", PROGRAMS),
+    ("create", "events", "", ""),
 ]
 DENIED = [
-    ("delete", "pods", ""), ("create", "pods", ""), ("update", "pods", ""),
-    ("list", "pods", ""), ("get", "pods", "exec"), ("create", "pods", "exec"),
-    ("get", "secrets", ""), ("list", "secrets", ""),
-    ("update", "configmaps", ""), ("patch", "configmaps", ""), ("delete", "configmaps", ""),
-    ("patch", "events", ""), ("delete", "events", ""),
-    ("get", "serviceaccounts", "token"), ("create", "serviceaccounts", "token"),
+    ("patch", "pods", "", ""), ("get", "pods", "status", ""),
+    ("delete", "pods", "", ""), ("create", "pods", "", ""), ("update", "pods", "", ""),
+    ("list", "pods", "", ""), ("get", "pods", "exec", ""), ("create", "pods", "exec", ""),
+    ("get", "secrets", "", ""), ("list", "secrets", "", ""),
+    ("get", "configmaps", "", "other"), ("list", "configmaps", "", ""),
+    ("update", "configmaps", "", PROGRAMS), ("patch", "configmaps", "", PROGRAMS),
+    ("delete", "configmaps", "", PROGRAMS),
+    ("patch", "events", "", ""), ("delete", "events", "", ""),
+    ("get", "serviceaccounts", "token", ""), ("create", "serviceaccounts", "token", ""),
 ]
 
 
 def can(api: KubeApiServer, user: str, ns: str, verb: str, resource: str,
-        subresource: str) -> bool:
+        subresource: str, name: str) -> bool:
     status, review = api.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", {
         "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
         "spec": {"user": user, "groups": ["system:serviceaccounts", "system:authenticated"],
                  "resourceAttributes": {"namespace": ns, "verb": verb, "resource": resource,
-                                        "subresource": subresource}},
+                                        "subresource": subresource, "name": name}},
     })
     assert status == 201, review
     return bool(review["status"].get("allowed"))
@@ -166,18 +171,23 @@ def test_chart_rbac_grants_the_k8s_plugin_exactly_its_needs(
     kube_apiserver.ensure_namespace(other)
     user = f"system:serviceaccount:{ns}:{sa}"
 
-    wrong = [f"{verb} {res}/{sub}" for verb, res, sub in ALLOWED
-             if not can(kube_apiserver, user, ns, verb, res, sub)]
-    wrong += [f"{verb} {res}/{sub} (should be denied)" for verb, res, sub in DENIED
-              if can(kube_apiserver, user, ns, verb, res, sub)]
-    wrong += [f"{verb} {res}/{sub} in another namespace (should be denied)"
-              for verb, res, sub in ALLOWED if can(kube_apiserver, user, other, verb, res, sub)]
+    wrong = [f"{verb} {res}/{sub} {name}" for verb, res, sub, name in ALLOWED
+             if not can(kube_apiserver, user, ns, verb, res, sub, name)]
+    wrong += [f"{verb} {res}/{sub} {name} (should be denied)"
+              for verb, res, sub, name in DENIED
+              if can(kube_apiserver, user, ns, verb, res, sub, name)]
+    wrong += [f"{verb} {res}/{sub} {name} in another namespace (should be denied)"
+              for verb, res, sub, name in ALLOWED
+              if can(kube_apiserver, user, other, verb, res, sub, name)]
     assert not wrong, wrong
 
     # And with the ServiceAccount's own token, as the sidecar would call.
     token = kube_apiserver.create_token(ns, sa, create_service_account=False)
+    status, _ = kube_apiserver.request(
+        "GET", f"/api/v1/namespaces/{ns}/configmaps/{PROGRAMS}", token=token)
+    assert status == 404  # allowed, and not there yet
     status, _ = kube_apiserver.request("GET", f"/api/v1/namespaces/{ns}/configmaps", token=token)
-    assert status == 200
+    assert status == 403
     status, _ = kube_apiserver.request("GET", f"/api/v1/namespaces/{ns}/secrets", token=token)
     assert status == 403
 
@@ -197,6 +207,7 @@ def test_helm_install_prints_how_to_reach_the_sidecar(
     assert "curl -X PUT localhost:9191/log/<logger>/<level>" in notes
     assert "curl -s localhost:9191/log/list" in notes
     assert f"kubectl -n {ns} edit configmap demo-cninfra-sidecar-programs" in notes
+    assert f"helm test demo -n {ns}" in notes
 
     status, deployment = kube_apiserver.request(
         "GET", f"/apis/apps/v1/namespaces/{ns}/deployments/demo-cninfra-sidecar")
@@ -210,3 +221,122 @@ def test_helm_install_prints_how_to_reach_the_sidecar(
     status, _ = kube_apiserver.request(
         "GET", f"/apis/apps/v1/namespaces/{ns}/deployments/demo-cninfra-sidecar")
     assert status == 404
+
+
+# -- the values a platform team sets (issue 22), one at a time ------------------------------
+
+#: (values, the kind of object that shows it, where in the apiserver's answer, expected)
+NEW_VALUES: list[tuple[str, dict[str, Any], str, tuple[str | int, ...], Any]] = [
+    ("global.imageRegistry", {"global": {"imageRegistry": "mirror.example"}}, "Deployment",
+     ("spec", "template", "spec", "initContainers", 0, "image"),
+     "mirror.example/cninfra-sidecar:0.1.0"),
+    ("global.imagePullSecrets", {"global": {"imagePullSecrets": ["pull"]}}, "Deployment",
+     ("spec", "template", "spec", "imagePullSecrets"), [{"name": "pull"}]),
+    ("commonLabels", {"commonLabels": {"team": "infra"}}, "Role",
+     ("metadata", "labels", "team"), "infra"),
+    ("commonAnnotations", {"commonAnnotations": {"owner": "me"}}, "ServiceAccount",
+     ("metadata", "annotations", "owner"), "me"),
+    ("sidecar.lifecycle", {"sidecar": {"lifecycle": {"preStop": {"sleep": {"seconds": 1}}}}},
+     "Deployment", ("spec", "template", "spec", "initContainers", 0, "lifecycle"),
+     {"preStop": {"sleep": {"seconds": 1}}}),
+    ("sidecar.extraVolumes", {"sidecar": {
+        "extraVolumes": [{"name": "x", "emptyDir": {}}],
+        "extraVolumeMounts": [{"name": "x", "mountPath": "/x"}]}},
+     "Deployment", ("spec", "template", "spec", "volumes", -1, "name"), "x"),
+    ("sidecar.probes.*.initialDelaySeconds", {"sidecar": {"probes": {
+        "liveness": {"enabled": True, "initialDelaySeconds": 7}}}},
+     "Deployment", ("spec", "template", "spec", "initContainers", 0, "livenessProbe",
+                    "initialDelaySeconds"), 7),
+    ("sidecar.probes.readiness.successThreshold", {"sidecar": {"probes": {
+        "readiness": {"enabled": True, "successThreshold": 2}}}},
+     "Deployment", ("spec", "template", "spec", "initContainers", 0, "readinessProbe",
+                    "successThreshold"), 2),
+    ("sidecar.probes.liveness.terminationGracePeriodSeconds", {"sidecar": {"probes": {
+        "liveness": {"enabled": True, "terminationGracePeriodSeconds": 9}}}},
+     "Deployment", ("spec", "template", "spec", "initContainers", 0, "livenessProbe",
+                    "terminationGracePeriodSeconds"), 9),
+    ("podDisruptionBudget", {"podDisruptionBudget": {
+        "enabled": True, "unhealthyPodEvictionPolicy": "AlwaysAllow"},
+        "workload": {"replicas": 2}},
+     "PodDisruptionBudget", ("spec", "unhealthyPodEvictionPolicy"), "AlwaysAllow"),
+    ("networkPolicy.enabled", {"networkPolicy": {"enabled": True}}, "NetworkPolicy",
+     ("spec", "ingress", 0, "ports", 0, "port"), 9191),
+    ("priorityClassName", {"priorityClassName": "high"}, "Deployment",
+     ("spec", "template", "spec", "priorityClassName"), "high"),
+    ("adminToken.required", {"adminToken": {"required": True}}, "Secret",
+     ("metadata", "name"), "demo-cninfra-sidecar-admin-token"),
+    ("metrics.service.allowExternal", {"metrics": {"service": {
+        "type": "LoadBalancer", "allowExternal": True}}}, "Service",
+     ("spec", "type"), "LoadBalancer"),
+    ("tests.enabled", {}, "Pod", ("spec", "containers", 0, "command", 1), "status"),
+]
+
+
+def dig(doc: Any, path: tuple[str | int, ...]) -> Any:
+    for key in path:
+        doc = doc[key]
+    return doc
+
+
+@pytest.mark.parametrize(("values", "kind", "path", "expected"),
+                         [case[1:] for case in NEW_VALUES], ids=[c[0] for c in NEW_VALUES])
+def test_each_new_value_is_accepted_and_kept_by_the_apiserver(
+        kube_apiserver: KubeApiServer, values: dict[str, Any], kind: str,
+        path: tuple[str | int, ...], expected: Any) -> None:
+    ns = namespace("value")
+    docs = helm_template(values, namespace=ns)
+    answers = apply(kube_apiserver, docs, namespace=ns, dry_run=True)
+    shown = [a for a in answers if a["kind"] == kind
+             and (kind != "Service" or a["metadata"]["name"].endswith("-metrics"))]
+    assert shown, f"no {kind} among {[a['kind'] for a in answers]}"
+    assert dig(shown[0], path) == expected
+
+
+def test_the_default_pod_passes_restricted_with_every_platform_value(
+        kube_apiserver: KubeApiServer) -> None:
+    ns = namespace("restricted-platform")
+    restricted_namespace(kube_apiserver, ns)
+    # A Pod's admission checks that its PriorityClass exists (a Deployment's does not).
+    status, out = kube_apiserver.request(
+        "POST", "/apis/scheduling.k8s.io/v1/priorityclasses",
+        {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+         "metadata": {"name": PLATFORM["priorityClassName"]}, "value": 1000})
+    assert status in (201, 409), out
+    docs = rendered(next(c for c in CASES if c.name == "platform"))
+    deployment = find(docs, "Deployment")
+    apply_one(kube_apiserver, pod_from(deployment, "demo"), namespace=ns, dry_run=True)
+    test_pod = find(docs, "Pod")  # the helm test pod too
+    test_pod["metadata"].pop("namespace")
+    apply_one(kube_apiserver, test_pod, namespace=ns, dry_run=True)
+
+
+def test_install_with_the_token_required_prints_how_to_use_it_and_keeps_it(
+        kube_apiserver: KubeApiServer, tmp_path: Path) -> None:
+    ns = namespace("token")
+    kubeconfig = str(kube_apiserver.write_kubeconfig(tmp_path / "admin.kubeconfig"))
+    common = ["--namespace", ns, "--kubeconfig", kubeconfig, "--set", "adminToken.required=true"]
+    res = run_helm("install", "demo", str(CHART_DIR), "--create-namespace", *common,
+                   timeout=120)
+    secret = "demo-cninfra-sidecar-admin-token"
+    assert (f"TOKEN=$(kubectl -n {ns} get secret {secret} -o jsonpath='{{.data.token}}' "
+            "| base64 -d)") in res.stdout
+    assert f"kubectl -n {ns} port-forward deploy/demo-cninfra-sidecar 9191:9191" in res.stdout
+    assert ('curl -H "Authorization: Bearer $TOKEN" -X PUT localhost:9191/log/<logger>/<level>'
+            in res.stdout)
+    path = f"/api/v1/namespaces/{ns}/secrets/{secret}"
+    status, first = kube_apiserver.request("GET", path)
+    assert status == 200, first
+
+    # An upgrade keeps the token: the running sidecars read it at start-up.
+    run_helm("upgrade", "demo", str(CHART_DIR), *common, "--set", "workload.replicas=2",
+             timeout=120)
+    status, second = kube_apiserver.request("GET", path)
+    assert status == 200 and second["data"] == first["data"]
+    run_helm("uninstall", "demo", "--namespace", ns, "--kubeconfig", kubeconfig, timeout=120)
+
+
+def test_lint_strict_passes_for_the_platform_values(tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(next(c for c in CASES if c.name == "platform").values))
+    res = run_helm("lint", "--strict", str(CHART_DIR), "--values", str(values), check=False)
+    assert res.returncode == 0, res.stdout + res.stderr

@@ -91,6 +91,7 @@ def test_default_rendering_has_the_workload_and_its_shared_objects() -> None:
         "ConfigMap/demo-cninfra-sidecar-config",
         "ConfigMap/demo-cninfra-sidecar-programs",
         "Deployment/demo-cninfra-sidecar",
+        "Pod/demo-cninfra-sidecar-test-status",
         "Role/demo-cninfra-sidecar",
         "RoleBinding/demo-cninfra-sidecar",
         "Service/demo-cninfra-sidecar",
@@ -192,22 +193,23 @@ def test_sidecar_is_locked_down_and_alone_with_its_token() -> None:
 
 
 def test_role_is_exactly_what_the_k8s_plugin_needs() -> None:
+    """tests/k8s/test_rbac.py proves these rules on the apiserver, with the sidecar."""
     role = chart_role("ns1")
     granted = {
-        (res, verb)
+        (res, verb, tuple(rule.get("resourceNames") or ()))
         for rule in role["rules"]
         for res in rule["resources"]
         for verb in rule["verbs"]
         if rule["apiGroups"] == [""]
     }
+    programs = ("cninfra-test-cninfra-sidecar-programs",)
     assert granted == {
-        ("pods", "get"), ("pods", "patch"),
-        ("pods/status", "get"), ("pods/status", "patch"),
-        ("configmaps", "get"), ("configmaps", "list"), ("configmaps", "watch"),
-        ("events", "create"),
+        ("pods", "get", ()), ("pods/status", "patch", ()),
+        ("configmaps", "get", programs), ("configmaps", "list", programs),
+        ("configmaps", "watch", programs),
+        ("events", "create", ()),
     }
-    assert all(rule["apiGroups"] == [""] and "resourceNames" not in rule
-               for rule in role["rules"])
+    assert all(rule["apiGroups"] == [""] for rule in role["rules"])
     docs = helm_template(release="cninfra-test", namespace="ns1")
     binding = find(docs, "RoleBinding")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
@@ -288,8 +290,8 @@ def test_minimal_set_leaves_out_what_is_off() -> None:
 def test_include_only_renders_no_workload() -> None:
     case = next(c for c in CASES if c.name == "include-only")
     kinds = sorted(d["kind"] for d in rendered(case))
-    assert kinds == ["ConfigMap", "ConfigMap", "Role", "RoleBinding", "Service",
-                     "ServiceAccount"]
+    assert kinds == ["ConfigMap", "ConfigMap", "Pod", "Role", "RoleBinding", "Service",
+                     "ServiceAccount"]  # the Pod: helm test's
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
@@ -371,6 +373,17 @@ SCHEMA_FAILURE = "values don't meet the specifications of the schema"
     ({"nativeSidecar": "sometimes"}, "at '/nativeSidecar': value must be one of"),
     ({"sidecar": {"logLevel": "verbose"}}, "at '/sidecar/logLevel': value must be one of"),
     ({"image": {"digest": "latest"}}, "at '/image/digest'"),
+    ({"sidecar": {"probes": {"liveness": {"enabled": True, "successThreshold": 2}}}},
+     "at '/sidecar/probes/liveness/successThreshold': value must be 1"),
+    ({"sidecar": {"probes": {"readiness": {"enabled": True,
+                                           "terminationGracePeriodSeconds": 5}}}},
+     "at '/sidecar/probes/readiness': additional properties 'terminationGracePeriodSeconds' "
+     "not allowed"),
+    ({"podDisruptionBudget": {"minAvailable": "half"}},
+     "at '/podDisruptionBudget/minAvailable': 'half' does not match pattern"),
+    ({"global": {"imagePullSecrets": [3]}}, "at '/global/imagePullSecrets/0'"),
+    ({"networkPolicy": {"enabld": True}},
+     "at '/networkPolicy': additional properties 'enabld' not allowed"),
 ])
 def test_bad_values_fail_with_the_schema_message(values: dict[str, Any], message: str) -> None:
     with pytest.raises(HelmError) as err:
@@ -386,9 +399,46 @@ def test_bad_values_on_the_command_line_fail_too() -> None:
 
 
 @pytest.mark.parametrize(("values", "message"), [
+    # The guard rails of issue 22: each names the values and what to do.
+    ({"sidecar": {"httpPort": 8080}},
+     "sidecar.httpPort=8080 is also workload.ports[0].containerPort (http): the sidecar and "
+     "the workload share the pod's network, so only one of them could listen on it. Set "
+     "sidecar.httpPort to a free port (the default is 9191), or move the workload's port"),
+    ({"workload": {"ports": [{"name": "http", "containerPort": 8080},
+                             {"containerPort": 9191}]}},
+     "sidecar.httpPort=9191 is also workload.ports[1].containerPort (unnamed)"),
+    ({"metrics": {"service": {"type": "LoadBalancer"}}},
+     "metrics.service.type=LoadBalancer would publish the sidecar's REST port (status, "
+     "metrics, and the admin routes to whoever holds the token) outside the cluster. Keep "
+     "metrics.service.type=ClusterIP (Prometheus scrapes from inside), or set "
+     "metrics.service.allowExternal=true to publish it on purpose"),
+    ({"metrics": {"service": {"type": "NodePort"}}},
+     "metrics.service.type=NodePort would publish the sidecar's REST port"),
     ({"k8s": {"enabled": False}},
      "readinessGate.enabled needs k8s.enabled: the k8s plugin is what sets the "
-     "cninfra.io/ready condition"),
+     "cninfra.io/ready condition, and without it the pods would never become Ready. "
+     "Set k8s.enabled=true, or readinessGate.enabled=false"),
+    ({"adminToken": {"required": True},
+      "config": {"http": {"admin-allow": ["127.0.0.0/8", "10.0.0.0/8"]}}},
+     'adminToken.required asks for the token from every caller, but '
+     'config.http.admin-allow=["127.0.0.0/8","10.0.0.0/8"] admits those networks without it'),
+    ({"adminToken": {"required": True}, "config": {"http": {"admin-token": "x"}}},
+     "config.http.admin-token and adminToken.required are both set"),
+    ({"podDisruptionBudget": {"enabled": True, "minAvailable": 1, "maxUnavailable": 1},
+      "workload": {"replicas": 3}},
+     "podDisruptionBudget.minAvailable=1 and podDisruptionBudget.maxUnavailable=1 are both "
+     "set: a PodDisruptionBudget takes one of them; keep one"),
+    ({"podDisruptionBudget": {"enabled": True, "minAvailable": 1}},
+     'podDisruptionBudget (minAvailable="1", maxUnavailable="") with workload.replicas=1 lets '
+     "no pod be evicted: every node drain would wait forever"),
+    ({"podDisruptionBudget": {"enabled": True, "maxUnavailable": "0%"}},
+     "lets no pod be evicted"),
+    ({"podDisruptionBudget": {"enabled": True}, "workload": {"enabled": False}},
+     "podDisruptionBudget.enabled needs workload.enabled"),
+    ({"networkPolicy": {"enabled": True}, "workload": {"enabled": False}},
+     "networkPolicy.enabled with workload.enabled=false: the policy selects your pods (label "
+     "cninfra.io/sidecar) and would close your workload's ports. List the ingress rules for "
+     "them in networkPolicy.extraIngress"),
     # Mode (b) renders no container, and is checked all the same.
     ({"workload": {"enabled": False}, "k8s": {"enabled": False}},
      "readinessGate.enabled needs k8s.enabled"),

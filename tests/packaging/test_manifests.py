@@ -37,6 +37,8 @@ def normalize(docs: list[Doc]) -> dict[str, Doc]:
     out = {}
     for doc in docs:
         meta = doc["metadata"]
+        if "helm.sh/hook" in (meta.get("annotations") or {}):
+            continue  # `helm test` pods: helm's, not part of the workload
         meta.pop("namespace", None)
         _drop(meta.get("labels"), HELM_LABELS)
         for subject in doc.get("subjects", []):

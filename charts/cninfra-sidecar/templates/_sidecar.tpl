@@ -18,6 +18,7 @@ Deployment uses them, and so can your own chart's pod spec (mode b):
         {{- include "cninfra-sidecar.container" $sidecar | nindent 8 }}
       volumes:
         {{- include "cninfra-sidecar.volumes" $sidecar | nindent 8 }}
+      {{- include "cninfra-sidecar.priorityClassName" $sidecar | nindent 6 }}
 
 The list templates render list items only (nothing when there are none), so
 that your own items can follow them.
@@ -44,11 +45,45 @@ checksum/cninfra-config: {{ include "cninfra-sidecar.configData" . | sha256sum }
 {{- end }}
 {{- end }}
 
+{{/* imagePullSecrets items: global.imagePullSecrets, then imagePullSecrets (names or {name}). */}}
+{{- define "cninfra-sidecar.imagePullSecrets" -}}
+{{- $global := (.Values.global | default dict).imagePullSecrets | default list }}
+{{- range $secret := concat $global (.Values.imagePullSecrets | default list) }}
+- name: {{ if kindIs "string" $secret }}{{ $secret }}{{ else }}{{ $secret.name }}{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* `priorityClassName: ...` for the pod spec (nothing when not set). */}}
+{{- define "cninfra-sidecar.priorityClassName" -}}
+{{- with .Values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the admin token ("" for none): yours, or the generated one. */}}
+{{- define "cninfra-sidecar.adminTokenSecret" -}}
+{{- if .Values.adminToken.existingSecret }}
+{{- .Values.adminToken.existingSecret }}
+{{- else if .Values.adminToken.required }}
+{{- printf "%s-admin-token" (include "cninfra-sidecar.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/* One probe's settings: every field the kubelet takes, when set. */}}
+{{- define "cninfra-sidecar.probeFields" -}}
+{{- range $field := list "initialDelaySeconds" "periodSeconds" "timeoutSeconds" "successThreshold" "failureThreshold" "terminationGracePeriodSeconds" }}
+{{- if hasKey $ $field }}
+{{ $field }}: {{ get $ $field }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* The sidecar container, as one list item. */}}
 {{- define "cninfra-sidecar.container" -}}
 {{- include "cninfra-sidecar.validate" . }}
 {{- $paths := include "cninfra-sidecar.paths" . | fromYaml }}
 {{- $probes := .Values.sidecar.probes -}}
+{{- $tokenSecret := include "cninfra-sidecar.adminTokenSecret" . -}}
 - name: {{ .Values.sidecar.name }}
   image: {{ include "cninfra-sidecar.image" . | quote }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}
@@ -97,6 +132,11 @@ checksum/cninfra-config: {{ include "cninfra-sidecar.configData" . | sha256sum }
     - name: INITIAL_LOGLVL
       value: {{ . | quote }}
     {{- end }}
+    {{- if $tokenSecret }}
+    # For `sidecar log` and `sidecar programs` run in this container (kubectl exec).
+    - name: SIDECAR_ADMIN_TOKEN_FILE
+      value: {{ $paths.adminToken }}/admin-token
+    {{- end }}
     {{- with .Values.sidecar.env }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -113,27 +153,21 @@ checksum/cninfra-config: {{ include "cninfra-sidecar.configData" . | sha256sum }
     httpGet:
       path: /liveness
       port: cninfra-http
-    periodSeconds: {{ $probes.startup.periodSeconds }}
-    timeoutSeconds: {{ $probes.startup.timeoutSeconds }}
-    failureThreshold: {{ $probes.startup.failureThreshold }}
+    {{- include "cninfra-sidecar.probeFields" (omit $probes.startup "enabled") | trim | nindent 4 }}
   {{- end }}
   {{- if $probes.liveness.enabled }}
   livenessProbe:
     httpGet:
       path: /liveness
       port: cninfra-http
-    periodSeconds: {{ $probes.liveness.periodSeconds }}
-    timeoutSeconds: {{ $probes.liveness.timeoutSeconds }}
-    failureThreshold: {{ $probes.liveness.failureThreshold }}
+    {{- include "cninfra-sidecar.probeFields" (omit $probes.liveness "enabled") | trim | nindent 4 }}
   {{- end }}
   {{- if $probes.readiness.enabled }}
   readinessProbe:
     httpGet:
       path: /readiness
       port: cninfra-http
-    periodSeconds: {{ $probes.readiness.periodSeconds }}
-    timeoutSeconds: {{ $probes.readiness.timeoutSeconds }}
-    failureThreshold: {{ $probes.readiness.failureThreshold }}
+    {{- include "cninfra-sidecar.probeFields" (omit $probes.readiness "enabled") | trim | nindent 4 }}
   {{- end }}
   {{- with .Values.sidecar.resources }}
   resources:
@@ -141,6 +175,10 @@ checksum/cninfra-config: {{ include "cninfra-sidecar.configData" . | sha256sum }
   {{- end }}
   {{- with .Values.sidecar.securityContext }}
   securityContext:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.sidecar.lifecycle }}
+  lifecycle:
     {{- toYaml . | nindent 4 }}
   {{- end }}
   # A sidecar that stops on bad config says why in `kubectl describe pod`.
@@ -159,7 +197,7 @@ checksum/cninfra-config: {{ include "cninfra-sidecar.configData" . | sha256sum }
       readOnly: true
     - name: cninfra-tmp
       mountPath: /tmp
-    {{- if .Values.adminToken.existingSecret }}
+    {{- if $tokenSecret }}
     - name: cninfra-admin-token
       mountPath: {{ $paths.adminToken }}
       readOnly: true
@@ -193,13 +231,15 @@ checksum/cninfra-config: {{ include "cninfra-sidecar.configData" . | sha256sum }
 - name: cninfra-tmp
   emptyDir:
     sizeLimit: 64Mi
-{{- if .Values.adminToken.existingSecret }}
+{{- with include "cninfra-sidecar.adminTokenSecret" . }}
 - name: cninfra-admin-token
   secret:
-    secretName: {{ .Values.adminToken.existingSecret }}
-    defaultMode: 0400
+    secretName: {{ . }}
+    {{- /* Root-owned files: 0400 would shut out the sidecar's own non-root user.
+    Only the sidecar container mounts this volume. */}}
+    defaultMode: 0444
     items:
-      - key: {{ .Values.adminToken.key }}
+      - key: {{ $.Values.adminToken.key }}
         path: admin-token
 {{- end }}
 {{- if .Values.k8s.enabled }}
@@ -223,24 +263,26 @@ the workload's containers get no API credentials from the sidecar's account. */}
               fieldRef:
                 fieldPath: metadata.namespace
 {{- end }}
+{{- with .Values.sidecar.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{/* The config ConfigMap's data: one <name>.conf per entry of .Values.config, plus k8s.conf. */}}
 {{- define "cninfra-sidecar.configData" -}}
 {{- $paths := include "cninfra-sidecar.paths" . | fromYaml }}
 {{- $files := deepCopy (.Values.config | default dict) }}
-{{- if .Values.adminToken.existingSecret }}
+{{- if include "cninfra-sidecar.adminTokenSecret" . }}
 {{- $http := get $files "http" | default dict }}
 {{- $_ := set $http "admin-token-file" (printf "%s/admin-token" $paths.adminToken) }}
+{{- if .Values.adminToken.required }}
+{{- /* The token from every caller, loopback included (see SECURITY.md). */}}
+{{- $_ := set $http "admin-allow" list }}
+{{- end }}
 {{- $_ := set $files "http" $http }}
 {{- end }}
 {{- if .Values.k8s.enabled }}
-{{- $k8s := deepCopy (.Values.k8s.config | default dict) }}
-{{- /* The k8s plugin watches the programs ConfigMap unless k8s.config names another. */}}
-{{- if and .Values.supervisor.enabled (not (hasKey $k8s "configmap")) }}
-{{- $_ := set $k8s "configmap" (dict "name" (include "cninfra-sidecar.programsConfigMapName" .)) }}
-{{- end }}
-{{- $_ := set $files "k8s" $k8s }}
+{{- $_ := set $files "k8s" (include "cninfra-sidecar.k8sConf" . | fromYaml) }}
 {{- end }}
 {{- range $name, $content := $files }}
 {{- if not (kindIs "invalid" $content) }}
@@ -248,6 +290,23 @@ the workload's containers get no API credentials from the sidecar's account. */}
   # {{ $name }}.conf, from the chart's values ({{ if eq $name "k8s" }}k8s.config{{ else }}config.{{ $name }}{{ end }})
   {{- toYaml $content | nindent 2 }}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* k8s.conf's content, as YAML: k8s.config, watching the programs ConfigMap unless it names another. */}}
+{{- define "cninfra-sidecar.k8sConf" -}}
+{{- $k8s := deepCopy (.Values.k8s.config | default dict) }}
+{{- if and .Values.supervisor.enabled (not (hasKey $k8s "configmap")) }}
+{{- $_ := set $k8s "configmap" (dict "name" (include "cninfra-sidecar.programsConfigMapName" .)) }}
+{{- end }}
+{{- toYaml $k8s }}
+{{- end }}
+
+{{/* The name of the ConfigMap the k8s plugin watches; empty when it watches none. */}}
+{{- define "cninfra-sidecar.watchedConfigMap" -}}
+{{- if .Values.k8s.enabled }}
+{{- $k8s := include "cninfra-sidecar.k8sConf" . | fromYaml }}
+{{- ($k8s.configmap | default dict).name | default "" }}
 {{- end }}
 {{- end }}
 
