@@ -15,65 +15,82 @@ through a relay into that member's own loopback, which a partition leaves alone:
 a client stays connected to an isolated member, as one on the far side of a
 real partition does.
 
-Names are unique per run (``cnt<pid>x<n>-...``), and ``close`` (also at
-interpreter exit) deletes them. A run killed before it could clean up leaves
-them behind: the next ``Network`` deletes those whose process has ended, so
-their number stays bounded. Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN).
+The namespaces have no names (nothing under /run/netns, which other tools
+may clean up): each is held by a small process of ours (``unshare --net cat``)
+reading a pipe from this process. ``close`` ends them; if this process dies
+first, the pipe closes, they end, and the kernel frees the namespaces: nothing
+is left behind, however a run ends. Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN).
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import ctypes
-import itertools
 import os
-import re
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Self
 
-__all__ = ["Network", "Relay"]
+__all__ = ["Namespace", "Network", "Relay"]
 
-_NETNS_DIR = Path("/run/netns")
 _CLONE_NEWNET = 0x40000000
-_NAME = re.compile(r"^cnt(\d+)x\d+-")
 _SUBNET = "10.77.0"  # only inside the namespaces of one Network
-_count = itertools.count()
 _libc = ctypes.CDLL(None, use_errno=True)
 _setns_lock = threading.Lock()
 
 
-def _ip(*args: str) -> None:
-    done = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=20,
-                          check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(args)} failed: {done.stderr.strip()}")
+class Namespace:
+    """A new network namespace, alive while its holder process runs."""
 
+    def __init__(self) -> None:
+        own = Path("/proc/self/ns/net").stat().st_ino
+        # The holder reads our pipe until it closes: it ends with us, whatever the cause.
+        self._holder = subprocess.Popen(["unshare", "--net", "--", "cat"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        self.path = Path(f"/proc/{self._holder.pid}/ns/net")
+        deadline = time.monotonic() + 10
+        while True:  # until unshare has moved it into the new namespace
+            if self._holder.poll() is not None:
+                raise RuntimeError(f"unshare --net exited with {self._holder.returncode}")
+            with contextlib.suppress(OSError):
+                if self.path.stat().st_ino != own:
+                    break
+            if time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError("unshare --net: no new namespace within 10s")
+            time.sleep(0.01)
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    @property
+    def pid(self) -> int:
+        return self._holder.pid
 
+    def command(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` run inside (nsenter, not ``ip netns exec``, which remounts /sys)."""
+        return ["nsenter", f"--net={self.path}", "--", *argv]
 
-def _delete_leftovers() -> None:
-    """Namespaces of earlier runs whose process has ended (killed before cleaning up)."""
-    if not _NETNS_DIR.is_dir():
-        return
-    for path in _NETNS_DIR.iterdir():
-        found = _NAME.match(path.name)
-        if found and not _alive(int(found.group(1))):
-            with contextlib.suppress(RuntimeError):
-                _ip("netns", "delete", path.name)
+    def ip(self, *args: str) -> None:
+        done = subprocess.run(self.command(["ip", *args]), capture_output=True, text=True,
+                              timeout=20, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"ip {' '.join(args)} failed: {done.stderr.strip()}")
+
+    def close(self) -> None:
+        if self._holder.poll() is None:
+            assert self._holder.stdin is not None
+            self._holder.stdin.close()
+            try:
+                self._holder.wait(5)
+            except subprocess.TimeoutExpired:
+                self._holder.kill()
+                self._holder.wait()
+        elif self._holder.stdin is not None:
+            self._holder.stdin.close()
 
 
 def _setns(fd: int) -> None:
@@ -167,42 +184,35 @@ class Network:
         if size > 200:
             raise ValueError("at most 200 members")
         self.size = size
-        self.prefix = f"cnt{os.getpid()}x{next(_count)}"
-        self.hub = f"{self.prefix}-hub"
-        self.members = [f"{self.prefix}-m{i}" for i in range(size)]
-        self._created: list[str] = []
+        self.hub: Namespace | None = None
+        self.members: list[Namespace] = []
         self._relays: list[Relay] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------
     def start(self) -> Self:
-        _delete_leftovers()
-        atexit.register(self.close)
         try:
-            self._add_netns(self.hub)
-            _ip("-n", self.hub, "link", "add", "br0", "type", "bridge")
-            _ip("-n", self.hub, "link", "set", "br0", "up")
-            for i, name in enumerate(self.members):
-                self._add_netns(name)
-                _ip("-n", name, "link", "set", "lo", "up")
-                _ip("-n", self.hub, "link", "add", f"m{i}", "type", "veth",
-                    "peer", "name", "eth0", "netns", name)
-                _ip("-n", name, "addr", "add", f"{self.address(i)}/24", "dev", "eth0")
-                _ip("-n", name, "link", "set", "eth0", "up")
-                _ip("-n", self.hub, "link", "set", f"m{i}", "master", "br0", "up")
+            self.hub = hub = Namespace()
+            hub.ip("link", "add", "br0", "type", "bridge")
+            hub.ip("link", "set", "br0", "up")
+            for i in range(self.size):
+                member = Namespace()
+                self.members.append(member)
+                member.ip("link", "set", "lo", "up")
+                hub.ip("link", "add", f"m{i}", "type", "veth", "peer", "name", "eth0",
+                       "netns", str(member.pid))
+                member.ip("addr", "add", f"{self.address(i)}/24", "dev", "eth0")
+                member.ip("link", "set", "eth0", "up")
+                hub.ip("link", "set", f"m{i}", "master", "br0", "up")
         except BaseException:
             self.close()
             raise
         return self
 
-    def _add_netns(self, name: str) -> None:
-        _ip("netns", "add", name)
-        self._created.append(name)
-
     def close(self) -> None:
-        """Stop the relays and delete the namespaces (processes still inside them lose
-        their network; end them first)."""
+        """Stop the relays and let the namespaces go (processes still inside keep theirs
+        until they end; end them first)."""
         for relay in self._relays:
             relay.close()
         self._relays.clear()
@@ -212,11 +222,10 @@ class Network:
                 self._thread.join(10)
             self._loop.close()
             self._loop = None
-        for name in reversed(self._created):
-            with contextlib.suppress(RuntimeError):
-                _ip("netns", "delete", name)
-        self._created.clear()
-        atexit.unregister(self.close)
+        for namespace in [*self.members, *([self.hub] if self.hub else [])]:
+            namespace.close()
+        self.members.clear()
+        self.hub = None
 
     def __enter__(self) -> Self:
         return self.start()
@@ -230,12 +239,11 @@ class Network:
         return f"{_SUBNET}.{11 + member}"
 
     def path(self, member: int) -> Path:
-        return _NETNS_DIR / self.members[member]
+        return self.members[member].path
 
     def command(self, member: int, argv: Sequence[str]) -> list[str]:
-        """``argv`` run inside the member's namespace (nsenter, not ``ip netns exec``,
-        which remounts /sys)."""
-        return ["nsenter", f"--net={self.path(member)}", "--", *argv]
+        """``argv`` run inside the member's namespace."""
+        return self.members[member].command(argv)
 
     def relay(self, member: int, port: int) -> Relay:
         """A relay from the host's loopback to ``port`` on the member's loopback."""
@@ -245,17 +253,17 @@ class Network:
 
     def isolate(self, member: int) -> None:
         """Cut the member off from the others (its relays keep working)."""
-        _ip("-n", self.hub, "link", "set", f"m{member}", "down")
+        assert self.hub is not None
+        self.hub.ip("link", "set", f"m{member}", "down")
 
     def rejoin(self, member: int) -> None:
-        _ip("-n", self.hub, "link", "set", f"m{member}", "up")
+        assert self.hub is not None
+        self.hub.ip("link", "set", f"m{member}", "up")
 
     def _relay_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
             loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=loop.run_forever, name=f"relays-{self.prefix}",
-                                      daemon=True)
+            thread = threading.Thread(target=loop.run_forever, name="netns-relays", daemon=True)
             thread.start()
             self._loop, self._thread = loop, thread
         return self._loop
-
