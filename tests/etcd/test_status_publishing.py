@@ -16,6 +16,8 @@ import pytest
 from sidecar import Agent
 from sidecar.builder import Options, Sidecar, build
 from sidecar.health.statuscheck import PluginState
+from sidecar.kvstore.api import KVUnavailableError
+from sidecar.kvstore.etcd import EtcdPlugin
 from tests._wait import until
 from tests.servers._util import free_port
 from tests.servers.etcd import EtcdServer
@@ -204,6 +206,33 @@ async def test_etcd_outage_never_slows_probes_and_publishing_resumes(
                 return reply.status == 200
 
         await until(ready, 10, "readiness back to 200")
+
+
+@pytest.mark.parametrize("running", ["own_etcd"], indirect=True)
+async def test_a_write_cut_short_by_a_reconnect_fails_and_publishing_goes_on(
+    running: Running, own_etcd: EtcdServer
+) -> None:
+    # The etcd plugin closes its client when it moves to another endpoint; gRPC then
+    # cancels the calls in flight. That must be a failed write, never a cancellation
+    # that silently ends the publisher (seen with a cluster member partitioned away).
+    etcd = running.sidecar.etcd
+    assert isinstance(etcd, EtcdPlugin)
+    agent_key = running.prefix + "agent"
+    await until(lambda: etcd_get(own_etcd, agent_key), 5, "agent key")
+    own_etcd.freeze()
+    try:
+        write = asyncio.create_task(etcd.commit({running.prefix + "probe": b"{}"}))
+        await asyncio.sleep(0.2)  # the request is on its way to the frozen etcd
+        await etcd.client.close()
+        with pytest.raises(KVUnavailableError, match="connection was closed"):
+            await write
+    finally:
+        own_etcd.thaw()
+    running.sidecar.statuscheck.register("after-the-cut", fatal=False)
+    running.sidecar.statuscheck.report_state_change("after-the-cut", PluginState.ERROR, "x")
+    value = await until(lambda: etcd_get(own_etcd, running.prefix + "plugin/after-the-cut"),
+                        15, "a change published after the cut-short write")
+    assert value["state"] == 2
 
 
 @pytest.mark.parametrize("running", ["own_etcd"], indirect=True)

@@ -74,10 +74,12 @@ def test_the_example_kafka_conf_loads_and_group_id_defaults_to_the_label(tmp_pat
     assert sidecar.kafka.mux.group_id == "demo"
     assert sidecar.kafka.mux.config.client_id == "demo"
 
-    (tmp_path / "kafka.conf").write_text("group_id: orders\naddrs: ['k1:9092', 'k2:9093']\n")
+    (tmp_path / "kafka.conf").write_text("group_id: orders\naddrs: ['k1:9092', 'k2:9093']\n"
+                                         "metadata-max-age: 20s\n")
     sidecar = build(Options(config_dir=str(tmp_path), microservice_label="demo", env={}))
     assert sidecar.kafka is not None and sidecar.kafka.mux.group_id == "orders"
     assert sidecar.kafka.mux.config.addrs == ("k1:9092", "k2:9093")
+    assert sidecar.kafka.mux.config.metadata_max_age == 20.0
 
 
 @pytest.mark.parametrize(("text", "expected"), [

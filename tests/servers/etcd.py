@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -16,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
+from tests._wait import wait_until
+
 from ._process import ServerProcess, wait_ready
 from ._server import ManagedServer
-from ._util import free_ports, wait_until
+from ._util import free_ports
 from .tls import TestPKI
 
 
@@ -120,6 +123,15 @@ class EtcdServer(ManagedServer):
         """SIGKILL: a crash. Data and ports are kept."""
         self._process.kill()
 
+    def freeze(self) -> None:
+        """SIGSTOP: connections stay open and requests get no answer, until ``thaw``."""
+        assert self._process.popen is not None
+        self._process.popen.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self._process.popen is not None
+        self._process.popen.send_signal(signal.SIGCONT)
+
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
                                     timeout=2) as reply:
@@ -137,16 +149,22 @@ class EtcdServer(ManagedServer):
         return out.rstrip("\n") if out else None
 
 
+def etcdctl_run(endpoints: Sequence[str], *args: str,
+                timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    """``etcdctl --endpoints ...``: its exit code, output and errors."""
+    env = {**os.environ, "ETCDCTL_API": "3"}
+    return subprocess.run([etcd_binary("etcdctl"), "--endpoints", ",".join(endpoints), *args],
+                          capture_output=True, text=True, env=env, timeout=timeout, check=False)
+
+
 def etcdctl(endpoints: Sequence[str], *args: str, check: bool = True,
             timeout: float = 20) -> str:
-    """Run ``etcdctl --endpoints ...`` and return what it printed (RuntimeError with its
-    stderr when it fails, unless ``check`` is False)."""
-    env = {**os.environ, "ETCDCTL_API": "3"}
-    done = subprocess.run([etcd_binary("etcdctl"), "--endpoints", ",".join(endpoints), *args],
-                          capture_output=True, env=env, timeout=timeout, check=False)
+    """What ``etcdctl --endpoints ...`` printed (RuntimeError with its errors when it
+    fails, unless ``check`` is False)."""
+    done = etcdctl_run(endpoints, *args, timeout=timeout)
     if check and done.returncode != 0:
-        raise RuntimeError(f"etcdctl {' '.join(args)} failed: {done.stderr.decode()}")
-    return done.stdout.decode()
+        raise RuntimeError(f"etcdctl {' '.join(args)} failed: {done.stderr}")
+    return done.stdout
 
 
 def lease_ids(endpoints: Sequence[str]) -> set[int]:

@@ -27,6 +27,7 @@ from sidecar.health.statuscheck.api import PluginState, StatusWriter
 from sidecar.kvstore.api import KVUnavailableError
 
 from .config import EtcdConfig
+from .prefix import channel_closed
 
 if TYPE_CHECKING:
     from ._client import EtcdClient
@@ -93,6 +94,11 @@ class EtcdPlugin:
         try:
             async with asyncio.timeout(self.config.operation_timeout):
                 await client.transaction(compare=[], success=ops, failure=[])
+        except asyncio.CancelledError:
+            if not channel_closed():
+                raise
+            raise KVUnavailableError("etcd write failed: the connection was closed for a "
+                                     "reconnect") from None
         except Exception as exc:
             self._check_now.set()  # let the session loop find out what broke
             raise KVUnavailableError(f"etcd write failed: {reason(exc)}") from exc

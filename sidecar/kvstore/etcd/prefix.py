@@ -106,6 +106,10 @@ async def _range(client: Any, request: Any, request_timeout: float) -> Any:
             await client.connect()
             return await client.kvstub.Range(request, timeout=request_timeout,
                                              metadata=client.metadata)
+    except asyncio.CancelledError:
+        if not channel_closed():
+            raise
+        raise KVUnavailableError("etcd read failed: the connection was closed") from None
     except grpc.aio.AioRpcError as exc:
         if exc.code() == grpc.StatusCode.OUT_OF_RANGE:  # "required revision has been compacted"
             raise RevisionCompactedError(request.revision, exc.details() or "") from exc
@@ -138,6 +142,10 @@ class PrefixWatch:
             async for event in self._watch:
                 kv = event.kv
                 yield WatchEvent(event.kind == "DELETE", kv.key, kv.value, kv.mod_revision)
+        except asyncio.CancelledError:
+            if not channel_closed():
+                raise
+            raise KVUnavailableError("etcd watch broke: the connection was closed") from None
         except exceptions.RevisionCompactedError as exc:
             raise RevisionCompactedError(exc.compacted_revision) from exc
         except Exception as exc:
@@ -168,6 +176,13 @@ async def watch_prefix(client: Any, prefix: bytes, start_revision: int, *,
         raise KVUnavailableError(f"etcd watch failed: {reason(exc)}") from exc
     return PrefixWatch(watch, start_revision)
 
+
+def channel_closed() -> bool:
+    """In ``except asyncio.CancelledError``: True when it was not this task that was
+    cancelled, but a gRPC call whose channel was closed (the etcd plugin closes its
+    client when it moves to another one). That is a failed request, not a stop."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() == 0
 
 
 __all__ = [

@@ -55,6 +55,10 @@ class KafkaConfig:
     prev_value_keys: int = 10_000
     #: Longest wait between attempts to reach the brokers at start-up.
     reconnect_interval: Annotated[float, DURATION] = 5.0
+    #: How often the clients ask for fresh cluster metadata (leaders of partitions)
+    #: even without an error: a consumer reading from a leader that was cut off from
+    #: the cluster, but that it still reaches, moves to the new leader only then.
+    metadata_max_age: Annotated[float, DURATION] = 300.0
     #: Write every change of the agent's state, and supervisor program events, as
     #: JSON records to this topic (keyed by the service label). Unset: off.
     status_topic: str | None = None
@@ -81,4 +85,5 @@ class KafkaConfig:
             idempotent=self.idempotent, request_timeout=self.request_timeout,
             linger=self.linger, max_message_bytes=self.max_message_bytes,
             max_pending=self.max_pending, initial_offset=self.initial_offset,
-            session_timeout=self.session_timeout, commit_interval=self.commit_interval)
+            session_timeout=self.session_timeout, commit_interval=self.commit_interval,
+            metadata_max_age=self.metadata_max_age)

@@ -50,6 +50,8 @@ class AsyncProducer(_Producer):
         self._idle.set()
         self._in_flight = 0
         self._pump_task: asyncio.Task[None] | None = None
+        #: The aiokafka producer and the error that broke its sequence, for the pump.
+        self._broken: tuple[Any, BaseException] | None = None
 
     @property
     def pending(self) -> int:
@@ -133,6 +135,9 @@ class AsyncProducer(_Producer):
                 # Let the rest of a burst arrive, so that it leaves as one batch.
                 if self._linger > 0:
                     await asyncio.sleep(self._linger)
+            broken, self._broken = self._broken, None
+            if broken is not None:
+                await self._renew_if_broken(*broken)
             await self._drain(len(queue))
 
     async def _drain(self, count: int) -> None:
@@ -201,10 +206,11 @@ class AsyncProducer(_Producer):
                 self._report(item, error)
             items.clear()
             return
-        future.add_done_callback(partial(self._delivered, list(items), partition))
+        future.add_done_callback(partial(self._delivered, list(items), partition,
+                                         self._producer))
         items.clear()
 
-    def _delivered(self, items: list[_Pending], partition: int,
+    def _delivered(self, items: list[_Pending], partition: int, producer: Any,
                    future: asyncio.Future[Any]) -> None:
         topic = items[0][0].topic
         if future.cancelled():
@@ -213,6 +219,9 @@ class AsyncProducer(_Producer):
         else:
             exc = future.exception()
             error = None if exc is None else _publish_error(topic, exc)
+            if exc is not None and self._broken is None:
+                self._broken = (producer, exc)  # the pump renews it if it must
+                self._wakeup.set()
         if error is not None:
             for item in items:
                 self._report(item, error)

@@ -28,6 +28,14 @@ from .message import (
 
 log = logging.getLogger("sidecar.kafka")
 
+#: Broker answers that say it no longer accepts this idempotent producer's sequence
+#: numbers for a partition. aiokafka keeps the producer id and fails every later
+#: message of that partition the same way; a new producer (a new id) starts afresh.
+#: Seen after a whole cluster restarted: a batch that expired while its partition had
+#: no leader left a gap in the sequence.
+_BROKEN_SEQUENCE = frozenset({"OutOfOrderSequenceNumber", "UnknownProducerId",
+                              "InvalidProducerEpoch"})
+
 
 class _Producer:
     """Start, stop and metadata shared by both producers (one aiokafka producer each)."""
@@ -38,6 +46,9 @@ class _Producer:
         self._linger = linger
         self._producer: Any = None
         self._closed = False
+        self._renewing = asyncio.Lock()
+        #: Times the aiokafka producer was replaced (a broken idempotent sequence).
+        self.renewals = 0
 
     @property
     def started(self) -> bool:
@@ -49,6 +60,9 @@ class _Producer:
             raise ClientClosedError(f"{self.name}: the producer is closed")
         if self._producer is not None:
             return
+        self._producer = await self._connect()
+
+    async def _connect(self) -> Any:
         from . import _aio
 
         producer = _aio.AIOKafkaProducer(**_aio.producer_kwargs(self.config,
@@ -62,7 +76,26 @@ class _Producer:
                 raise KafkaUnavailableError(
                     f"no broker reachable at {self.config.bootstrap}: {describe(exc)}") from exc
             raise
-        self._producer = producer
+        return producer
+
+    async def _renew_if_broken(self, producer: Any, exc: BaseException) -> None:
+        """After ``exc`` from ``producer``: replace it if its idempotent sequence is broken
+        (the message that failed was not written; the caller may send it again)."""
+        if type(exc).__name__ not in _BROKEN_SEQUENCE or self._closed:
+            return
+        async with self._renewing:
+            if self._producer is not producer:
+                return  # another send has renewed it already
+            log.warning("%s: the brokers refuse this producer's sequence numbers (%s); "
+                        "starting a new producer", self.name, describe(exc))
+            try:
+                self._producer = await self._connect()
+            except KafkaUnavailableError as error:
+                log.warning("%s: %s; keeping the old producer for now", self.name, error)
+                return
+            self.renewals += 1
+        # Its other messages get a moment to be confirmed; what fails is reported.
+        await _stop_bounded(producer, 1.0, self.name)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Wait up to ``grace`` s for unconfirmed messages, then fail them and disconnect."""
@@ -143,6 +176,7 @@ class SyncProducer(_Producer):
             # aiokafka fails the future once request-timeout passes without a confirmation.
             metadata = await future
         except Exception as exc:
+            await self._renew_if_broken(producer, exc)
             raise _publish_error(topic, exc) from exc
         if metadata is None:  # required-acks "none": the broker says nothing back
             return ProducerMessage(topic, key_bytes, value_bytes,
