@@ -61,6 +61,11 @@ def _parser(config_names: Sequence[str] = ()) -> argparse.ArgumentParser:
                                                "programs (default: list)")
     programs_command.add_arguments(programs)
 
+    from sidecar.inject import command as inject
+
+    inject.add_arguments(sub.add_parser(
+        "inject", help="add the sidecar to the pods and pod templates of a YAML stream"))
+
     sub.add_parser("version", help="print version, build date and commit")
     return parser
 
@@ -107,6 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import programs as programs_command
 
         return programs_command.run(args)
+    if args.command == "inject":
+        from sidecar.inject import command as inject
+
+        return inject.run(args)
     return _run(args, extra_configs)
 
 
