@@ -66,6 +66,11 @@ def _parser(config_names: Sequence[str] = ()) -> argparse.ArgumentParser:
     inject.add_arguments(sub.add_parser(
         "inject", help="add the sidecar to the pods and pod templates of a YAML stream"))
 
+    from sidecar.operator import command as operator
+
+    operator.add_arguments(sub.add_parser(
+        "operator", help="run the injection webhook and fleet view (a kopf operator)"))
+
     sub.add_parser("version", help="print version, build date and commit")
     return parser
 
@@ -112,6 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import programs as programs_command
 
         return programs_command.run(args)
+    if args.command == "operator":
+        from sidecar.operator import command as operator
+
+        return operator.run(args)
     if args.command == "inject":
         from sidecar.inject import command as inject
 

@@ -11,6 +11,8 @@ get/list/watch ``configmaps``, create ``events``::
                        statuscheck, supervisor=supervisor)
 """
 
+from ._api import STRATEGIC_MERGE, ApiClient, pod_path
+from ._credentials import Credentials, find_credentials
 from .api import ProgramEventLike, ProgramSupervisor, ReloadOutcome, SupervisorLike
 from .config import (
     DEFAULT_CONFIGMAP_KEY,
@@ -40,10 +42,13 @@ __all__ = [
     "READY_CONDITION",
     "SERVICE_ACCOUNT_DIR",
     "STATUS_ANNOTATION",
+    "STRATEGIC_MERGE",
+    "ApiClient",
     "ApiError",
     "ApiUnavailableError",
     "ConfigMapApplier",
     "ConfigMapConfig",
+    "Credentials",
     "CredentialsError",
     "EventRecorder",
     "EventsConfig",
@@ -61,6 +66,8 @@ __all__ = [
     "TokenBucket",
     "describe_outcome",
     "enabled",
+    "find_credentials",
     "in_cluster",
     "pod_name",
+    "pod_path",
 ]

@@ -69,3 +69,32 @@ rules as the cninfra-sidecar chart's Role (a test keeps them equal).
   resources: ["events"]
   verbs: ["create"]
 {{- end }}
+
+{{/* What both webhooks share; takes (dict "root" . "path" "inject-pod"). */}}
+{{- define "cninfra-operator.webhook" -}}
+{{- $root := .root }}
+{{- $webhook := $root.Values.webhook -}}
+admissionReviewVersions: ["v1"]
+clientConfig:
+  {{- if $webhook.url }}
+  url: {{ printf "%s/%s" (trimSuffix "/" $webhook.url) .path | quote }}
+  {{- else }}
+  service:
+    name: {{ include "cninfra-operator.fullname" $root }}
+    namespace: {{ $root.Release.Namespace }}
+    path: {{ printf "/%s" .path | quote }}
+    port: 443
+  {{- end }}
+rules:
+  - operations: ["CREATE"]
+    apiGroups: [""]
+    apiVersions: ["v1"]
+    resources: ["pods"]
+    scope: Namespaced
+failurePolicy: {{ $webhook.failurePolicy }}
+matchPolicy: Equivalent
+# Called again if a later webhook changes the pod; an injected pod is left as it is.
+reinvocationPolicy: IfNeeded
+sideEffects: None
+timeoutSeconds: {{ $webhook.timeoutSeconds }}
+{{- end }}
