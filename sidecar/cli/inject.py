@@ -20,10 +20,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from .documents import inject_documents
-from .errors import InjectError
-from .mutation import Decision
-from .spec import load_spec, parse_kube_version
+from sidecar.inject import Decision, InjectError, inject_documents, load_spec, parse_kube_version
 
 _REPORT = {Decision.INJECT: "injected", Decision.PRESENT: "has the sidecar already (unchanged)",
            Decision.OPTED_OUT: 'skipped (cninfra.io/inject: "false")',

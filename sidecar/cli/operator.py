@@ -28,9 +28,8 @@ def run(args: argparse.Namespace) -> int:
     from sidecar.config import ConfigError, YamlError, decode, parse_yaml
     from sidecar.inject import InjectError, load_spec
     from sidecar.logging import InvalidLevelError, setup_logging
-
-    from .config import OperatorConfig
-    from .runner import Operator
+    from sidecar.operator import OperatorConfig
+    from sidecar.operator.runner import Operator
 
     try:
         setup_logging(args.log_level, args.log_format)
