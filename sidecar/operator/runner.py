@@ -27,10 +27,13 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from sidecar.agent.tasks import cancel_and_wait, spawn
+from sidecar.fleet import FleetView
+from sidecar.fleet.metrics import FleetCollector
 from sidecar.inject import InjectionSpec, parse_kube_version
 from sidecar.k8s import ApiClient, ApiError, Credentials, K8sConfig, find_credentials
 
 from .config import OperatorConfig
+from .fleet import PodFleet
 from .metrics import OperatorCollector
 from .tls import ServingTls, TlsFiles
 from .uninjected import UninjectedPods
@@ -69,6 +72,8 @@ class Operator:
                                                  lambda: self.tls.renewals))
         self._tasks: list[asyncio.Task[None]] = []
         self._http: web.AppRunner | None = None
+        self.fleet: PodFleet | None = None
+        self._fleet_view: FleetView | None = None
 
     def native(self) -> bool:
         return self.spec.native_on(self.kube_version)
@@ -82,6 +87,10 @@ class Operator:
         self.api = ApiClient(self.credentials, self.config.request_timeout)
         await self._read_version()
         await self._start_tls()
+        self.fleet = PodFleet(self.api)
+        self.fleet.start()
+        self._fleet_view = FleetView(self.fleet.agents, self.fleet, store="the Kubernetes API")
+        self.registry.register(FleetCollector(self.fleet.agents, self.fleet))
         await self._start_http()
         log.info("operator: API server %s (%s), Kubernetes %s: %s sidecars",
                  self.credentials.server, self.credentials.source, self.kube_version or "?",
@@ -110,6 +119,8 @@ class Operator:
         app = web.Application()
         app.router.add_get("/metrics", make_aiohttp_handler(self.registry))
         app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/fleet", self._list_fleet)
+        app.router.add_get("/fleet/{namespace}/{pod}", self._fleet_pod)
         self._http = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._http.setup()
         await web.TCPSite(self._http, None, self.config.http_port).start()
@@ -120,6 +131,15 @@ class Operator:
                                      status=503)
         return web.json_response({"ok": True})
 
+    async def _list_fleet(self, request: web.Request) -> web.Response:
+        assert self._fleet_view is not None
+        return await self._fleet_view.list_agents(request)
+
+    async def _fleet_pod(self, request: web.Request) -> web.Response:
+        assert self._fleet_view is not None
+        return await self._fleet_view.get_agent(
+            f"{request.match_info['namespace']}/{request.match_info['pod']}")
+
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
         for task in tasks:
@@ -127,6 +147,9 @@ class Operator:
         http, self._http = self._http, None
         if http is not None:
             await http.cleanup()
+        fleet, self.fleet = self.fleet, None
+        if fleet is not None:
+            await fleet.close()
         api, self.api = self.api, None
         if api is not None:
             await api.close()

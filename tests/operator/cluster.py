@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import json
+import urllib.error
 import urllib.parse
+import urllib.request
 from typing import Any
 
 from tests.servers.kube import KubeApiServer
@@ -52,3 +55,16 @@ def events(api: KubeApiServer, ns: str, uid: str, reason: str) -> list[Doc]:
     status, out = api.request("GET", f"/api/v1/namespaces/{ns}/events?{query}")
     assert status == 200, out
     return list(out["items"])
+
+
+def merge_patch(api: KubeApiServer, path: str, body: Doc) -> Doc:
+    """A JSON merge patch with the admin token; the object the apiserver answers with."""
+    request = urllib.request.Request(api.url + path, data=json.dumps(body).encode(),
+                                     method="PATCH")
+    request.add_header("Authorization", f"Bearer {api.admin_token}")
+    request.add_header("Content-Type", "application/merge-patch+json")
+    try:
+        with urllib.request.urlopen(request, context=api.ssl_context(), timeout=10) as reply:
+            return dict(json.loads(reply.read()))
+    except urllib.error.HTTPError as exc:
+        raise AssertionError(f"PATCH {path}: {exc.code} {exc.read()!r}") from None
