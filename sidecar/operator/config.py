@@ -52,6 +52,9 @@ class TlsConfig:
     def __post_init__(self) -> None:
         if self.mode == "files" and not (self.cert_file and self.key_file):
             raise ValueError("mode files needs cert-file and key-file")
+        if self.mode == "self-signed" and not self.hosts:
+            raise ValueError("mode self-signed needs hosts: the names the API server calls "
+                             "the webhook by (its Service's DNS names)")
         if self.validity <= 0 or self.ca_validity < self.validity:
             raise ValueError("validity must be positive and no longer than ca-validity")
 

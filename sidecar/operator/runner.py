@@ -35,7 +35,7 @@ from sidecar.k8s import ApiClient, ApiError, Credentials, K8sConfig, find_creden
 from .config import OperatorConfig
 from .fleet import PodFleet
 from .metrics import OperatorCollector
-from .tls import ServingTls, TlsFiles
+from .tls import SelfSignedTls, ServingTls, TlsFiles
 from .uninjected import UninjectedPods
 from .webhook import Denied, Injector
 
@@ -73,6 +73,7 @@ class Operator:
         self._tasks: list[asyncio.Task[None]] = []
         self._http: web.AppRunner | None = None
         self.fleet: PodFleet | None = None
+        self.self_signed: SelfSignedTls | None = None
         self._fleet_view: FleetView | None = None
 
     def native(self) -> bool:
@@ -113,7 +114,11 @@ class Operator:
             await asyncio.to_thread(files.check)
             self._tasks.append(spawn(files.run(), "operator-tls-files"))
         else:
-            raise NotImplementedError("self-signed TLS")
+            assert self.api is not None
+            self.self_signed = SelfSignedTls(tls, self.tls, self.api, self.namespace,
+                                             self.config.webhook.configuration)
+            # Not awaited: the webhook waits for its first certificate, kopf does not.
+            self._tasks.append(spawn(self.self_signed.run(), "operator-tls"))
 
     async def _start_http(self) -> None:
         app = web.Application()
@@ -129,6 +134,11 @@ class Operator:
         if not self.tls.loaded.is_set():
             return web.json_response({"ok": False, "error": "no serving certificate yet"},
                                      status=503)
+        if self.self_signed is not None and not self.self_signed.trusted.is_set():
+            return web.json_response(
+                {"ok": False, "error": "the webhook configuration does not trust the "
+                 f"certificate yet: {self.self_signed.last_error or 'updating its caBundle'}"},
+                status=503)
         return web.json_response({"ok": True})
 
     async def _list_fleet(self, request: web.Request) -> web.Response:
@@ -147,6 +157,8 @@ class Operator:
         http, self._http = self._http, None
         if http is not None:
             await http.cleanup()
+        if self.self_signed is not None:
+            self.self_signed.close()
         fleet, self.fleet = self.fleet, None
         if fleet is not None:
             await fleet.close()

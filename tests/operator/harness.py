@@ -103,6 +103,9 @@ class OperatorProcess:
         }
         for key, value in (config or {}).items():
             conf[key] = {**conf[key], **value} if isinstance(value, dict) else value
+        if conf["tls"].get("mode") == "self-signed":
+            conf["tls"] = {k: v for k, v in conf["tls"].items() if not k.endswith("-file")}
+        self.conf = conf
         (workdir / "operator.conf").write_text(json.dumps(conf, indent=2))
         self.kubeconfig = api.write_kubeconfig(workdir / "kubeconfig", token)
         self.log_path = workdir / "operator.log"
@@ -134,15 +137,29 @@ class OperatorProcess:
         # kopf starts the webhook once it has scanned the API; a handshake proves it.
         return self.webhook_answers()
 
+    @property
+    def self_signed(self) -> bool:
+        return bool(self.conf["tls"].get("mode") == "self-signed")
+
     def webhook_answers(self) -> bool:
-        """A TLS handshake with the webhook succeeds, with the CA the apiserver trusts."""
-        context = ssl.create_default_context(cafile=str(self.ca))
+        """A TLS handshake with the webhook succeeds (with the test's CA when it made the
+        certificate; a self-signed operator's is checked by the apiserver's calls)."""
+        return self.served_certificate() is not None
+
+    def served_certificate(self) -> bytes | None:
+        """The certificate (DER) a TLS handshake with the webhook gets now."""
+        if self.self_signed:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        else:
+            context = ssl.create_default_context(cafile=str(self.ca))
         try:
             with socket.create_connection(("127.0.0.1", self.webhook_port), timeout=2) as raw, \
-                    context.wrap_socket(raw, server_hostname="127.0.0.1"):
-                return True
+                    context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                return tls.getpeercert(binary_form=True)
         except OSError:
-            return False
+            return None
 
     def get(self, path: str) -> tuple[int, str]:
         try:
