@@ -29,12 +29,13 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from sidecar.agent.tasks import cancel_and_wait, spawn
 from sidecar.fleet import FleetView
 from sidecar.fleet.metrics import FleetCollector
-from sidecar.inject import InjectionSpec, parse_kube_version
+from sidecar.inject import InjectionSpec, has_sidecar, parse_kube_version
 from sidecar.k8s import ApiClient, ApiError, Credentials, K8sConfig, find_credentials
 
 from .config import OperatorConfig
 from .fleet import PodFleet
 from .metrics import OperatorCollector
+from .namespaces import MANAGED_SELECTOR, NamespaceKeeper, PodNeeds, pod_needs
 from .tls import SelfSignedTls, ServingTls, TlsFiles
 from .uninjected import UninjectedPods
 from .webhook import Denied, Injector
@@ -62,7 +63,8 @@ class Operator:
         self.api: ApiClient | None = None
         #: The API server's version (``v1.37.2``); None until read: then a current one.
         self.kube_version: str | None = None
-        excluded = frozenset(config.webhook.excluded_namespaces) | (
+        # One set, shared: the namespace may be known only from the credentials (run()).
+        excluded = set(config.webhook.excluded_namespaces) | (
             {self.namespace} if self.namespace else set())
         self.tls = ServingTls()
         self.injector = Injector(spec, self.native, excluded)
@@ -73,6 +75,8 @@ class Operator:
         self._tasks: list[asyncio.Task[None]] = []
         self._http: web.AppRunner | None = None
         self.fleet: PodFleet | None = None
+        self.keeper: NamespaceKeeper | None = None
+        self._excluded = excluded
         self.self_signed: SelfSignedTls | None = None
         self._fleet_view: FleetView | None = None
 
@@ -83,11 +87,10 @@ class Operator:
     async def start(self) -> None:
         self.credentials = await asyncio.to_thread(
             find_credentials, K8sConfig(kubeconfig=self.config.kubeconfig), self._env)
-        if not self.namespace:
-            self.namespace = self.credentials.namespace or "default"
         self.api = ApiClient(self.credentials, self.config.request_timeout)
         await self._read_version()
         await self._start_tls()
+        self.keeper = NamespaceKeeper(self.spec, self.api, self.namespace)
         self.fleet = PodFleet(self.api)
         self.fleet.start()
         self._fleet_view = FleetView(self.fleet.agents, self.fleet, store="the Kubernetes API")
@@ -132,8 +135,10 @@ class Operator:
 
     async def _healthz(self, request: web.Request) -> web.Response:
         if not self.tls.loaded.is_set():
-            return web.json_response({"ok": False, "error": "no serving certificate yet"},
-                                     status=503)
+            reason = self.self_signed.last_error if self.self_signed is not None else None
+            return web.json_response(
+                {"ok": False, "error": f"no serving certificate yet: {reason or 'loading'}"},
+                status=503)
         if self.self_signed is not None and not self.self_signed.trusted.is_set():
             return web.json_response(
                 {"ok": False, "error": "the webhook configuration does not trust the "
@@ -201,12 +206,41 @@ class Operator:
                              **_: Any) -> dict[str, dict[str, str]]:
             return {name: dict(labels)}
 
-        @on.event("pods", id="pods_not_injected", registry=registry)  # type: ignore[untyped-decorator]
+        spec = self.spec
+
+        @kopf_.index("pods", id="sidecar_pods", registry=registry,  # type: ignore[untyped-decorator]
+                     when=lambda body, **_: has_sidecar(body.get("spec") or {}, spec))
+        def sidecar_pods(namespace: str, body: Mapping[str, Any],
+                         **_: Any) -> dict[str, PodNeeds | None]:
+            return {namespace: pod_needs(body, spec)}
+
+        @on.event("pods", id="pods", registry=registry)  # type: ignore[untyped-decorator]
         async def pod_event(type: str | None, body: Mapping[str, Any],
-                            namespace_labels: Any, **_: Any) -> None:
-            namespace = (body.get("metadata") or {}).get("namespace")
+                            namespace: str, namespace_labels: Any, sidecar_pods: Any,
+                            **_: Any) -> None:
             labels: Mapping[str, str] = next(iter(namespace_labels.get(namespace, ())), {})
             await self.uninjected.on_event(type, body, labels)
+            if self.keeper is not None and namespace not in self._excluded:
+                await self.keeper.reconcile(namespace, sidecar_pods.get(namespace, ()))
+
+        @on.event("rbac.authorization.k8s.io", "v1", "roles",  # type: ignore[untyped-decorator]
+                  id="managed_roles", registry=registry)
+        async def managed_role(type: str | None, namespace: str,
+                               sidecar_pods: Any, **_: Any) -> None:
+            # Listed at start (left by a predecessor: removed if no pod needs them), or
+            # deleted by someone: made again if pods still need them.
+            if self.keeper is not None and type in (None, "DELETED"):
+                await self.keeper.reconcile(namespace, sidecar_pods.get(namespace, ()),
+                                            force=True)
+
+        sources = {n for n in (spec.config_map, spec.programs_config_map) if n}
+
+        @on.event("configmaps", id="sources", registry=registry,  # type: ignore[untyped-decorator]
+                  when=lambda name, **_: name in sources)
+        async def source(type: str | None, name: str, body: Mapping[str, Any],
+                         **_: Any) -> None:
+            if self.keeper is not None:
+                await self.keeper.source_changed(name, None if type == "DELETED" else body)
 
         return registry  # type: ignore[no-any-return]
 
@@ -242,10 +276,21 @@ class Operator:
         # make peering mandatory for a standalone one.
         settings.peering.name = self.config.peering.name
         settings.peering.mandatory = not self.config.peering.standalone
+        # Server-side filters: only the operator's own ConfigMaps (the sources of the
+        # copies) and only the Roles it manages are ever sent to it.
+        watching = settings.watching
+        watching.field_selectors["v1", "configmaps"] = f"metadata.namespace={self.namespace}"
+        watching.label_selectors["rbac.authorization.k8s.io", "roles"] = MANAGED_SELECTOR
         return settings  # type: ignore[no-any-return]
 
     def run(self) -> None:
         import kopf as kopf_
+
+        if not self.namespace:
+            credentials = find_credentials(K8sConfig(kubeconfig=self.config.kubeconfig),
+                                           self._env)
+            self.namespace = credentials.namespace or "default"
+            self._excluded.add(self.namespace)
 
         if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
             # One line per admitted pod of the cluster is for debugging only.

@@ -158,7 +158,7 @@ class SelfSignedTls:
         shutil.rmtree(self._dir, ignore_errors=True)
 
     async def reconcile(self) -> None:
-        """One round: read the Secret, renew what is due, load it, trust it."""
+        """One round: read the Secret, load what it holds, renew what is due, trust it."""
         secret = await self._read()
         now = datetime.now(UTC)
         if secret is None:
@@ -167,6 +167,10 @@ class SelfSignedTls:
                 return
         else:
             material = Material.from_secret(secret)
+            # What the Secret holds is good until it expires: serve it before anything
+            # below (which needs the API server) can fail.
+            if material.cert != self._loaded and certs.not_after(material.cert) > now:
+                await asyncio.to_thread(self._load, material)
             renewed = await self._renewed(material, now)
             if renewed is not None:
                 if not await self._write(renewed, secret["metadata"]["resourceVersion"]):

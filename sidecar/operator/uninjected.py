@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,7 +44,7 @@ class UninjectedPods:
     """Tracks the pods without the sidecar they asked for; posts one Event for each."""
 
     def __init__(self, spec: InjectionSpec, api_client: Callable[[], ApiClient | None],
-                 excluded_namespaces: frozenset[str]) -> None:
+                 excluded_namespaces: AbstractSet[str]) -> None:
         self._spec = spec
         self._api = api_client
         self._excluded = excluded_namespaces

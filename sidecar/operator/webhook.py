@@ -13,6 +13,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,7 @@ class Injector:
     """Decides and mutates; counts the outcomes and their durations for /metrics."""
 
     def __init__(self, spec: InjectionSpec, native: Callable[[], bool],
-                 excluded_namespaces: frozenset[str] = frozenset()) -> None:
+                 excluded_namespaces: AbstractSet[str] = frozenset()) -> None:
         self.spec = spec
         self._native = native
         self._excluded = excluded_namespaces

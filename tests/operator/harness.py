@@ -29,7 +29,7 @@ from tests.packaging.render import find, helm_template
 from tests.servers._util import free_ports, tail, wait_until
 from tests.servers.kube import KubeApiServer, _openssl
 
-__all__ = ["OperatorProcess", "install_webhook", "serving_cert"]
+__all__ = ["OperatorProcess", "install_webhook", "operator_chart_docs", "serving_cert"]
 
 RELEASE = "cninfra-operator"
 NAMESPACE = "cninfra"
@@ -72,6 +72,11 @@ def webhook_configuration(url: str, *, failure_policy: str = "Ignore",
 @functools.cache
 def _chart() -> Path:
     return operator_chart(Path(tempfile.mkdtemp(prefix="cninfra-operator-")))
+
+
+def operator_chart_docs(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Everything the operator chart renders (release cninfra-operator in cninfra)."""
+    return helm_template(values, chart=_chart(), release=RELEASE, namespace=NAMESPACE)
 
 
 def install_webhook(api: KubeApiServer, url: str, ca_bundle: bytes, *,

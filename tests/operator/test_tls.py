@@ -111,7 +111,8 @@ def test_self_signed_tls_is_made_trusted_and_renewed_without_a_refused_pod(
 def test_a_webhook_configuration_that_does_not_trust_it_keeps_the_operator_unready(
         webhook_api: KubeApiServer, operators: list[OperatorProcess], tmp_path: Path) -> None:
     process = OperatorProcess(webhook_api, tmp_path / "op", config={
-        "tls": TLS, "webhook": {"configuration": "missing-configuration"}})
+        "tls": {**TLS, "secret": "unready-tls"},
+        "webhook": {"configuration": "missing-configuration"}})
     webhook_api.ensure_namespace(NAMESPACE)
     operators.append(process)
     with pytest.raises(TimeoutError, match="the operator serving"):
