@@ -31,6 +31,7 @@ from sidecar.fleet import FleetView
 from sidecar.fleet.metrics import FleetCollector
 from sidecar.inject import InjectionSpec, has_sidecar, parse_kube_version
 from sidecar.k8s import ApiClient, ApiError, Credentials, K8sConfig, find_credentials
+from sidecar.rest.api import error_response
 
 from .config import OperatorConfig
 from .fleet import PodFleet
@@ -136,14 +137,11 @@ class Operator:
     async def _healthz(self, request: web.Request) -> web.Response:
         if not self.tls.loaded.is_set():
             reason = self.self_signed.last_error if self.self_signed is not None else None
-            return web.json_response(
-                {"ok": False, "error": f"no serving certificate yet: {reason or 'loading'}"},
-                status=503)
+            return error_response(503, f"no serving certificate yet: {reason or 'loading'}")
         if self.self_signed is not None and not self.self_signed.trusted.is_set():
-            return web.json_response(
-                {"ok": False, "error": "the webhook configuration does not trust the "
-                 f"certificate yet: {self.self_signed.last_error or 'updating its caBundle'}"},
-                status=503)
+            return error_response(
+                503, "the webhook configuration does not trust the certificate yet: "
+                     f"{self.self_signed.last_error or 'updating its caBundle'}")
         return web.json_response({"ok": True})
 
     async def _list_fleet(self, request: web.Request) -> web.Response:
