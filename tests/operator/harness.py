@@ -29,7 +29,8 @@ from tests.packaging.render import find, helm_template
 from tests.servers._util import free_ports, tail, wait_until
 from tests.servers.kube import KubeApiServer, _openssl
 
-__all__ = ["OperatorProcess", "install_webhook", "operator_chart_docs", "serving_cert"]
+__all__ = ["OperatorProcess", "chart_copy", "install_webhook", "operator_chart_docs",
+           "serving_cert"]
 
 RELEASE = "cninfra-operator"
 NAMESPACE = "cninfra"
@@ -59,7 +60,7 @@ def webhook_configuration(url: str, *, failure_policy: str = "Ignore",
     """The chart's MutatingWebhookConfiguration for a webhook at ``url``, with
     ``ca_bundle`` set as cert-manager's CA injector would."""
     docs = helm_template({"webhook": {"url": url, "failurePolicy": failure_policy},
-                          **(values or {})}, chart=_chart(), release=RELEASE,
+                          **(values or {})}, chart=chart_copy(), release=RELEASE,
                          namespace=NAMESPACE,
                          extra_args=["--show-only", "templates/webhook.yaml"])
     config = find(docs, "MutatingWebhookConfiguration")
@@ -70,13 +71,14 @@ def webhook_configuration(url: str, *, failure_policy: str = "Ignore",
 
 
 @functools.cache
-def _chart() -> Path:
+def chart_copy() -> Path:
+    """One copy of the operator chart (with its dependency) for the session."""
     return operator_chart(Path(tempfile.mkdtemp(prefix="cninfra-operator-")))
 
 
 def operator_chart_docs(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Everything the operator chart renders (release cninfra-operator in cninfra)."""
-    return helm_template(values, chart=_chart(), release=RELEASE, namespace=NAMESPACE)
+    return helm_template(values, chart=chart_copy(), release=RELEASE, namespace=NAMESPACE)
 
 
 def install_webhook(api: KubeApiServer, url: str, ca_bundle: bytes, *,
@@ -90,7 +92,7 @@ class OperatorProcess:
 
     def __init__(self, api: KubeApiServer, workdir: Path, *,
                  config: dict[str, Any] | None = None, token: str | None = None,
-                 spec_values: dict[str, Any] | None = None) -> None:
+                 spec_values: dict[str, Any] | None = None, identity: str = "") -> None:
         self.api = api
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
@@ -113,6 +115,8 @@ class OperatorProcess:
         self.conf = conf
         (workdir / "operator.conf").write_text(json.dumps(conf, indent=2))
         self.kubeconfig = api.write_kubeconfig(workdir / "kubeconfig", token)
+        #: Its name among peers (POD_ID, as the chart sets it).
+        self.identity = identity or workdir.name
         self.log_path = workdir / "operator.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -121,7 +125,8 @@ class OperatorProcess:
         return f"https://127.0.0.1:{self.webhook_port}"
 
     def start(self, timeout: float = 60.0) -> OperatorProcess:
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1",
+               "POD_ID": self.identity}
         env.pop("KUBERNETES_SERVICE_HOST", None)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(

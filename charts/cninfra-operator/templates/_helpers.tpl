@@ -98,3 +98,61 @@ reinvocationPolicy: IfNeeded
 sideEffects: None
 timeoutSeconds: {{ $webhook.timeoutSeconds }}
 {{- end }}
+
+{{- define "cninfra-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when cert-manager makes the webhook's certificate, else "". */}}
+{{- define "cninfra-operator.certManager" -}}
+{{- $mode := .Values.tls.certManager }}
+{{- if eq (toString $mode) "auto" }}
+{{- if .Capabilities.APIVersions.Has "cert-manager.io/v1" }}true{{ end }}
+{{- else if $mode }}true
+{{- end }}
+{{- end }}
+
+{{- define "cninfra-operator.tlsSecretName" -}}
+{{- printf "%s-webhook-tls" (include "cninfra-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The DNS names the API server calls the webhook by. */}}
+{{- define "cninfra-operator.hosts" -}}
+{{- $svc := include "cninfra-operator.fullname" . }}
+{{- $ns := .Release.Namespace }}
+- {{ printf "%s.%s.svc" $svc $ns }}
+- {{ printf "%s.%s.svc.cluster.local" $svc $ns }}
+- {{ printf "%s.%s" $svc $ns }}
+- {{ $svc }}
+{{- end }}
+
+{{/* operator.conf (sidecar/operator/config.py). */}}
+{{- define "cninfra-operator.conf" -}}
+spec: /etc/cninfra-operator/spec/spec.yaml
+http-port: {{ .Values.service.httpPort }}
+webhook:
+  port: {{ .Values.webhook.port }}
+  configuration: {{ include "cninfra-operator.fullname" . }}
+  excluded-namespaces: {{ toJson .Values.webhook.excludedNamespaces }}
+tls:
+  {{- if include "cninfra-operator.certManager" . }}
+  mode: files
+  cert-file: /etc/cninfra-operator/tls/tls.crt
+  key-file: /etc/cninfra-operator/tls/tls.key
+  ca-file: /etc/cninfra-operator/tls/ca.crt
+  {{- else }}
+  mode: self-signed
+  secret: {{ include "cninfra-operator.tlsSecretName" . }}
+  hosts:
+    {{- include "cninfra-operator.hosts" . | nindent 4 }}
+  validity: {{ .Values.tls.validity }}
+  ca-validity: {{ .Values.tls.caValidity }}
+  {{- end }}
+peering:
+  name: {{ include "cninfra-operator.fullname" . }}
+  standalone: {{ eq (int .Values.replicas) 1 }}
+{{- end }}
