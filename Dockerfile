@@ -27,7 +27,7 @@ WORKDIR /src
 # compiler is needed even in this stage.
 COPY pyproject.toml README.md ./
 COPY sidecar/_version.py sidecar/
-RUN /opt/sidecar/bin/pip install ".[etcd,kafka,k8s]" \
+RUN /opt/sidecar/bin/pip install ".[etcd,kafka,k8s,operator]" \
     && /opt/sidecar/bin/pip uninstall --yes cninfra-sidecar
 COPY sidecar/ sidecar/
 # pip byte-compiles what it installs, so the final image never writes __pycache__.

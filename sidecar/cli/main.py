@@ -1,4 +1,4 @@
-"""``sidecar run|status|version`` and the dispatch to ``log`` and ``programs``.
+"""``sidecar run|status|version``; the dispatch to ``log``, ``programs``, ``inject``, ``operator``.
 
 Only ``run`` imports the server; the other commands use the standard library
 so that they answer quickly inside a pod.
@@ -28,7 +28,9 @@ def _config_names() -> Sequence[str]:
 
 
 def _parser(config_names: Sequence[str] = ()) -> argparse.ArgumentParser:
+    from . import inject as inject_command
     from . import log as log_command
+    from . import operator as operator_command
     from . import programs as programs_command
 
     parser = argparse.ArgumentParser(prog="sidecar", description="cn-infra infra plugins sidecar")
@@ -60,6 +62,12 @@ def _parser(config_names: Sequence[str] = ()) -> argparse.ArgumentParser:
     programs = sub.add_parser("programs", help="list, start, stop or restart the supervisor's "
                                                "programs (default: list)")
     programs_command.add_arguments(programs)
+
+    inject_command.add_arguments(sub.add_parser(
+        "inject", help="add the sidecar to the pods and pod templates of a YAML stream"))
+
+    operator_command.add_arguments(sub.add_parser(
+        "operator", help="run the injection webhook and fleet view (a kopf operator)"))
 
     sub.add_parser("version", help="print version, build date and commit")
     return parser
@@ -107,6 +115,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import programs as programs_command
 
         return programs_command.run(args)
+    if args.command == "operator":
+        from . import operator as operator_command
+
+        return operator_command.run(args)
+    if args.command == "inject":
+        from . import inject as inject_command
+
+        return inject_command.run(args)
     return _run(args, extra_configs)
 
 

@@ -9,11 +9,15 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from sidecar.health.statuscheck.api import PluginState
-from sidecar.idxmap import CacheHelper, NamedMappingReader
+from sidecar.idxmap import NamedMappingReader
+
+from .view import FleetSource
 
 
 class FleetCollector(Collector):
-    def __init__(self, agents: NamedMappingReader[Any], cache: CacheHelper[Any]) -> None:
+    """Agents by state and how the source follows its store (etcd, or the API server)."""
+
+    def __init__(self, agents: NamedMappingReader[Any], cache: FleetSource) -> None:
         self._agents = agents
         self._cache = cache
 
@@ -41,9 +45,11 @@ class FleetCollector(Collector):
             GaugeMetricFamily("sidecar_fleet_agents",
                               "Agents in the fleet view by published state.", labels=["state"]),
             GaugeMetricFamily("sidecar_fleet_synced",
-                              "1 while the fleet cache follows etcd, else 0."),
+                              "1 while the fleet cache follows its store (etcd, the API "
+                              "server), else 0."),
             CounterMetricFamily("sidecar_fleet_cache_resyncs",
-                                "Full reads of the agents' prefix (start, compaction, new store)."),
+                                "Full reads of the agents' statuses (start, compaction, "
+                                "new store)."),
             CounterMetricFamily("sidecar_fleet_cache_resumes",
                                 "Watches resumed where they stopped after a lost connection."),
             CounterMetricFamily("sidecar_fleet_cache_compactions",

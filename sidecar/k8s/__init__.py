@@ -12,6 +12,8 @@ create ``events``::
                        statuscheck, supervisor=supervisor)
 """
 
+from ._api import STRATEGIC_MERGE, ApiClient, pod_path
+from ._credentials import Credentials, find_credentials
 from .api import ProgramEventLike, ProgramSupervisor, ReloadOutcome, SupervisorLike
 from .config import (
     DEFAULT_CONFIGMAP_KEY,
@@ -41,10 +43,13 @@ __all__ = [
     "READY_CONDITION",
     "SERVICE_ACCOUNT_DIR",
     "STATUS_ANNOTATION",
+    "STRATEGIC_MERGE",
+    "ApiClient",
     "ApiError",
     "ApiUnavailableError",
     "ConfigMapApplier",
     "ConfigMapConfig",
+    "Credentials",
     "CredentialsError",
     "EventRecorder",
     "EventsConfig",
@@ -62,6 +67,8 @@ __all__ = [
     "TokenBucket",
     "describe_outcome",
     "enabled",
+    "find_credentials",
     "in_cluster",
     "pod_name",
+    "pod_path",
 ]

@@ -8,9 +8,11 @@ each call has its own deadline and error handling.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections import Counter
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -94,6 +96,45 @@ class ApiClient:
             cls = ApiUnavailableError if status == 429 or status >= 500 else ApiError
             raise cls(method, path, status, why)
         return answer if isinstance(answer, dict) else {"items": answer}
+
+    async def stream(self, path: str, *, read_timeout: float) -> AsyncIterator[dict[str, Any]]:
+        """GET ``path`` (a ``watch=1`` request) and yield each JSON object of the answer as
+        it arrives; ApiError for an error status, ApiUnavailableError when the connection
+        fails or stays silent for ``read_timeout`` seconds (ask for bookmarks)."""
+        session = self._get_session()
+        headers = {}
+        token = self.credentials.bearer_token()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeout.sock_connect,
+                                        sock_read=read_timeout)
+        try:
+            async with session.get(self.credentials.server + path, headers=headers,
+                                   timeout=timeout) as resp:
+                self.requests["WATCH", resp.status] += 1
+                if resp.status >= 400:
+                    raw = await resp.read()
+                    reason = raw[:200].decode(errors="replace")
+                    with contextlib.suppress(ValueError, AttributeError):
+                        reason = str(json.loads(raw).get("message") or reason)
+                    cls = ApiUnavailableError if resp.status == 429 or resp.status >= 500 \
+                        else ApiError
+                    raise cls("WATCH", path, resp.status, reason)
+                # Split by hand: aiohttp's line reader refuses lines over 128 KiB, and an
+                # object (a Pod with a large annotation) can be longer.
+                buffer = b""
+                async for chunk in resp.content.iter_any():
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            yield json.loads(line)
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            self.requests["WATCH", 0] += 1
+            reason = str(exc) or type(exc).__name__
+            if isinstance(exc, TimeoutError):
+                reason = f"no event or bookmark within {read_timeout:g}s"
+            raise ApiUnavailableError("WATCH", path, 0, reason) from exc
 
     async def close(self) -> None:
         self._closed = True

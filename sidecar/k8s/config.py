@@ -19,6 +19,9 @@ from sidecar.config import DURATION
 #: Where the kubelet mounts a pod's ServiceAccount token, CA and namespace.
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 DEFAULT_CONFIGMAP_KEY = "supervisor.conf"
+#: Names the programs ConfigMap, winning over k8s.conf's configmap.name (the operator
+#: sets it for a pod whose annotation cninfra.io/programs-configmap names another).
+PROGRAMS_CONFIGMAP_ENV = "PROGRAMS_CONFIGMAP"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from sidecar.agent import Plugin
@@ -25,7 +26,7 @@ from ._api import ApiClient, pod_path
 from ._credentials import Credentials, find_credentials
 from ._health import ApiHealth
 from .api import ProgramEventLike, SupervisorLike
-from .config import K8sConfig, in_cluster
+from .config import PROGRAMS_CONFIGMAP_ENV, K8sConfig, in_cluster
 from .configmap import ConfigMapApplier
 from .errors import ApiError, CredentialsError
 from .events import EventRecorder
@@ -70,8 +71,11 @@ class K8sPlugin:
                  env: Mapping[str, str] | None = None,
                  registry: CollectorRegistry | None = None,
                  deps: Iterable[Plugin] = ()) -> None:
-        self.config = config
         self._env = dict(os.environ) if env is None else dict(env)
+        if self._env.get(PROGRAMS_CONFIGMAP_ENV):
+            config = replace(config, configmap=replace(
+                config.configmap, name=self._env[PROGRAMS_CONFIGMAP_ENV]))
+        self.config = config
         self._statuscheck = statuscheck
         self._supervisor = supervisor
         self._registry = registry

@@ -268,6 +268,16 @@ def test_a_configmap_without_a_supervisor_is_a_config_error(config_dir: Path) ->
         build(Options(config_dir=str(config_dir), env={"POD_NAME": "web-0"}))
 
 
+def test_programs_configmap_env_wins_over_k8s_conf(config_dir: Path) -> None:
+    """What the operator sets for a pod annotated cninfra.io/programs-configmap."""
+    (config_dir / "k8s.conf").write_text("configmap:\n  name: programs\n")
+    (config_dir / "supervisor.conf").write_text("programs: []\n")
+    env = {"POD_NAME": "web-0", "PROGRAMS_CONFIGMAP": "my-programs"}
+    built = build(Options(config_dir=str(config_dir), env=env))
+    assert built.k8s is not None
+    assert built.k8s.config.configmap.name == "my-programs"
+
+
 # -- ConfigMap events -------------------------------------------------------------------
 
 

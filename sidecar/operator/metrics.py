@@ -1,0 +1,54 @@
+"""The operator's metrics, read at scrape time from the injector and the reporters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .uninjected import UninjectedPods
+from .webhook import RESULTS, Injector
+
+
+class OperatorCollector(Collector):
+    def __init__(self, injector: Injector, uninjected: UninjectedPods,
+                 renewals: Callable[[], int]) -> None:
+        self._injector = injector
+        self._uninjected = uninjected
+        self._renewals = renewals
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families())
+
+    def collect(self) -> Iterable[Metric]:
+        admissions, missing, events, renewals = families = self._families()
+        webhooks = sorted({webhook for webhook, _ in self._injector.results})
+        for webhook in webhooks:
+            for result in RESULTS:
+                admissions.add_metric([webhook, result],
+                                      self._injector.results[webhook, result])
+        for namespace, count in sorted(self._uninjected.count().items()):
+            missing.add_metric([namespace], count)
+        events.add_metric([], self._uninjected.events_posted)
+        renewals.add_metric([], self._renewals())
+        return list(families)
+
+    @staticmethod
+    def _families() -> tuple[CounterMetricFamily, GaugeMetricFamily, CounterMetricFamily,
+                             CounterMetricFamily]:
+        return (
+            CounterMetricFamily("sidecar_operator_admissions",
+                                "Pods reviewed by the injection webhook, by webhook and "
+                                "result (injected, present, not-asked, opted-out, denied).",
+                                labels=["webhook", "result"]),
+            GaugeMetricFamily("sidecar_operator_pods_not_injected",
+                              "Pods that asked for the sidecar and run without it (the "
+                              "webhook was unreachable: failurePolicy Ignore), by namespace; "
+                              "kept by the active replica.", labels=["namespace"]),
+            CounterMetricFamily("sidecar_operator_not_injected_events",
+                                "SidecarNotInjected Events posted."),
+            CounterMetricFamily("sidecar_operator_certificate_loads",
+                                "Serving certificates loaded by the webhook (the first "
+                                "included)."),
+        )
