@@ -167,6 +167,52 @@ def test_broker_down_at_start_up_then_killed_readiness_follows_the_plugin(
     assert proc.stop() == 0
 
 
+async def test_broker_down_at_start_is_error_until_it_comes_never_init_again(
+        own_kafka: KafkaBroker, tmp_path: Path) -> None:
+    # A probe answered "connecting" (INIT) after the first attempt had failed: the agent
+    # went INIT -> ERROR -> INIT -> ERROR, and each flip was an agent-state record.
+    topic = unique("status")
+    write_config(tmp_path, own_kafka, f"status-topic: {topic}\n")
+    await asyncio.to_thread(own_kafka.stop)
+    sidecar = build(Options(config_dir=str(tmp_path), microservice_label=unique("late"),
+                            env={}))
+    kafka, statuscheck = sidecar.kafka, sidecar.statuscheck
+    assert kafka is not None and kafka.events is not None
+    seen: list[PluginState] = [PluginState.INIT]
+    failed_attempts: list[str | None] = []
+
+    def on_change() -> None:
+        state = kafka_state(sidecar)
+        if state is not None and state is not seen[-1]:
+            seen.append(state)
+
+    def reported(name: str, state: PluginState, error: str | None = None) -> None:
+        if name == "kafka" and state is PluginState.ERROR:
+            failed_attempts.append(error)
+        report(name, state, error)
+
+    report = statuscheck.report_state_change
+    statuscheck.report_state_change = reported  # type: ignore[method-assign]
+    statuscheck.add_listener(on_change)
+    agent = sidecar.agent()
+    await agent.start()
+    try:
+        await until(lambda: kafka_state(sidecar) is PluginState.ERROR, 20, "kafka ERROR")
+        # Retries and probe rounds go by: the state holds at ERROR through them all.
+        await until(lambda: len(failed_attempts) >= 5, 20, "five failed attempts")
+        assert seen == [PluginState.INIT, PluginState.ERROR]
+        await asyncio.to_thread(own_kafka.start)
+        await until(lambda: kafka_state(sidecar) is PluginState.OK, 60, "kafka OK")
+        events = kafka.events
+        await until(lambda: events.sent >= 3, 30, "the queued agent-state records written")
+    finally:
+        await agent.stop()
+    assert seen == [PluginState.INIT, PluginState.ERROR, PluginState.OK]
+    records = await read_records(own_kafka, topic, events.sent)
+    assert [(r["type"], r.get("previous_state"), r["state"]) for r in records] == [
+        ("agent-state", None, 0), ("agent-state", 0, 2), ("agent-state", 2, 1)]
+
+
 @pytest.mark.parametrize("started", [("own_kafka", "")], indirect=True)
 async def test_no_sync_published_message_is_lost_when_the_broker_is_killed(
         started: Sidecar, own_kafka: KafkaBroker) -> None:

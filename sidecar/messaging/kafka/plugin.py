@@ -2,8 +2,9 @@
 
 Brokers that are down at start-up never stop the agent: the plugin is ERROR
 (non-fatal by default, so readiness goes down and liveness stays up), keeps
-trying in the background and turns OK by itself. Once connected, its status
-comes from the brokers' metadata, fetched by a pull probe.
+trying in the background and turns OK by itself: INIT -> ERROR -> OK, never
+back to INIT. Until then the connection loop reports the state; once
+connected, it comes from the brokers' metadata, fetched by a pull probe.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ class KafkaPlugin:
         if sasl is not None:
             await asyncio.to_thread(sasl.resolve_password)
         if self._statuscheck is not None:
-            self._statuscheck.register(self.name, probe=self._probe)
+            # INIT until the first attempt; the probe joins once connected (see _connect_loop).
+            self._statuscheck.register(self.name)
 
     async def after_init(self) -> None:
         if self.events is not None:
@@ -129,13 +131,13 @@ class KafkaPlugin:
             self._last_error = None
             self._connected.set()
             self._report(PluginState.OK)
+            if self._statuscheck is not None:
+                # Only now: a probe taken while connecting could answer "connecting" after
+                # an attempt had already failed, taking the plugin from ERROR back to INIT.
+                self._statuscheck.register(self.name, probe=self._probe)
             return
 
     async def _probe(self) -> object:
-        if not self.mux.started:
-            if self._last_error is not None:
-                return PluginState.ERROR, self._last_error
-            return PluginState.INIT, "connecting"
         try:
             async with asyncio.timeout(PROBE_TIMEOUT):
                 await self.mux.brokers()
