@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
 import time
 import urllib.error
@@ -98,6 +99,27 @@ def _split_config_flags(argv: Sequence[str],
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"]:
+        return _main(argv)
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+    except BrokenPipeError:
+        return _reader_gone()
+    return code
+
+
+def _reader_gone() -> int:
+    """stdout's reader has gone (``sidecar log list | head -1``): end quietly, as Unix
+    tools do when SIGPIPE ends them, with the status a shell shows for that."""
+    # Python flushes stdout once more on the way out: let that write go nowhere.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
+
+
+def _main(argv: list[str]) -> int:
     config_names = _config_names() if argv[:1] == ["run"] else ()
     extra_configs: dict[str, str] = {}
     if config_names:

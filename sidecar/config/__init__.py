@@ -1,6 +1,6 @@
 """One config loader for every plugin: ``<name>.conf`` YAML files, flags and environment."""
 
-from ._decode import Parse, config_key, decode
+from ._decode import Parse, config_key, decode, keys_in_any_case
 from .duration import DURATION, format_duration, parse_duration
 from .errors import ConfigError, ConfigFileError, ConfigValueError
 from .loader import ConfigSources, env_name
@@ -18,6 +18,7 @@ __all__ = [
     "decode",
     "env_name",
     "format_duration",
+    "keys_in_any_case",
     "parse_duration",
     "parse_yaml",
 ]

@@ -33,6 +33,55 @@ def config_key(field: dataclasses.Field[Any]) -> str:
     return key if isinstance(key, str) else field.name.replace("_", "-")
 
 
+#: Class attribute set by ``keys_in_any_case``.
+_ANY_CASE = "__config_keys_in_any_case__"
+
+
+def keys_in_any_case(cls: type[T]) -> type[T]:
+    """Let the keys of config dataclass ``cls`` match in any case, with or without
+    dashes and underscores (``default-level``, ``DefaultLevel``, ``Name``).
+
+    For files that cn-infra's Go agents share: its decoder (mapstructure) matches
+    keys ignoring case, so their files spell ``Name`` and ``Level``. Applies to
+    ``cls`` only: mark each nested dataclass that should match the same way.
+    Unknown keys are still errors, and so are two spellings of one key.
+    """
+    setattr(cls, _ANY_CASE, True)
+    return cls
+
+
+def _folded(key: str) -> str:
+    return key.lower().replace("-", "").replace("_", "")
+
+
+def _match_keys(cls: type[Any], data: Mapping[Any, Any], fields: dict[str, Any],
+                source: str, path: str) -> dict[str, Any]:
+    """``data`` re-keyed by the canonical key of each field (unknown key: an error)."""
+    any_case = bool(getattr(cls, _ANY_CASE, False))
+    folded = {_folded(key): key for key in fields} if any_case else {}
+    matched: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
+    for key, value in data.items():
+        canonical = str(key) if key in fields else folded.get(_folded(str(key)))
+        if canonical is None:
+            where = _join(path, str(key))
+            hint = difflib.get_close_matches(str(key), list(fields), n=1)
+            if not hint and any_case:
+                hint = [folded[h] for h in difflib.get_close_matches(
+                    _folded(str(key)), list(folded), n=1)]
+            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+            raise ConfigValueError(
+                source, where,
+                f"unknown key{suggestion}; valid keys are: {', '.join(sorted(fields)) or 'none'}",
+            )
+        if canonical in spelled:
+            raise ConfigValueError(source, _join(path, canonical),
+                                   f"set twice, as '{spelled[canonical]}' and as '{key}'")
+        spelled[canonical] = str(key)
+        matched[canonical] = value
+    return matched
+
+
 def decode(cls: type[T], data: Any, source: str, path: str = "", *,
            key_of: KeyOf = config_key) -> T:
     """Build ``cls`` (a dataclass) from ``data``; ``source`` names the file in errors,
@@ -44,15 +93,7 @@ def decode(cls: type[T], data: Any, source: str, path: str = "", *,
                                f"expected a mapping of keys, got {_describe(data)}")
     hints = typing.get_type_hints(cls, include_extras=True)
     fields = {key_of(f): f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
-    for key in data:
-        if key not in fields:
-            where = _join(path, str(key))
-            hint = difflib.get_close_matches(str(key), list(fields), n=1)
-            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-            raise ConfigValueError(
-                source, where,
-                f"unknown key{suggestion}; valid keys are: {', '.join(sorted(fields)) or 'none'}",
-            )
+    data = _match_keys(cls, data, fields, source, path)
     values: dict[str, Any] = {}
     for key, field in fields.items():
         where = _join(path, key)
@@ -162,4 +203,4 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-__all__ = ["DURATION", "KeyOf", "Parse", "config_key", "decode"]
+__all__ = ["DURATION", "KeyOf", "Parse", "config_key", "decode", "keys_in_any_case"]

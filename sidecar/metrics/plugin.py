@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 
+from aiohttp import hdrs, web
+from aiohttp.web_response import ContentCoding
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.metrics_core import Metric
@@ -16,7 +18,7 @@ from prometheus_client.registry import Collector
 
 from sidecar.agent.api import deps_among
 from sidecar.health.statuscheck.api import PluginState, StatusReader
-from sidecar.rest.api import HTTPHandlers, Parameter, Response, RouteDoc
+from sidecar.rest.api import Handler, HTTPHandlers, Parameter, Response, RouteDoc
 
 from .api import PublishCounts
 from .collectors import (
@@ -33,7 +35,7 @@ log = logging.getLogger("sidecar.metrics")
 METRICS_DOC = RouteDoc(
     "Prometheus metrics",
     {200: Response.text("the text exposition format, or OpenMetrics when the Accept header "
-                        "asks for it; gzip with Accept-Encoding: gzip",
+                        "asks for it; gzip when Accept-Encoding allows it, else deflate",
                         "text/plain; version=0.0.4")},
     parameters=(Parameter("name[]", "only these metric families (repeatable)",
                           location="query"),),
@@ -87,7 +89,7 @@ class MetricsPlugin:
         if self._registered:
             return
         self._registered = True
-        self._rest.register("GET", self.config.path, make_aiohttp_handler(self.exposed),
+        self._rest.register("GET", self.config.path, metrics_handler(self.exposed),
                             name="metrics", doc=METRICS_DOC)
         if self.config.http_requests:
             self._rest.add_middleware(http_metrics(self.registry))
@@ -102,6 +104,47 @@ class MetricsPlugin:
     async def close(self) -> None:
         if self._statuscheck is not None and self._transitions is not None:
             self._statuscheck.remove_listener(self._transitions)
+
+
+def metrics_handler(collector: Collector) -> Handler:
+    """prometheus_client's aiohttp handler, compressed as the client prefers, gzip first.
+
+    Left to itself aiohttp picks the first of deflate and gzip that the header
+    names, whatever their order or q-values: ``curl --compressed`` got deflate.
+    """
+    serve = make_aiohttp_handler(collector, disable_compression=True)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = await serve(request)
+        coding = preferred_coding(request.headers.get(hdrs.ACCEPT_ENCODING, ""))
+        if coding is not None:
+            response.enable_compression(coding)
+        return response
+
+    return handler
+
+
+def preferred_coding(accept_encoding: str) -> ContentCoding | None:
+    """gzip or deflate, whichever ``Accept-Encoding`` ranks higher (gzip on a tie);
+    None when it accepts neither (q=0 refuses a coding; ``*`` stands for the unnamed)."""
+    weights: dict[str, float] = {}
+    for item in accept_encoding.split(","):
+        name, *params = (part.strip() for part in item.split(";"))
+        weight = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        if name:
+            weights[name.lower()] = weight
+    wildcard = weights.get("*", 0.0)
+    gzip, deflate = weights.get("gzip", wildcard), weights.get("deflate", wildcard)
+    if max(gzip, deflate) <= 0:
+        return None
+    return ContentCoding.gzip if gzip >= deflate else ContentCoding.deflate
 
 
 class _Union(Collector):

@@ -14,6 +14,7 @@ from sidecar.config import (
     ConfigSources,
     ConfigValueError,
     YamlError,
+    keys_in_any_case,
     parse_duration,
     parse_yaml,
 )
@@ -103,6 +104,52 @@ def test_bad_values_name_file_key_and_expectation(
     message = str(info.value)
     assert message.startswith(f"{path}: {key}: ")
     assert expected in message
+
+
+@keys_in_any_case
+@dataclass(frozen=True)
+class GoStyle:
+    """A file shared with cn-infra: keys in any case, as its decoder reads them."""
+
+    default_level: str = "info"
+    group_id: str = field(default="g", metadata={"key": "group_id"})
+    inner: Inner | None = None
+
+
+@pytest.mark.parametrize("text", [
+    "default-level: debug\ngroup_id: x\n",
+    "Default-Level: debug\nGROUP_ID: x\n",
+    "DefaultLevel: debug\nGroupId: x\n",
+    "default_level: debug\ngroup-id: x\n",
+])
+def test_keys_in_any_case_where_a_file_is_shared_with_cn_infra(tmp_path: Path,
+                                                              text: str) -> None:
+    write(tmp_path / "go.conf", text)
+    loaded = ConfigSources.from_env(tmp_path, {}, {}).load("go", GoStyle)
+    assert (loaded.default_level, loaded.group_id) == ("debug", "x")
+
+
+@pytest.mark.parametrize(("text", "key", "expected"), [
+    ("DefaultLevle: debug\n", "DefaultLevle", "unknown key (did you mean 'default-level'?)"),
+    ("Default-Level: a\ndefaultlevel: b\n", "default-level",
+     "set twice, as 'Default-Level' and as 'defaultlevel'"),
+    # Only the marked class matches in any case; a nested one keeps its own rule.
+    ("inner: {Cert-File: x}\n", "inner.Cert-File", "unknown key (did you mean 'cert-file'?)"),
+])
+def test_keys_in_any_case_still_refuse_unknown_and_doubled_keys(
+        tmp_path: Path, text: str, key: str, expected: str) -> None:
+    path = write(tmp_path / "go.conf", text)
+    with pytest.raises(ConfigValueError) as info:
+        ConfigSources.from_env(tmp_path, {}, {}).load("go", GoStyle)
+    message = str(info.value)
+    assert message.startswith(f"{path}: {key}: ")
+    assert expected in message
+
+
+def test_keys_are_exact_unless_the_config_asks_otherwise(tmp_path: Path) -> None:
+    write(tmp_path / "sample.conf", "Port: 9\n")
+    with pytest.raises(ConfigValueError, match="Port: unknown key"):
+        ConfigSources.from_env(tmp_path, {}, {}).load("sample", Sample)
 
 
 def test_invalid_yaml_names_line(tmp_path: Path) -> None:

@@ -95,7 +95,9 @@ async def test_attached_process_is_replaced_from_its_command_when_it_exits(
     await until(lambda: proc.pid != pid and proc.is_alive(), 5, what="the replacement")
     assert not proc.attached  # ours now
     assert proc.status.ppid == os.getpid()
-    assert [e.kind for e in events][-1] is EventKind.STARTED
+    started = [e for e in events if e.kind is EventKind.STARTED]
+    assert [e.pid for e in started] == [proc.pid]
+    assert events[events.index(started[0]) + 1].state is ProcessState.RUNNING
     await proc.stop_and_wait()
 
 

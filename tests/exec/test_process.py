@@ -253,7 +253,8 @@ async def test_manual_restart_starts_a_new_run(manager: ProcessManager) -> None:
     assert first is not None and not running(first)
     stop = next(e for e in events if e.state is ProcessState.TERMINATED)
     assert stop.expected and stop.pid == first
-    assert events[-1].kind is EventKind.STARTED and events[-1].pid == proc.pid
+    started = next(e for e in events if e.kind is EventKind.STARTED and e.pid == proc.pid)
+    assert events[events.index(started) + 1].state is ProcessState.RUNNING
     assert proc.restarts == 0  # only automatic restarts count
 
 
@@ -339,9 +340,11 @@ async def test_notify_true_gives_the_process_its_own_queue(manager: ProcessManag
     async with asyncio.timeout(5):
         first = await proc.notification_queue.get()
         second = await proc.notification_queue.get()
-    assert (first.kind, second.state) == (EventKind.STARTED, ProcessState.TERMINATED)
-    assert second.returncode == 0 and not second.expected
-    assert first.label == "started" and second.label == "terminated"
+        third = await proc.notification_queue.get()
+    assert (first.kind, second.state, third.state) == (
+        EventKind.STARTED, ProcessState.RUNNING, ProcessState.TERMINATED)
+    assert third.returncode == 0 and not third.expected
+    assert [e.label for e in (first, second, third)] == ["started", "running", "terminated"]
 
 
 async def test_stopped_and_continued_states_are_noticed(manager: ProcessManager) -> None:

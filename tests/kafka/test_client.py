@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.partitioner import murmur2
 
 from sidecar.messaging.kafka import (
     OFFSET_OLDEST,
@@ -22,9 +21,10 @@ from sidecar.messaging.kafka import (
     SyncProducer,
     TLSConfig,
 )
-from sidecar.messaging.kafka.client import ConsumerMessage
+from sidecar.messaging.kafka.client import ConsumerMessage, ProducerError
 from tests._wait import until
 from tests.kafka.conftest import client_config, unique
+from tests.kafka.placement_table import COUNTS, PLACEMENT
 from tests.servers import tls
 from tests.servers._util import free_port
 from tests.servers.kafka import KafkaBroker
@@ -60,21 +60,34 @@ async def producer_factory(kafka_broker: KafkaBroker) -> AsyncIterator[ProducerF
         await producer.stop()
 
 
-async def test_hash_partitioner_keeps_a_key_on_the_partition_java_clients_choose(
-        kafka_broker: KafkaBroker, producer_factory: ProducerFactory) -> None:
-    topic = await create_topic(kafka_broker, 4)
-    producer = await producer_factory()
-    seen: dict[bytes, set[int]] = {}
-    for round_ in range(3):
-        for i in range(8):
-            key = f"key-{i}".encode()
-            written = await producer.send(topic, f"v{round_}", key=key)
-            seen.setdefault(key, set()).add(written.partition)
-    assert all(len(partitions) == 1 for partitions in seen.values())
-    # murmur2 of the key, as the Java client and sarama compute it.
-    assert {key: parts.pop() for key, parts in seen.items()} == {
-        key: (murmur2(key) & 0x7FFFFFFF) % 4 for key in seen}
-    assert len({p for key, p in ((k, (murmur2(k) & 0x7FFFFFFF) % 4) for k in seen)}) > 1
+#: Keys from the fixed tables, with their partitions on a 12-partition topic.
+_KEYS = [*[key for key in PLACEMENT if key.startswith(b"agent-")][:16], b"", b"\xff", b"vpp1"]
+_TWELVE = COUNTS.index(12)
+
+
+@pytest.mark.parametrize(("partitioner", "column"), [("hash", 0), ("murmur2", 1)])
+async def test_keyed_messages_land_where_sarama_or_the_java_client_puts_them(
+        kafka_broker: KafkaBroker, producer_factory: ProducerFactory, partitioner: str,
+        column: int) -> None:
+    topic = await create_topic(kafka_broker, 12)
+    want = {key: PLACEMENT[key][column][_TWELVE] for key in _KEYS}
+    producer = await producer_factory(partitioner=partitioner)
+    synced = {key: (await producer.send(topic, b"sync", key=key)).partition for key in _KEYS}
+    assert synced == want
+    # The async producer places messages itself (it packs batches per partition).
+    placed: dict[bytes, int] = {}
+    failed: list[ProducerError] = []
+    async_producer = AsyncProducer(client_config(kafka_broker, partitioner=partitioner))
+    await async_producer.start()
+    try:
+        for key in _KEYS:
+            async_producer.send(topic, b"async", key=key, on_error=failed.append,
+                                on_success=lambda m: placed.__setitem__(m.key or b"", m.partition))
+        assert await async_producer.flush(20.0)
+    finally:
+        await async_producer.stop()
+    assert not failed
+    assert placed == want
 
 
 async def test_manual_partitioner_needs_a_partition_and_checks_it(

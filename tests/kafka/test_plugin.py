@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -167,6 +168,112 @@ def test_broker_down_at_start_up_then_killed_readiness_follows_the_plugin(
     own_kafka.start()
     wait_until(lambda: proc.get("/readiness")[0] == 200, 30, "readiness 200 after the restart")
     assert proc.stop() == 0
+
+
+async def test_broker_down_at_start_is_error_until_it_comes_never_init_again(
+        own_kafka: KafkaBroker, tmp_path: Path) -> None:
+    # A probe answered "connecting" (INIT) after the first attempt had failed: the agent
+    # went INIT -> ERROR -> INIT -> ERROR, and each flip was an agent-state record.
+    topic = unique("status")
+    write_config(tmp_path, own_kafka, f"status-topic: {topic}\n")
+    await asyncio.to_thread(own_kafka.stop)
+    sidecar = build(Options(config_dir=str(tmp_path), microservice_label=unique("late"),
+                            env={}))
+    kafka, statuscheck = sidecar.kafka, sidecar.statuscheck
+    assert kafka is not None and kafka.events is not None
+    seen: list[PluginState] = [PluginState.INIT]
+    failed_attempts: list[str | None] = []
+
+    def on_change() -> None:
+        state = kafka_state(sidecar)
+        if state is not None and state is not seen[-1]:
+            seen.append(state)
+
+    def reported(name: str, state: PluginState, error: str | None = None) -> None:
+        if name == "kafka" and state is PluginState.ERROR:
+            failed_attempts.append(error)
+        report(name, state, error)
+
+    report = statuscheck.report_state_change
+    statuscheck.report_state_change = reported  # type: ignore[method-assign]
+    statuscheck.add_listener(on_change)
+    agent = sidecar.agent()
+    await agent.start()
+    try:
+        await until(lambda: kafka_state(sidecar) is PluginState.ERROR, 20, "kafka ERROR")
+        # Retries and probe rounds go by: the state holds at ERROR through them all.
+        await until(lambda: len(failed_attempts) >= 5, 20, "five failed attempts")
+        assert seen == [PluginState.INIT, PluginState.ERROR]
+        await asyncio.to_thread(own_kafka.start)
+        await until(lambda: kafka_state(sidecar) is PluginState.OK, 60, "kafka OK")
+        events = kafka.events
+        await until(lambda: events.sent >= 3, 30, "the queued agent-state records written")
+    finally:
+        await agent.stop()
+    assert seen == [PluginState.INIT, PluginState.ERROR, PluginState.OK]
+    records = await read_records(own_kafka, topic, events.sent)
+    assert [(r["type"], r.get("previous_state"), r["state"]) for r in records] == [
+        ("agent-state", None, 0), ("agent-state", 0, 2), ("agent-state", 2, 1)]
+
+
+class _Tally(logging.Filter):
+    """Counts what a logger is asked to log, before any other filter decides."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            self.count += 1
+        return True
+
+
+@pytest.mark.parametrize("started", [("own_kafka", "")], indirect=True)
+async def test_a_dead_broker_is_a_few_log_lines_not_a_flood(
+        started: Sidecar, own_kafka: KafkaBroker, caplog: pytest.LogCaptureFixture) -> None:
+    kafka = started.kafka
+    assert kafka is not None
+    await asyncio.wait_for(kafka.wait_connected(), 20)
+    # A consumer, a producer and the group: every part of the client that retries.
+    topic = unique("noise")
+    conn = kafka.new_bytes_connection("noise")
+    publisher = conn.new_async_publisher(topic)
+    publisher.put(None, "before")
+    await conn.consume_topic(lambda _m: None, topic)
+    await until(lambda: kafka_state(started) is PluginState.OK, 10, "kafka OK")
+    asked = _Tally()
+    library = [logging.getLogger(name) for name in logging.root.manager.loggerDict
+               if name == "aiokafka" or name.startswith("aiokafka.")]
+    for logger in library:
+        logger.filters.insert(0, asked)  # before the plugin's summary
+    caplog.set_level(logging.INFO)
+    caplog.clear()
+    try:
+        await asyncio.to_thread(own_kafka.kill)
+        for n in range(20):
+            publisher.put(None, f"during-{n}")
+        # Without the summary, 300 of these reached the log within a few seconds.
+        await until(lambda: asked.count >= 300, 30, "aiokafka retrying for a while")
+        library_lines = [r for r in caplog.records if r.name.startswith("aiokafka")]
+        assert len(library_lines) <= 20, [r.getMessage()[:80] for r in library_lines]
+        # Then, once per interval, one line says how many more there were.
+        def counted() -> list[int]:
+            return [int(r.getMessage().split()[0]) for r in caplog.records
+                    if r.name.startswith("aiokafka")
+                    and "more like this in the last" in r.getMessage()]
+
+        await until(lambda: max(counted(), default=0) > 10, 20, "a line counting the repeats")
+        assert kafka_state(started) is PluginState.ERROR
+        await asyncio.to_thread(own_kafka.start)
+        await until(lambda: kafka_state(started) is PluginState.OK, 30, "kafka OK again")
+    finally:
+        for logger in library:
+            logger.removeFilter(asked)
+    plugin_lines = [r.getMessage() for r in caplog.records if r.name == "sidecar.statuscheck"
+                    and "plugin kafka" in r.getMessage()]
+    assert len(plugin_lines) == 2, plugin_lines  # ERROR once, recovered once
+    assert "is ERROR" in plugin_lines[0] and "recovered" in plugin_lines[1]
 
 
 @pytest.mark.parametrize("started", [("own_kafka", "")], indirect=True)

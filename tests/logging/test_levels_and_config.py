@@ -11,6 +11,7 @@ from sidecar.builder import Options, build
 from sidecar.config import ConfigError, ConfigSources, ConfigValueError
 from sidecar.logging import InvalidLevelError, level_name, parse_level
 from sidecar.logging.logmanager import LogsConfig
+from tests.logging.samples import CN_INFRA_LOGS_CONF
 
 
 @pytest.mark.parametrize(("name", "level"), [
@@ -48,6 +49,16 @@ def test_logs_conf_as_cn_infra_writes_it(tmp_path: Path) -> None:
                                  "  - name: sidecar.etcd\n    level: warn\n")
     assert config.default_level == "debug"
     assert [(e.name, e.level) for e in config.loggers] == [("sidecar.etcd", "warn")]
+
+
+def test_a_cn_infra_agents_logs_conf_loads(tmp_path: Path) -> None:
+    config = load_logs(tmp_path, CN_INFRA_LOGS_CONF)
+    assert config.default_level == "debug"
+    assert [(e.name, e.level) for e in config.loggers] == [
+        ("vpp-agent", "warn"), ("examplechild", "error")]
+    assert sorted(config.hooks) == ["fluent", "logstash", "syslog"]
+    assert config.hooks["logstash"].levels == ["error", "fatal"]
+    assert load_logs(tmp_path, "DefaultLevel: warn\n").default_level == "warn"
 
 
 @pytest.mark.parametrize(("text", "where", "reason"), [

@@ -62,6 +62,28 @@ def test_log_list_set_and_reset_commands(config_dir: Path, sidecars: list[Sideca
     assert levels(proc)["sidecar.rest"]["level"] == "error"
 
 
+def test_a_reader_that_goes_away_ends_the_command_quietly(
+        config_dir: Path, sidecars: list[SidecarProcess]) -> None:
+    # `sidecar log list | head -1`: head may exit before the listing is written. The read
+    # end is closed here before the command has its answer, so that it always is.
+    (config_dir / "supervisor.conf").write_text(
+        "programs: [{name: idle, executable-path: /bin/sleep, executable-args: ['60']}]\n")
+    proc = SidecarProcess(config_dir)
+    sidecars.append(proc)
+    proc.start()
+    for args in (("log", "list"), ("log", "list", "--json"), ("status",), ("programs",)):
+        read, write = os.pipe()
+        os.close(read)
+        try:
+            done = subprocess.run([sys.executable, "-m", "sidecar", *args, "--url", proc.url],
+                                  stdout=write, stderr=subprocess.PIPE, text=True, timeout=20,
+                                  check=False)
+        finally:
+            os.close(write)
+        assert done.stderr == "", (args, done.stderr)
+        assert done.returncode == 141, args  # 128 + SIGPIPE, as a shell reports `yes | head`
+
+
 def test_log_commands_report_errors_with_exit_codes(config_dir: Path,
                                                     sidecars: list[SidecarProcess]) -> None:
     proc = SidecarProcess(config_dir)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from sidecar.builder import example_config_dir
+from tests.logging.samples import CN_INFRA_LOGS_CONF
 from tests.sidecar_proc import SidecarProcess
 
 TOKEN = "s3cret-admin-token"
@@ -133,3 +134,19 @@ def test_seed_curl_examples_against_the_example_config(sidecars: list[SidecarPro
              f"{base}/log/sidecar.agent/{level}"],
             capture_output=True, text=True, timeout=10, check=True)
         assert done.stdout == "200", level
+
+
+def test_a_cn_infra_logs_conf_starts_the_sidecar_and_warns_naming_its_hooks(
+        config_dir: Path, sidecars: list[SidecarProcess]) -> None:
+    (config_dir / "logs.conf").write_text(CN_INFRA_LOGS_CONF.replace("syslog:", "kafka:"))
+    proc = SidecarProcess(config_dir)
+    sidecars.append(proc)
+    proc.start()
+    assert level_of(proc, "vpp-agent") == "warning"
+    assert level_of(proc, "examplechild") == "error"
+    warned = [line for line in proc.output().splitlines() if "hooks" in line]
+    assert len(warned) == 1, proc.output()
+    assert "WARNING" in warned[0]
+    assert "hooks are not implemented by the sidecar, ignoring fluent, kafka, logstash" \
+        in warned[0]
+    assert "kafka not even by cn-infra (it knows syslog, logstash, fluent)" in warned[0]

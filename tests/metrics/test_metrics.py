@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,6 +198,28 @@ async def test_openmetrics_gzip_and_name_filter(running: Running) -> None:
                                   params=[("name[]", "sidecar_agent_state")]) as reply:
         only = {f.name for f in text_string_to_metric_families(await reply.text())}
     assert only == {"sidecar_agent_state"}
+
+
+@pytest.mark.parametrize(("accept_encoding", "coding"), [
+    ("deflate, gzip, br, zstd", "gzip"),    # curl --compressed: aiohttp's own pick was deflate
+    ("gzip", "gzip"),                       # Prometheus
+    ("gzip;q=0.5, deflate;q=0.8", "deflate"),
+    ("gzip;q=0, deflate", "deflate"),
+    ("deflate;q=0, gzip", "gzip"),          # a refused coding is never used
+    ("br", None),
+    ("identity", None),
+    ("*", "gzip"),
+])
+async def test_metrics_prefer_gzip_when_the_client_accepts_it(
+        running: Running, accept_encoding: str, coding: str | None) -> None:
+    async with running.client.get(running.url + "/metrics", auto_decompress=False,
+                                  headers={"Accept-Encoding": accept_encoding}) as reply:
+        assert reply.status == 200
+        assert reply.headers.get("Content-Encoding") == coding
+        body = await reply.read()
+    text = (gzip.decompress(body) if coding == "gzip"
+            else zlib.decompress(body) if coding == "deflate" else body).decode()
+    assert "sidecar_agent_state" in {f.name for f in text_string_to_metric_families(text)}
 
 
 async def test_user_metrics_in_the_global_registry_are_served(running: Running) -> None:

@@ -21,7 +21,7 @@ DEFAULT_BUFFER = 1000
 
 
 class EventKind(StrEnum):
-    #: A new run began (start, restart); ``state`` is the first state read.
+    #: A new run began (start, restart); a STATUS ``running`` always follows at once.
     STARTED = "started"
     #: The state changed: running, sleeping, ..., ``terminated`` when it exited.
     STATUS = "status"

@@ -315,8 +315,14 @@ class Process:
         self._policy.gave_up = False
         self._readers = [r for r in self._readers if r.open] + readers
         previous = self._state
-        self._state = self._first_state(run.pid)
-        self._emit(EventKind.STARTED, self._state, previous)
+        first = self._first_state(run.pid)
+        # Every run reads started -> running -> what the kernel says next, whatever the
+        # status file said at this instant (often R as exec runs, sometimes S already):
+        # a hook on "running" or "sleeping" must not depend on that race.
+        self._state = ProcessState.RUNNING
+        self._emit(EventKind.STARTED, ProcessState.RUNNING, previous)
+        self._emit(EventKind.STATUS, ProcessState.RUNNING, previous)
+        self._set_state(first)
         log.debug("process %s started: pid %d, %s", self._name, run.pid,
                   [self._command, *self._options.args])
         self._owner.watch(self)

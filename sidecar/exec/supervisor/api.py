@@ -1,11 +1,11 @@
 """The supervisor's contract: program events (what happened to a program), for hooks and listeners.
 
-``state`` is the seed's label: ``started`` when a run begins, then the
-process state as the kernel reports it (``running``, ``sleeping``, ``idle``,
-``disk sleep``, ``stopped``, ...), ``terminated`` when it exits, and the
-supervisor's own ``backoff`` (exited, restarts after a delay), ``gave-up``
+``state`` is the seed's label: ``started`` when a run begins, always followed
+by ``running``, then the process state as the kernel reports it (``sleeping``,
+``idle``, ``disk sleep``, ``stopped``, ...), ``terminated`` when it exits, and
+the supervisor's own ``backoff`` (exited, restarts after a delay), ``gave-up``
 (exited, no restart left) and ``failed`` (could not be started). A restart
-therefore reads terminated -> started -> running/sleeping, as in cn-infra.
+therefore reads terminated -> started -> running -> sleeping, every time.
 """
 
 from __future__ import annotations

@@ -74,7 +74,8 @@ class SupervisorPlugin:
         if isinstance(manager, ProcessManagerPlugin):
             self._manager = manager.manager
         else:
-            self._manager = manager or ProcessManager()
+            # Not ``manager or ...``: an empty ProcessManager is falsy (it has __len__).
+            self._manager = manager if manager is not None else ProcessManager()
         self.deps = deps_among(manager, statuscheck, rest)
         self._statuscheck = statuscheck
         self._rest = rest

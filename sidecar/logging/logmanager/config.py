@@ -6,15 +6,26 @@
     loggers:
       - name: sidecar.etcd
         level: debug
+
+A cn-infra agent's ``logs.conf`` loads unchanged: keys match in any case, as
+cn-infra's decoder matches them (``Name``, ``Level``, ``Default-Level``; also
+``DefaultLevel``, which cn-infra silently ignored), and its ``hooks`` section
+is read but not applied (the sidecar logs to stderr only; the log manager
+warns naming each hook).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sidecar.config import keys_in_any_case
 from sidecar.logging.levels import parse_level
 
+#: The hooks cn-infra's log manager knows (and fails to start on any other).
+CN_INFRA_HOOKS = ("syslog", "logstash", "fluent")
 
+
+@keys_in_any_case
 @dataclass(frozen=True)
 class LoggerConfig:
     """One logger's level at start-up (and what ``DELETE /log/<logger>`` returns it to)."""
@@ -30,12 +41,28 @@ class LoggerConfig:
         parse_level(self.level, "level")
 
 
+@keys_in_any_case
+@dataclass(frozen=True)
+class HookConfig:
+    """A cn-infra log hook (syslog, logstash, fluent): accepted, not applied."""
+
+    protocol: str = ""
+    address: str = ""
+    port: int = 0
+    levels: list[str] = field(default_factory=list)
+    #: Not a cn-infra hook setting (its decoder drops it), but its sample file writes it.
+    level: str | None = None
+
+
+@keys_in_any_case
 @dataclass(frozen=True)
 class LogsConfig:
     #: The root logger's level, which every logger without its own inherits.
     default_level: str = "info"
     #: Loggers that start with a level of their own.
     loggers: list[LoggerConfig] = field(default_factory=list)
+    #: cn-infra's log hooks by name; the sidecar does not implement them and warns.
+    hooks: dict[str, HookConfig] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         parse_level(self.default_level, "default-level")

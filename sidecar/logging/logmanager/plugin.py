@@ -16,7 +16,7 @@ from sidecar.config import parse_duration
 from sidecar.logging.levels import LEVELS, InvalidLevelError, level_name
 from sidecar.rest.api import HTTPHandlers, Parameter, Response, RouteDoc, error_response
 
-from .config import LogsConfig
+from .config import CN_INFRA_HOOKS, LogsConfig
 from .errors import UnknownLoggerError
 from .manager import LevelManager
 
@@ -71,6 +71,7 @@ class LogManagerPlugin:
         self.deps = deps_among(rest)
         self._rest = rest
         self.levels = LevelManager(config, default_level)
+        self._hooks = sorted(config.hooks) if config is not None else []
         if registry is not None:
             changes = Counter(
                 "sidecar_log_level_changes", "Log level changes by logger and cause "
@@ -119,6 +120,14 @@ class LogManagerPlugin:
         self._rest.register("DELETE", "/log/{logger:.+}", self.reset_level,
                             admin=True, name="log-reset", doc=RESET_DOC)
         log.debug("default log level %s", level_name(self.levels.default_level))
+        if self._hooks:
+            unknown = [name for name in self._hooks if name not in CN_INFRA_HOOKS]
+            log.warning(
+                "logs.conf: log hooks are not implemented by the sidecar, ignoring %s "
+                "(every record goes to stderr: collect them from there)%s",
+                ", ".join(self._hooks),
+                f"; {', '.join(unknown)} not even by cn-infra "
+                f"(it knows {', '.join(CN_INFRA_HOOKS)})" if unknown else "")
 
     async def after_init(self) -> None:
         pass

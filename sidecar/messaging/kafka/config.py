@@ -37,7 +37,8 @@ class KafkaConfig:
     #: SASL authentication (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512).
     sasl: SASLConfig | None = None
     required_acks: RequiredAcks = "all"
-    #: ``hash`` (by key), ``random``, or ``manual`` (publishers name the partition).
+    #: ``hash`` (by key, as sarama and cn-infra), ``murmur2`` (by key, as the Java
+    #: client), ``random``, or ``manual`` (publishers name the partition).
     partitioner: PartitionerName = "hash"
     idempotent: bool = False
     #: Where a group without a committed offset starts: ``oldest`` loses nothing.

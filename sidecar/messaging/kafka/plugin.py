@@ -2,13 +2,15 @@
 
 Brokers that are down at start-up never stop the agent: the plugin is ERROR
 (non-fatal by default, so readiness goes down and liveness stays up), keeps
-trying in the background and turns OK by itself. Once connected, its status
-comes from the brokers' metadata, fetched by a pull probe.
+trying in the background and turns OK by itself: INIT -> ERROR -> OK, never
+back to INIT. Until then the connection loop reports the state; once
+connected, it comes from the brokers' metadata, fetched by a pull probe.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +19,7 @@ from sidecar.agent.api import deps_among
 from sidecar.agent.tasks import cancel_and_wait, spawn
 from sidecar.health.statuscheck.api import PluginState, StatusReader, StatusWriter
 
+from ._lognoise import LIBRARY_LOGGER, RepeatSummary
 from .config import KafkaConfig
 from .errors import describe
 from .events import StatusEvents
@@ -52,6 +55,9 @@ class KafkaPlugin:
             self.events = StatusEvents(self.mux, self.config.status_topic, label, status_reader,
                                        backlog=self.config.status_backlog)
         self._connect_task: asyncio.Task[None] | None = None
+        #: aiokafka repeats each connection error many times a second while a broker is down.
+        self._library_logs = RepeatSummary()
+        self._summary_task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._last_error: str | None = None
 
@@ -88,9 +94,15 @@ class KafkaPlugin:
         if sasl is not None:
             await asyncio.to_thread(sasl.resolve_password)
         if self._statuscheck is not None:
-            self._statuscheck.register(self.name, probe=self._probe)
+            # INIT until the first attempt; the probe joins once connected (see _connect_loop).
+            self._statuscheck.register(self.name)
 
     async def after_init(self) -> None:
+        if self._summary_task is None:
+            # Its loggers exist once it is imported (in a thread: it takes a while).
+            await asyncio.to_thread(importlib.import_module, LIBRARY_LOGGER)
+            self._library_logs.install()
+            self._summary_task = spawn(self._summarise_library_logs(), "kafka-log-summary")
         if self.events is not None:
             self.events.start()
         if self._connect_task is None:
@@ -104,7 +116,18 @@ class KafkaPlugin:
         await cancel_and_wait(task)
         if self.events is not None:
             await self.events.close()
-        await self.mux.close()
+        try:
+            await self.mux.close()
+        finally:
+            summary, self._summary_task = self._summary_task, None
+            await cancel_and_wait(summary)
+            self._library_logs.uninstall()
+
+    async def _summarise_library_logs(self) -> None:
+        """Log the counts of repeats that stopped (a new record logs them otherwise)."""
+        while True:
+            await asyncio.sleep(1.0)
+            self._library_logs.flush()
 
     # -- status ----------------------------------------------------------------------
     async def _connect_loop(self) -> None:
@@ -129,13 +152,13 @@ class KafkaPlugin:
             self._last_error = None
             self._connected.set()
             self._report(PluginState.OK)
+            if self._statuscheck is not None:
+                # Only now: a probe taken while connecting could answer "connecting" after
+                # an attempt had already failed, taking the plugin from ERROR back to INIT.
+                self._statuscheck.register(self.name, probe=self._probe)
             return
 
     async def _probe(self) -> object:
-        if not self.mux.started:
-            if self._last_error is not None:
-                return PluginState.ERROR, self._last_error
-            return PluginState.INIT, "connecting"
         try:
             async with asyncio.timeout(PROBE_TIMEOUT):
                 await self.mux.brokers()

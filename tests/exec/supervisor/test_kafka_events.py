@@ -30,15 +30,16 @@ programs:
     try:
         events = sidecar.kafka.events
         assert events is not None
-        # started and terminated (queued before Kafka was reachable), the agent's state
-        await until(lambda: events.sent >= 3, 30, "status records written")
-        records = await read_records(kafka_broker, topic, 3)
+        # started, running and terminated (queued before Kafka was reachable), the
+        # agent's state
+        await until(lambda: events.sent >= 4, 30, "status records written")
+        records = await read_records(kafka_broker, topic, 4)
     finally:
         await agent.stop()
     programs = [r for r in records if r["type"] == "program"]
-    assert [(r["program"], r["state"]) for r in programs][:2] == [("oneshot", "started"),
-                                                                   ("oneshot", "terminated")]
-    crash = programs[1]
+    assert [(r["program"], r["state"]) for r in programs][:3] == [
+        ("oneshot", "started"), ("oneshot", "running"), ("oneshot", "terminated")]
+    crash = programs[2]
     assert crash["crashed"] is True and crash["exit_code"] == 7
     assert crash["event_type"] == "ProcessStatus" and isinstance(crash["pid"], int)
     assert crash["agent"] == sidecar.servicelabel.agent_label()

@@ -6,19 +6,19 @@ read kafka.conf) stays cheap and works without aiokafka installed.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from ..errors import PublishError
 from .config import ACKS_VALUES, ClientConfig
 from .message import ConsumerMessage, Headers
+from .partitioners import Partitioner, sarama_hash_partition, unkeyed_partition
 
 __all__ = [
     "AIOKafkaConsumer",
@@ -59,21 +59,32 @@ def common_kwargs(config: ClientConfig) -> dict[str, Any]:
 
 def _random_partitioner(_key: bytes | None, all_partitions: Sequence[int],
                         available: Sequence[int]) -> int:
-    return random.choice(available or all_partitions)  # spreading load, not secrets
+    return unkeyed_partition(all_partitions, available)
+
+
+def _murmur2_partitioner(key: bytes | None, all_partitions: Sequence[int],
+                         available: Sequence[int]) -> int:
+    """``murmur2``: the Java client's ``toPositive(murmur2(key)) % n``."""
+    if key is None:
+        return unkeyed_partition(all_partitions, available)
+    ordered = sorted(all_partitions)
+    index: int = (murmur2(key) & 0x7FFFFFFF) % len(ordered)
+    return ordered[index]
 
 
 def _manual_partitioner(_key: bytes | None, _all: Sequence[int], _available: Sequence[int]) -> int:
     raise PublishError("the manual partitioner needs every message to name its partition")
 
 
-_PARTITIONERS: dict[str, Callable[..., int]] = {
-    "hash": DefaultPartitioner(),
+_PARTITIONERS: dict[str, Partitioner] = {
+    "hash": sarama_hash_partition,
+    "murmur2": _murmur2_partitioner,
     "random": _random_partitioner,
     "manual": _manual_partitioner,
 }
 
 
-def partitioner(name: str) -> Callable[..., int]:
+def partitioner(name: str) -> Partitioner:
     """``partitioner(key, all_partitions, available_partitions) -> partition``."""
     return _PARTITIONERS[name]
 

@@ -267,7 +267,7 @@ def _place(message: ProducerMessage, partition: int | None,
     topic = message.topic
     if partition is None:
         every = partitions[0]
-        # One partition: no need to hash the key (murmur2 is pure Python in aiokafka).
+        # One partition: no need to hash the key (both hashes are pure Python).
         partition = every[0] if len(every) == 1 else partitioner(message.key, *partitions)
     elif partition not in partitions[0]:
         raise PublishError(f"topic {topic} has no partition {partition} "

@@ -15,10 +15,13 @@ RequiredAcks = Literal["none", "leader", "all"]
 ACKS_VALUES: dict[str, int | str] = {"none": 0, "leader": 1, "all": "all"}
 
 #: Where a message goes when the publisher names no partition:
-#: ``hash`` (murmur2 of the key, as the Java client and sarama do, so the same
-#: key always lands on the same partition; no key: a random partition),
-#: ``random``, or ``manual`` (every message must name its partition).
-PartitionerName = Literal["hash", "random", "manual"]
+#: ``hash`` (by key, exactly as sarama's default hash partitioner, FNV-1a, places
+#: it: the partition cn-infra's Go agents choose for the same key), ``murmur2``
+#: (by key, as the Java client places it),
+#: ``random``, or ``manual`` (every message must name its partition). With
+#: ``hash`` and ``murmur2`` a message without a key goes to a random partition.
+#: See ``partitioners.py`` for the exact arithmetic.
+PartitionerName = Literal["hash", "murmur2", "random", "manual"]
 
 #: Where a consumer group that has no committed offset starts reading.
 InitialOffset = Literal["oldest", "newest"]
