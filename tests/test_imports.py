@@ -24,6 +24,8 @@ def all_modules() -> list[str]:
     return sorted(names)
 
 
+# One interpreter per module: minutes on a loaded 2-core machine, not the 120 s default.
+@pytest.mark.timeout(900)
 def test_every_module_imports_on_its_own() -> None:
     def try_import(name: str) -> tuple[str, str]:
         done = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True,

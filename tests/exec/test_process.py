@@ -99,10 +99,10 @@ async def _restart_ten_times(manager: ProcessManager, tmp_path: Path) -> None:
     exits = [float(t) for t in stamps.read_text().split()]
     assert len(starts) == 11 and len(exits) == 11
     gaps = sorted(start - exited for exited, start in zip(exits, starts[1:], strict=False))
+    # Every gap far below the 30 s poll: only the exit event can restart that fast. How
+    # fast (the 50 ms) is a figure of bench/processmanager.py (p50, p99 over 200
+    # restarts), not a deadline a busy shared machine could miss.
     assert gaps[-1] < 2.5, f"an exit waited for the status poll; gaps: {gaps}"
-    # The 50 ms, on the median: one busy moment of a shared machine may stretch a
-    # gap or two (bench/processmanager.py gives p50 and p99 over 200 restarts).
-    assert gaps[len(gaps) // 2] < 0.05, f"exit-to-restart gaps: {gaps}"
     assert proc.restarts == 10
     exited = [e for e in events
               if e.kind is EventKind.STATUS and e.state is ProcessState.TERMINATED]
