@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests._wait import wait_until
 from tests.e2e.conftest import (
     DEPLOYMENT,
@@ -15,6 +17,9 @@ from tests.e2e.conftest import (
     containerd_events,
     probe_counts,
 )
+
+# A first test also waits for the cluster (and an image rebuild after a code change).
+pytestmark = pytest.mark.timeout(600)
 
 
 def test_helm_install_runs_a_ready_pod_with_a_native_sidecar(ns: Namespace) -> None:
