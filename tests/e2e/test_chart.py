@@ -28,6 +28,8 @@ def test_helm_install_runs_a_ready_pod_with_a_native_sidecar(ns: Namespace) -> N
         [pod] = ns.wait_ready()
     assert f"kubectl -n {ns.name} port-forward {DEPLOYMENT} 9191:9191" in notes
     name = pod["metadata"]["name"]
+    [row] = ns.kubectl("get", "pods").splitlines()[1:]
+    assert row.split()[1:3] == ["2/2", "Running"], row
     # 2/2: the native sidecar (an init container that keeps running) and the workload.
     sidecar, app = container_status(pod, SIDECAR), container_status(pod, "app")
     assert sidecar["ready"] and sidecar["started"] and app["ready"]
@@ -48,7 +50,7 @@ def test_helm_install_runs_a_ready_pod_with_a_native_sidecar(ns: Namespace) -> N
     # starts: that is what it is for), then liveness and readiness, never failing.
     wait_until(lambda: all(probe_counts(ns.cluster, ns.name).get((SIDECAR, kind, "successful"))
                            for kind in ("Startup", "Liveness", "Readiness")),
-               30, "the kubelet's successful startup, liveness and readiness probes")
+               60, "the kubelet's successful startup, liveness and readiness probes")
     counts = probe_counts(ns.cluster, ns.name)
     assert not any(n for (c, kind, result), n in counts.items() if c == SIDECAR
                    and kind != "Startup" and result != "successful"), counts

@@ -168,9 +168,12 @@ class KubeCluster(ManagedServer):
 
     def env(self) -> dict[str, str]:
         """The environment of the tools: our kubeconfig, and the provisioned kubectl and
-        helm (and this virtualenv's ``sidecar``) first on PATH."""
-        path = os.pathsep.join([str(cache_dir() / "bin"), str(Path(sys.executable).parent),
-                                os.environ.get("PATH", "")])
+        helm (``CNINFRA_KUBECTL``, ``CNINFRA_HELM`` or the cache's; the machine may have
+        others) and this virtualenv's ``sidecar`` first on PATH."""
+        tools = [_binary("kubectl").parent,
+                 provisioned("helm", "CNINFRA_HELM", "scripts/provision/helm.sh").parent]
+        path = os.pathsep.join([*dict.fromkeys(str(t) for t in tools),
+                                str(Path(sys.executable).parent), os.environ.get("PATH", "")])
         helm_home = RUN_DIR / "helm"
         return {**os.environ, "PATH": path, "KUBECONFIG": str(self.kubeconfig),
                 "HELM_CACHE_HOME": str(helm_home / "cache"),
