@@ -11,16 +11,20 @@ next start when a previous run died half-way.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
-__all__ = ["MachineState", "kill_processes", "mount_points", "remove_cgroups", "unmount_below"]
+__all__ = ["MachineState", "acquire_lock", "kill_processes", "mount_points", "remove_cgroups",
+           "unmount_below"]
 
 #: What the kubelet sets at start when it differs (``protectKernelDefaults`` would
 #: make it refuse to start instead): put back once it is up and at teardown.
@@ -197,3 +201,26 @@ def remove_cgroups(name: str, root: Path = Path("/sys/fs/cgroup"), timeout: floa
                     if time.monotonic() >= deadline:
                         raise
                     time.sleep(0.05)
+
+
+def acquire_lock(path: Path, timeout: float, why: str) -> IO[str]:
+    """An exclusive flock on ``path``, held while the returned file is open (the kernel
+    drops it when the process dies); TimeoutError naming the holder after ``timeout`` s."""
+    lock = open(path, "a+")  # noqa: SIM115  (the caller keeps it open)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                lock.seek(0)
+                holder = lock.read().strip()
+                lock.close()
+                raise TimeoutError(f"{path} held for over {timeout:g}s by {holder}: {why}"
+                                   ) from None
+            time.sleep(1)
+    lock.truncate(0)
+    lock.write(f"pid {os.getpid()}: {' '.join(sys.argv)[:200]}\n")
+    lock.flush()
+    return lock

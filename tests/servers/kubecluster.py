@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import ctypes
-import fcntl
 import json
 import os
 import secrets
@@ -35,16 +34,21 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from . import _machine
+from ._kubenode import (
+    CONTAINERD_CONFIG,
+    KUBELET_CONFIG,
+    ImageArchive,
+    make_pki,
+    provisioned_images,
+)
 from ._process import ServerProcess, wait_ready
 from ._server import ManagedServer
 from ._util import cache_dir, provisioned
 from .etcd import etcd_binary
-from .kube import _openssl
 
 __all__ = ["ImageArchive", "KubeCluster", "provisioned_images"]
 
@@ -76,28 +80,6 @@ FIXED_PATHS = tuple(Path(p) for p in (
 #: The kubelet's pod cgroups (cgroupfs driver, default cgroup root).
 POD_CGROUP = "kubepods"
 _CLONE_NEWNET = 0x40000000
-
-
-@dataclass(frozen=True)
-class ImageArchive:
-    """An image scripts/provision/images.sh built: its reference, ID and docker-archive."""
-
-    ref: str
-    id: str
-    archive: Path
-
-
-def provisioned_images() -> dict[str, ImageArchive]:
-    """Run scripts/provision/images.sh (a no-op when nothing changed; a rebuild of the
-    layers after a change of the sidecar's code) and return its images by role:
-    ``sidecar``, ``workload`` (the chart's demo image stand-in) and ``pause``."""
-    script = REPO / "scripts" / "provision" / "images.sh"
-    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False,
-                          stdin=subprocess.DEVNULL, timeout=1800)
-    if done.returncode != 0:
-        raise RuntimeError(f"{script} failed ({done.returncode}):\n{done.stderr[-4000:]}")
-    found = json.loads(done.stdout.strip().splitlines()[-1])
-    return {role: ImageArchive(v["ref"], v["id"], Path(v["archive"])) for role, v in found.items()}
 
 
 def _binary(name: str) -> Path:
@@ -269,28 +251,9 @@ class KubeCluster(ManagedServer):
     # -- start ---------------------------------------------------------------------
 
     def _acquire_lock(self) -> None:
-        if self._lock is not None:
-            return
-        lock = open(LOCK_FILE, "a+")  # noqa: SIM115  (held until _teardown)
-        deadline = time.monotonic() + self.lock_timeout
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    lock.seek(0)
-                    holder = lock.read().strip()
-                    lock.close()
-                    raise TimeoutError(
-                        f"another test run holds {LOCK_FILE} (its cluster: {holder}) for "
-                        f"over {self.lock_timeout:g}s; only one cluster runs per machine"
-                    ) from None
-                time.sleep(1)
-        lock.truncate(0)
-        lock.write(f"pid {os.getpid()}: {' '.join(sys.argv)[:200]}\n")
-        lock.flush()
-        self._lock = lock
+        if self._lock is None:
+            self._lock = _machine.acquire_lock(LOCK_FILE, self.lock_timeout,
+                                               "only one cluster runs per machine")
 
     def _make_netns(self) -> None:
         subprocess.run(["ip", "netns", "add", NETNS], check=True, capture_output=True)
@@ -310,36 +273,9 @@ class KubeCluster(ManagedServer):
                 raise RuntimeError(f"network namespace {NETNS}: {cmd} failed: {done.stderr}")
 
     def _make_pki(self) -> None:
-        d = self.pki
-        d.mkdir(parents=True)
         self._ssl = None  # a new CA
-        ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-        _openssl("req", "-x509", *ec, "-days", "30", "-subj", "/CN=cninfra-kube-ca",
-                 "-keyout", "ca.key", "-out", "ca.crt",
-                 "-addext", "basicConstraints=critical,CA:TRUE",
-                 "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
-        sans = ",".join([f"IP:{NODE_IP}", f"IP:{API_SERVICE_IP}", "IP:127.0.0.1", "DNS:localhost",
-                         "DNS:kubernetes", "DNS:kubernetes.default", "DNS:kubernetes.default.svc",
-                         "DNS:kubernetes.default.svc.cluster.local"])
-        certs = {
-            "apiserver": ("/CN=kube-apiserver", "serverAuth", sans),
-            # The API server's client certificate at the kubelet (exec, logs, port-forward).
-            "kubelet-client": ("/O=system:masters/CN=kube-apiserver-kubelet-client",
-                               "clientAuth", ""),
-        }
-        for name, (subject, usage, alt) in certs.items():
-            ext = ("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
-                   f"extendedKeyUsage={usage}\n" + (f"subjectAltName={alt}\n" if alt else ""))
-            (d / f"{name}.ext").write_text(ext)
-            _openssl("req", *ec, "-subj", subject, "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                     cwd=d)
-            _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                     "-CAcreateserial", "-days", "30", "-extfile", f"{name}.ext",
-                     "-out", f"{name}.crt", cwd=d)
-        _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                 "-out", "sa.key", cwd=d)
-        _openssl("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
-        (d / "tokens.csv").write_text(f'{self.admin_token},admin,admin,"system:masters"\n')
+        make_pki(self.pki, self.admin_token,
+                 [NODE_IP, API_SERVICE_IP, "127.0.0.1"])
 
     def _write_configs(self) -> None:
         config = {
@@ -366,10 +302,10 @@ class KubeCluster(ManagedServer):
                          "dataDir": str(RUN_DIR / "cni" / "ipam")},
             }],
         }))
-        (RUN_DIR / "containerd.toml").write_text(_CONTAINERD_CONFIG.format(
+        (RUN_DIR / "containerd.toml").write_text(CONTAINERD_CONFIG.format(
             root=self.containerd_root, state=RUN_DIR / "containerd", socket=self.socket,
             pause=self.images["pause"].ref, cni_conf=cni, runc_root=RUN_DIR / "runc"))
-        (RUN_DIR / "kubelet.yaml").write_text(_KUBELET_CONFIG.format(
+        (RUN_DIR / "kubelet.yaml").write_text(KUBELET_CONFIG.format(
             socket=self.socket, ca=self.pki / "ca.crt", pod_logs=RUN_DIR / "pod-logs",
             plugins=RUN_DIR / "volume-plugins"))
 
@@ -604,74 +540,3 @@ class KubeCluster(ManagedServer):
 def _http_ok(url: str) -> bool:
     with urllib.request.urlopen(url, timeout=2) as reply:
         return bool(reply.status == 200)
-
-
-_CONTAINERD_CONFIG = """\
-version = 2
-root = "{root}"
-state = "{state}"
-# root lacks CAP_SYS_RESOURCE here: no negative OOM scores.
-oom_score = 0
-disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing"]
-
-[grpc]
-  address = "{socket}"
-
-[ttrpc]
-  address = "{socket}.ttrpc"
-
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{pause}"
-  restrict_oom_score_adj = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = false
-        Root = "{runc_root}"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "{cni_conf}"
-"""
-
-_KUBELET_CONFIG = """\
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-# This machine has cgroup v1 only (hybrid); the kubelet only warns with this.
-failCgroupV1: false
-cgroupDriver: cgroupfs
-# root lacks CAP_SYS_RESOURCE: no negative OOM score for the kubelet.
-oomScoreAdj: 0
-containerRuntimeEndpoint: unix://{socket}
-address: 0.0.0.0
-readOnlyPort: 0
-healthzBindAddress: 127.0.0.1
-authentication:
-  anonymous:
-    enabled: false
-  webhook:
-    enabled: false
-  x509:
-    clientCAFile: {ca}
-authorization:
-  mode: AlwaysAllow
-podLogsDir: {pod_logs}
-volumePluginDir: {plugins}
-failSwapOn: false
-# The images are imported, never pulled: never collect them.
-imageGCHighThresholdPercent: 100
-imageGCLowThresholdPercent: 99
-evictionHard:
-  memory.available: 50Mi
-  nodefs.available: 1%
-  imagefs.available: 1%
-  nodefs.inodesFree: 1%
-maxPods: 30
-"""
