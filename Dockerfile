@@ -22,13 +22,16 @@ RUN python -m venv /opt/sidecar
 
 WORKDIR /src
 # The dependencies first, from the metadata alone (the version is read from
-# _version.py): a code change then rebuilds only the last layer, which keeps
-# the skaffold dev loop fast. Every dependency ships manylinux wheels, so no
-# compiler is needed even in this stage.
-COPY pyproject.toml README.md ./
+# _version.py; the README, only the long description, is an empty stand-in
+# here): a code or README change then rebuilds only the last layers, which
+# keeps the skaffold dev loop and the end-to-end tests' image builds fast.
+# Every dependency ships manylinux wheels, so no compiler is needed even here.
+COPY pyproject.toml ./
 COPY sidecar/_version.py sidecar/
-RUN /opt/sidecar/bin/pip install ".[etcd,kafka,k8s,operator]" \
+RUN touch README.md \
+    && /opt/sidecar/bin/pip install ".[etcd,kafka,k8s,operator]" \
     && /opt/sidecar/bin/pip uninstall --yes cninfra-sidecar
+COPY README.md ./
 COPY sidecar/ sidecar/
 # pip byte-compiles what it installs, so the final image never writes __pycache__.
 RUN /opt/sidecar/bin/pip install --no-deps . \

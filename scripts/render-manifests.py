@@ -72,6 +72,11 @@ def strip_helm(doc: dict[str, Any]) -> dict[str, Any]:
     meta.pop("namespace", None)
     for key in HELM_ONLY_LABELS:
         meta.get("labels", {}).pop(key, None)
+    # A ServiceAccount subject without a namespace is the RoleBinding's own namespace's
+    # (the API server's RBAC): the release's namespace would pin the binding to one.
+    for subject in doc.get("subjects", []):
+        if subject.get("kind") == "ServiceAccount":
+            subject.pop("namespace", None)
     template = doc.get("spec", {}).get("template", {}).get("metadata", {})
     for key in HELM_ONLY_ANNOTATIONS:
         template.get("annotations", {}).pop(key, None)
@@ -132,7 +137,8 @@ def kustomization(config: dict[str, Any], programs: dict[str, Any]) -> str:
     }
     header = (
         "# A kustomize base: the Helm chart's default rendering (release \"demo\") as\n"
-        "# plain YAML. Use it from an overlay that sets the namespace:\n"
+        "# plain YAML, in any namespace: `kubectl -n my-namespace apply -k manifests/`,\n"
+        "# or from an overlay that sets the namespace:\n"
         "#   namespace: my-namespace\n"
         "#   resources: [path/to/manifests]\n"
         "# The config files are config/*.conf (the sidecar's config dir) and\n"

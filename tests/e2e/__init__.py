@@ -1,0 +1,1 @@
+"""End-to-end: the sidecar in real pods of a single-node Kubernetes (tests/servers/kubecluster)."""
