@@ -1,4 +1,4 @@
-"""REST plugin: the aiohttp server, route registration and admin access rules."""
+"""REST plugin: the aiohttp server, route registration, admin access rules, the probe listener."""
 
 from .access import AdminAccess, Verdict
 from .api import (
@@ -7,16 +7,27 @@ from .api import (
     HTTPHandlers,
     Middleware,
     Parameter,
+    ProbeAnswer,
+    ProbeHandlers,
+    ProbeSource,
     Response,
     RouteDoc,
     error_response,
 )
-from .config import DEFAULT_PORT, HTTPConfig, parse_port, split_endpoint
+from .config import (
+    DEFAULT_PORT,
+    DEFAULT_PROBE_PORT,
+    HTTPConfig,
+    connection_limit,
+    parse_port,
+    split_endpoint,
+)
 from .openapi import RouteInfo
-from .plugin import OPENAPI_PATH, RestPlugin
+from .plugin import OPENAPI_PATH, RestPlugin, RestStats
 
 __all__ = [
     "DEFAULT_PORT",
+    "DEFAULT_PROBE_PORT",
     "ERROR_SCHEMA",
     "OPENAPI_PATH",
     "AdminAccess",
@@ -25,11 +36,16 @@ __all__ = [
     "Handler",
     "Middleware",
     "Parameter",
+    "ProbeAnswer",
+    "ProbeHandlers",
+    "ProbeSource",
     "Response",
     "RestPlugin",
+    "RestStats",
     "RouteDoc",
     "RouteInfo",
     "Verdict",
+    "connection_limit",
     "error_response",
     "parse_port",
     "split_endpoint",

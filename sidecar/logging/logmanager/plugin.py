@@ -114,7 +114,7 @@ class LogManagerPlugin:
     async def init(self) -> None:
         self.levels.apply()
         self._rest.register("GET", "/log/list", self.list_loggers, name="log-list",
-                            doc=LIST_DOC)
+                            doc=LIST_DOC, expensive=True)
         self._rest.register("PUT", "/log/{logger:.+}/{level:[^/]+}", self.set_level,
                             admin=True, name="log-set", doc=SET_DOC)
         self._rest.register("DELETE", "/log/{logger:.+}", self.reset_level,
