@@ -101,17 +101,26 @@ class _Render:
     body: bytes
 
 
-async def _body_within(request: web.Request, limit: int) -> bool:
-    """Whether the body is at most ``limit`` bytes (read now: handlers that never read
-    theirs would otherwise answer 200 to any size)."""
+async def _body_refusal(request: web.Request, limit: int) -> web.Response | None:
+    """Read the body now (handlers that never read theirs would otherwise answer 200 to
+    any size); the answer when it is over ``limit`` (413) or broken (400), else None."""
     length = request.content_length
     if length is not None and length > limit:
-        return False
+        return _refusal(413, f"request body larger than max-body-size ({limit} bytes)")
     try:
         await request.read()  # chunked: aiohttp counts and stops past client_max_size
     except web.HTTPRequestEntityTooLarge:
-        return False
-    return True
+        return _refusal(413, f"request body larger than max-body-size ({limit} bytes)")
+    except (HttpProcessingError, ConnectionResetError) as exc:
+        # A bad chunk, or the client closed before the body's end: its mistake, no trace.
+        return _refusal(400, f"request body cut short or malformed: {exc}"[:200])
+    return None
+
+
+def _refusal(status: int, message: str) -> web.Response:
+    response = error_response(status, message)
+    response.force_close()  # what is left of the body is never read
+    return response
 
 
 class RestPlugin:
@@ -330,12 +339,12 @@ class RestPlugin:
         stats = self.stats
 
         async def first(request: web.Request, handler: Handler) -> web.StreamResponse:
-            if request.body_exists and not await _body_within(request, limit):
-                stats.too_large += 1
-                refused = error_response(
-                    413, f"request body larger than max-body-size ({limit} bytes)")
-                refused.force_close()  # the rest of the body is never read
-                return refused
+            if request.body_exists:
+                refused = await _body_refusal(request, limit)
+                if refused is not None:
+                    if refused.status == 413:
+                        stats.too_large += 1
+                    return refused
             transport = request.transport
             if transport is not None:
                 busy.add(transport)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -208,3 +209,26 @@ async def test_a_malformed_authorization_header_is_a_400(server: tuple[RestPlugi
     assert head.startswith("HTTP/1.1 400"), head
     assert "malformed Authorization header" in head
     assert rest.stats.admin_refused == {"malformed": 1}
+
+
+async def test_a_body_cut_short_is_no_error_in_the_log(
+        server: tuple[RestPlugin, str], caplog: pytest.LogCaptureFixture) -> None:
+    _, url = server
+    port = int(url.rsplit(":", 1)[1])
+
+    def send(raw: bytes) -> bytes:
+        import socket
+
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(raw)
+            sock.shutdown(socket.SHUT_WR)  # the client is done: the body never ends
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    for raw in (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc",
+                b"GET /slow HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"):
+        await asyncio.to_thread(send, raw)
+    await asyncio.sleep(0.1)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
