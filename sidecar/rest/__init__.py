@@ -2,6 +2,7 @@
 
 from .access import AdminAccess, Verdict
 from .api import (
+    DEADLINE,
     ERROR_SCHEMA,
     Handler,
     HTTPHandlers,
@@ -13,6 +14,7 @@ from .api import (
     Response,
     RouteDoc,
     error_response,
+    time_left,
 )
 from .config import (
     DEFAULT_PORT,
@@ -26,6 +28,7 @@ from .openapi import RouteInfo
 from .plugin import OPENAPI_PATH, RestPlugin, RestStats
 
 __all__ = [
+    "DEADLINE",
     "DEFAULT_PORT",
     "DEFAULT_PROBE_PORT",
     "ERROR_SCHEMA",
@@ -49,4 +52,5 @@ __all__ = [
     "error_response",
     "parse_port",
     "split_endpoint",
+    "time_left",
 ]

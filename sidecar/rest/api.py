@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -10,6 +11,21 @@ from aiohttp import web
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+#: The request key under which the request-timeout wrapper puts the loop time by which
+#: the handler must have answered (see :func:`time_left`).
+DEADLINE: web.RequestKey[float] = web.RequestKey("sidecar.rest.deadline", float)
+
+
+def time_left(request: web.Request) -> float | None:
+    """Seconds this handler has left before request-timeout answers 503 in its place; None
+    when it has no limit. A handler that starts work which may take longer (a program's
+    stop) lets it run on and answers before that, 202 with where to watch it."""
+    deadline: float | None = request.get(DEADLINE)
+    if deadline is None:
+        return None
+    return deadline - asyncio.get_running_loop().time()
+
 
 Schema = Mapping[str, Any]
 

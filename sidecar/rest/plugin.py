@@ -30,7 +30,7 @@ from sidecar._version import __version__
 from ._accept import Acceptor, ListenerStats, bind
 from ._ratelimit import RateLimitedLog
 from .access import AdminAccess, Verdict, refuse
-from .api import Handler, Middleware, ProbeSource, Response, RouteDoc, error_response
+from .api import DEADLINE, Handler, Middleware, ProbeSource, Response, RouteDoc, error_response
 from .config import HTTPConfig, connection_limit, split_endpoint
 from .openapi import RouteInfo, openapi_document
 from .probeserver import ProbeServer, ProbeStats
@@ -275,6 +275,7 @@ class RestPlugin:
 
         @functools.wraps(handler)
         async def bounded(request: web.Request) -> web.StreamResponse:
+            request[DEADLINE] = asyncio.get_running_loop().time() + limit
             try:
                 async with asyncio.timeout(limit):
                     return await handler(request)
