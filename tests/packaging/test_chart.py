@@ -189,6 +189,16 @@ def test_the_probe_port_value_moves_the_probes() -> None:
     assert "sidecar.probePort and sidecar.httpPort are both 9191" in err.value.stderr
 
 
+def test_the_sidecar_is_pid_1_of_its_container() -> None:
+    """The process model the README states: a PID namespace per container, the image's
+    entrypoint (sidecar run) as its PID 1, so that the kernel ends a program's grandchildren
+    with the sidecar."""
+    spec = pod_spec(helm_template())
+    sc, _ = container(spec, "cninfra-sidecar")
+    assert "shareProcessNamespace" not in spec
+    assert "command" not in sc  # the ENTRYPOINT stays: no shell in front of the sidecar
+
+
 def test_sidecar_is_locked_down_and_alone_with_its_token() -> None:
     spec = pod_spec(helm_template())
     sc, _ = container(spec, "cninfra-sidecar")

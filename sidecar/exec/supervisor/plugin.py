@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sidecar.agent.api import deps_among
-from sidecar.config import ConfigError, ConfigValueError
+from sidecar.config import ConfigError, ConfigFileError, ConfigValueError
 from sidecar.exec.processmanager import (
     Process,
     ProcessManager,
@@ -382,6 +382,9 @@ class SupervisorPlugin:
         with contextlib.suppress(ConfigError, SupervisorError):  # logged by reload_text
             await self.reload_text(text, str(self._path))
 
+    def _file_unreadable(self, reason: str) -> None:
+        self._rejected(str(self._path), ConfigFileError(self._path or Path(), reason))
+
     # -- lifecycle -----------------------------------------------------------------------
     async def init(self) -> None:
         if self._closed:
@@ -420,7 +423,7 @@ class SupervisorPlugin:
             self._statuscheck.report_state_change(self.name, PluginState.OK)
         if self._path is not None:
             self._watcher = ConfigWatcher(self._path, lambda: self.config.watch_interval,
-                                          self._file_changed)
+                                          self._file_changed, self._file_unreadable)
             if self.config.watch_interval > 0:
                 self._watcher.start(self._file_signature)
 
