@@ -88,6 +88,7 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._transport is not None:
             self._server.connections.pop(self._transport, None)
+            self._server.closed()
         self._transport = None
 
     def pause_writing(self) -> None:
@@ -237,6 +238,12 @@ class ProbeServer:
 
     def spoke(self, transport: asyncio.BaseTransport) -> None:
         self._acceptor.spoke(transport)
+
+    def closed(self) -> None:
+        """A connection is closing: its descriptor goes back to the reserve first, once the
+        transport has let it go (right after this turn of the loop)."""
+        if self._loop is not None:
+            self._loop.call_soon(self._acceptor.refill)
 
     def _housekeeping(self) -> None:
         self.now = now = self._clock()

@@ -153,3 +153,26 @@ def test_probes_answer_while_the_event_loop_is_busy(
     probes.assert_always_answered(minimum=10)
     assert probes.statuses("/readiness") == {200}
     assert time.monotonic() - begin >= 5.0
+
+
+def test_out_of_descriptors_accept_errors_are_logged_once_and_probes_keep_a_reserve(
+        config_dir: Path, sidecars: list[SidecarProcess]) -> None:
+    """Something else holds the descriptors (here: a max-connections above what a
+    256-descriptor limit allows): accept() fails with EMFILE on the REST port, over and
+    over. It is logged once per 10 s, never as a traceback; the probe listener accepts
+    the kubelet's connections with its reserve of descriptors."""
+    sidecar = start(config_dir, sidecars, "max-connections: 5000\n", open_files=256)
+    before = len(sidecar.log_lines())
+    with ProbePoller(sidecar.probe_url) as probes:
+        rest = flood("silent", sidecar.port, "--connections", "600")
+    assert rest["opened"] >= 256, rest
+    probes.assert_always_answered(minimum=20)
+    lines = new_lines(sidecar, before)
+    accept_lines = [line for line in lines if "accept() failed" in line]
+    assert 1 <= len(accept_lines) <= log_bound(kinds=1, seconds=FLOOD), lines
+    assert len(lines) <= log_bound(kinds=2, seconds=FLOOD), lines
+    assert not any("Traceback" in line or "out of system resource" in line for line in lines)
+    text = sidecar.get("/metrics?name[]=sidecar_http_accept_errors_total")[1]
+    errors = next(line for line in text.splitlines()
+                  if line.startswith('sidecar_http_accept_errors_total{listener="rest"}'))
+    assert float(errors.split()[-1]) > 0
