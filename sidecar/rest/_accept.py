@@ -117,14 +117,11 @@ class Acceptor:
         #: Held connections, oldest first, and whether each has sent anything.
         self._held: dict[asyncio.BaseTransport, bool] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: TLS handshakes under way (each up to TLS_HANDSHAKE_TIMEOUT).
+        self._handshakes = 0
         self._paused: set[socket.socket] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
-
-    @property
-    def transports(self) -> list[asyncio.BaseTransport]:
-        self.prune()
-        return list(self._held)
 
     def start(self) -> None:
         """Start accepting in the running loop."""
@@ -164,7 +161,7 @@ class Acceptor:
 
     def _make_room(self) -> bool:
         """At the limit: close one held connection; False if every one is busy."""
-        if self.prune() < self.max_connections:
+        if self.prune() + self._handshakes < self.max_connections:
             return True
         self._limited.warning(
             ("limit", self.name), "%s: at its limit of %d connections: each new one closes "
@@ -231,11 +228,12 @@ class Acceptor:
             self._loop.add_reader(sock.fileno(), self._accept, sock)
 
     def _admit(self, conn: socket.socket) -> None:
-        # Connections still being set up (a task each) are not counted: they cannot be
-        # closed to make room, and would let a burst refuse everyone. Each is checked
-        # against the limit once it is held (_connect), so the limit is exceeded by at
-        # most one batch, for one turn of the loop.
-        if len(self._held) >= self.max_connections and not self._make_room():
+        # Plain connections still being set up (a task each, for one turn of the loop) are
+        # not counted: they cannot be closed to make room, and would let a burst refuse
+        # everyone; each is checked against the limit once it is held (_connect). TLS
+        # handshakes, which a client can drag out, count.
+        if len(self._held) + self._handshakes >= self.max_connections \
+                and not self._make_room():
             conn.close()
             self.stats.refused += 1
             self._limited.warning(
@@ -251,6 +249,8 @@ class Acceptor:
         except OSError:
             spoke = False
         assert self._loop is not None
+        if self._ssl is not None:
+            self._handshakes += 1  # until _connect ends
         task = self._loop.create_task(self._connect(conn, spoke))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -265,6 +265,9 @@ class Acceptor:
             conn.close()
             log.debug("%s: a connection failed before it was set up: %s", self.name, exc)
             return
+        finally:
+            if self._ssl is not None:
+                self._handshakes -= 1
         if self._closed:
             transport.close()
             return

@@ -8,7 +8,8 @@ loop, whatever a client makes the sidecar do delays the probes; here
 
 * the answers are the probe source's (the probe plugin's), rendered in the
   event loop once per state revision; this thread only reads them, so neither
-  the REST port's load nor a slow handler can delay a probe;
+  the REST port's load nor a slow handler can delay a probe by more than the
+  interpreter's switch interval, which it lowers to 1 ms;
 * a minimal HTTP/1.1 protocol (GET and HEAD, keep-alive, heads up to 8 KiB,
   no bodies) answers in a few microseconds, without routing or middleware;
 * connections are capped and the oldest are closed to make room, idle ones
@@ -26,6 +27,7 @@ import contextlib
 import json
 import logging
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +47,9 @@ IDLE_TIMEOUT = 10.0
 RESERVE = 8
 #: Distinct request heads remembered parsed (a client sends the same head every time).
 _PARSED_HEADS = 256
+#: Seconds a thread that wants the interpreter waits before the one holding it must let
+#: go (Python's default is 5 ms): a probe waits at most this long for a busy event loop.
+SWITCH_INTERVAL = 0.001
 #: Housekeeping period: Date header, idle connections, the reserve, the stall check.
 TICK = 0.5
 
@@ -169,6 +174,7 @@ class ProbeServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._started = threading.Event()
+        self._switch_interval = sys.getswitchinterval()
         self._failure: BaseException | None = None
 
     @property
@@ -183,6 +189,8 @@ class ProbeServer:
     def start(self) -> None:
         """Run the listener's thread; returns once it accepts."""
         self.beat()
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL))
         self._thread = threading.Thread(target=self._run, name="probe-listener", daemon=True)
         self._thread.start()
         self._started.wait()
@@ -199,6 +207,7 @@ class ProbeServer:
                 loop.call_soon_threadsafe(stopping.set)
         thread.join(timeout)
         self._thread = None
+        sys.setswitchinterval(self._switch_interval)
 
     # -- the thread ---------------------------------------------------------------------
     def _run(self) -> None:

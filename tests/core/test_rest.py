@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -13,6 +15,7 @@ from aiohttp import web
 
 from sidecar.rest import AdminAccess, HTTPConfig, RestPlugin, Verdict
 from tests.servers._util import free_port
+from tests.servers.tls import make_pki
 
 
 def test_access_rules() -> None:
@@ -232,3 +235,24 @@ async def test_a_body_cut_short_is_no_error_in_the_log(
         await asyncio.to_thread(send, raw)
     await asyncio.sleep(0.1)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+async def test_https_with_the_configured_certificate(tmp_path: Path) -> None:
+    pki = await asyncio.to_thread(make_pki, tmp_path / "pki")
+    rest = RestPlugin(HTTPConfig(endpoint="127.0.0.1:0", server_cert_file=str(pki.server_cert),
+                                 server_key_file=str(pki.server_key)))
+    await rest.init()
+    await rest.after_init()
+    try:
+        trust = ssl.create_default_context(cafile=str(pki.ca))
+        async with aiohttp.ClientSession() as client:
+            async with client.get(f"https://127.0.0.1:{rest.port}/openapi.json",
+                                  ssl=trust) as reply:
+                assert reply.status == 200
+            # Plain HTTP on the TLS port gets no answer (a failed handshake), and no slot.
+            with pytest.raises(aiohttp.ClientError):
+                async with client.get(f"http://127.0.0.1:{rest.port}/openapi.json") as reply:
+                    await reply.read()
+        assert rest.stats.listener.accepted >= 2
+    finally:
+        await rest.close()
