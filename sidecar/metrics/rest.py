@@ -75,8 +75,8 @@ class RestCollector(Collector):
                                 "Idle connections closed to make room at the connection limit, "
                                 "by listener.", labels=listener),
             CounterMetricFamily("sidecar_http_connections_refused",
-                                "New connections closed at once at the limit (every held one "
-                                "busy), by listener.", labels=listener),
+                                "New connections closed at once at the limit (silent ones, or "
+                                "every held one busy), by listener.", labels=listener),
             CounterMetricFamily("sidecar_http_accept_errors",
                                 "accept() failures (out of descriptors), by listener.",
                                 labels=listener),

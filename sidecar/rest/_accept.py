@@ -5,12 +5,12 @@ of descriptors (EMFILE) it logs a traceback for every attempt and stops
 accepting for a second, so a thousand silent connections made every probe
 time out and wrote megabytes of tracebacks. Each listener here instead
 
-* holds at most ``max_connections``: at the limit a new connection closes the
-  longest-held one that never sent a byte, else the longest-held idle one (no
-  request in progress), or is closed itself when every one is busy. A client
-  sends its request as soon as it connects, so it is usually waiting when the
-  connection is accepted (a peek tells): a flood of silent connections only
-  ever displaces its own;
+* holds at most ``max_connections``. A client sends its request as soon as it
+  connects, so it is waiting when the connection is accepted (a peek tells): at
+  the limit such a connection closes the longest-held one that never sent a
+  byte, else the longest-held idle one (no request in progress), and a new
+  connection that has sent nothing is closed at once. A flood of silent
+  connections costs an accept and a close each, and never keeps a request out;
 * keeps ``reserve`` descriptors open on /dev/null (the probe listener's): when
   ``accept()`` fails for want of a descriptor, one is given up and the
   connection is taken; the reserve is refilled as descriptors come free;
@@ -41,6 +41,10 @@ PAUSE = 0.05
 BATCH = 64
 BACKLOG = 1024
 TLS_HANDSHAKE_TIMEOUT = 10.0
+#: Seconds a new connection that has sent nothing may wait at the limit for its request,
+#: and how many may wait at once (the oldest is closed for a newer one).
+PROBATION = 0.1
+PROBATION_SLOTS = 64
 
 Factory = Callable[[], asyncio.BaseProtocol]
 
@@ -52,7 +56,7 @@ class ListenerStats:
     accepted: int = 0
     #: Idle connections closed to make room for a new one at the limit.
     evicted: int = 0
-    #: New connections closed at once: at the limit, and every held one was busy.
+    #: New connections closed at once at the limit: silent ones, or every held one busy.
     refused: int = 0
     #: ``accept()`` failures (EMFILE, ENFILE, ...).
     accept_errors: int = 0
@@ -119,6 +123,8 @@ class Acceptor:
         self._tasks: set[asyncio.Task[None]] = set()
         #: TLS handshakes under way (each up to TLS_HANDSHAKE_TIMEOUT).
         self._handshakes = 0
+        #: New connections at the limit, waiting PROBATION for their first bytes.
+        self._probation: dict[socket.socket, asyncio.TimerHandle] = {}
         self._paused: set[socket.socket] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -163,9 +169,6 @@ class Acceptor:
         """At the limit: close one held connection; False if every one is busy."""
         if self.prune() + self._handshakes < self.max_connections:
             return True
-        self._limited.warning(
-            ("limit", self.name), "%s: at its limit of %d connections: each new one closes "
-            "the longest-held silent or idle one", self.name, self.max_connections)
         return self._evict()
 
     def _evict(self) -> bool:
@@ -228,26 +231,68 @@ class Acceptor:
             self._loop.add_reader(sock.fileno(), self._accept, sock)
 
     def _admit(self, conn: socket.socket) -> None:
-        # Plain connections still being set up (a task each, for one turn of the loop) are
-        # not counted: they cannot be closed to make room, and would let a burst refuse
-        # everyone; each is checked against the limit once it is held (_connect). TLS
-        # handshakes, which a client can drag out, count.
-        if len(self._held) + self._handshakes >= self.max_connections \
-                and not self._make_room():
-            conn.close()
-            self.stats.refused += 1
-            self._limited.warning(
-                ("limit", self.name), "%s: %d connections, all busy: closed a new one at "
-                "once (max connections %d)", self.name, len(self._held), self.max_connections)
-            return
-        self.stats.accepted += 1
-        if conn.family in (socket.AF_INET, socket.AF_INET6):
-            with contextlib.suppress(OSError):
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             spoke = bool(conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
         except OSError:
             spoke = False
+        # Plain connections still being set up (a task each, for one turn of the loop) are
+        # not counted: they cannot be closed to make room, and would let a burst refuse
+        # everyone; each is checked against the limit once it is held (_connect). TLS
+        # handshakes, which a client can drag out, count.
+        at_limit = len(self._held) + self._handshakes >= self.max_connections \
+            and self.prune() + self._handshakes >= self.max_connections
+        if at_limit and not spoke:
+            # At the limit only a connection with a request waiting gets in. This one may
+            # be a client whose request is a moment behind its connect: it waits PROBATION
+            # for it, a silent one is then closed (a flood of them costs next to nothing).
+            self._on_probation(conn)
+            return
+        if at_limit and not self._make_room():
+            self._refuse(conn, "every held one is busy")
+            return
+        self._hold(conn, spoke)
+
+    def _refuse(self, conn: socket.socket, why: str) -> None:
+        conn.close()
+        self.stats.refused += 1
+        self._limited.warning(
+            ("limit", self.name), "%s: at its limit of %d connections: new ones that send "
+            "nothing are closed, others close the longest-held silent or idle one (%s)",
+            self.name, self.max_connections, why)
+
+    def _on_probation(self, conn: socket.socket) -> None:
+        assert self._loop is not None
+        if len(self._probation) >= PROBATION_SLOTS:  # the oldest has had its chance
+            oldest = next(iter(self._probation))
+            self._end_probation(oldest)
+            self._refuse(oldest, "it sent nothing")
+        handle = self._loop.call_later(PROBATION, self._probation_over, conn)
+        self._probation[conn] = handle
+        self._loop.add_reader(conn.fileno(), self._spoke_on_probation, conn)
+
+    def _end_probation(self, conn: socket.socket) -> None:
+        handle = self._probation.pop(conn)
+        handle.cancel()
+        if self._loop is not None:
+            self._loop.remove_reader(conn.fileno())
+
+    def _probation_over(self, conn: socket.socket) -> None:
+        if conn in self._probation:
+            self._end_probation(conn)
+            self._refuse(conn, "it sent nothing")
+
+    def _spoke_on_probation(self, conn: socket.socket) -> None:
+        self._end_probation(conn)
+        if self.prune() + self._handshakes >= self.max_connections and not self._make_room():
+            self._refuse(conn, "every held one is busy")
+            return
+        self._hold(conn, True)
+
+    def _hold(self, conn: socket.socket, spoke: bool) -> None:
+        self.stats.accepted += 1
+        if conn.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         assert self._loop is not None
         if self._ssl is not None:
             self._handshakes += 1  # until _connect ends
@@ -289,6 +334,9 @@ class Acceptor:
             sock.close()
         for task in self._tasks:
             task.cancel()
+        for conn in list(self._probation):
+            self._end_probation(conn)
+            conn.close()
         while self._reserve:
             os.close(self._reserve.pop())
 

@@ -166,7 +166,8 @@ async def test_a_stalled_event_loop_fails_both_probes(running: Running) -> None:
     assert running.sidecar.rest.stats.probes.stalls == 1
 
 
-async def test_connections_over_the_limit_displace_silent_ones(config_dir: Path) -> None:
+async def test_at_the_limit_silent_connections_are_closed_and_requests_get_in(
+        config_dir: Path) -> None:
     rest = RestPlugin(HTTPConfig(endpoint="127.0.0.1:0", probe_endpoint="127.0.0.1:0",
                                  probe_max_connections=4))
 
@@ -194,11 +195,15 @@ async def test_connections_over_the_limit_displace_silent_ones(config_dir: Path)
                     count += 1
             return count >= 6
 
-        await until(six_closed, 5, "the oldest silent connections closed")
+        await until(six_closed, 5, "the silent connections over the limit closed")
+        stats = rest.stats.probes
+        assert stats is not None
+        assert stats.listener.refused + stats.listener.evicted >= 6
+        # A connection with its request waiting gets in: the oldest silent one makes room.
+        evicted = stats.listener.evicted
         reply = await asyncio.to_thread(get, port, "/liveness")
         assert reply[0] == 200
-        assert rest.stats.probes is not None
-        assert rest.stats.probes.listener.evicted >= 6
+        assert stats.listener.evicted == evicted + 1
     finally:
         for sock in silent:
             sock.close()
@@ -238,3 +243,43 @@ async def test_a_taken_probe_port_fails_the_start(config_dir: Path) -> None:
         assert rest.bound == []  # nothing half-started: the REST port was let go too
     finally:
         taken.close()
+
+
+async def test_at_the_limit_a_request_a_moment_behind_its_connect_still_gets_in() -> None:
+    rest = RestPlugin(HTTPConfig(endpoint="127.0.0.1:0", probe_endpoint="127.0.0.1:0",
+                                 probe_max_connections=2))
+
+    class Source:
+        def probe_answer(self, path: str) -> ProbeAnswer | None:
+            return ProbeAnswer(200, b"{}")
+
+    rest.serve_probes(Source())
+    await rest.init()
+    await rest.after_init()
+    port = rest.probe_port
+    assert port is not None and rest.stats.probes is not None
+    listener = rest.stats.probes.listener
+    silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+
+    def late(delay: float) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            time.sleep(delay)  # the request comes after the connection was accepted
+            try:
+                sock.sendall(b"GET /liveness HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                return sock.recv(4096)
+            except OSError:
+                return b""
+
+    try:
+        await until(lambda: listener.open == 2, 5, "the limit reached")
+        assert (await asyncio.to_thread(late, 0.02)).startswith(b"HTTP/1.1 200")
+        accepted = listener.accepted
+        silent.append(socket.create_connection(("127.0.0.1", port)))  # at the limit again
+        await until(lambda: listener.accepted > accepted and listener.open == 2, 5,
+                    "the limit reached again")
+        assert await asyncio.to_thread(late, 0.5) == b""  # silent too long: closed
+        assert listener.refused >= 1
+    finally:
+        for sock in silent:
+            sock.close()
+        await rest.close()
