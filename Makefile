@@ -31,8 +31,10 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-## bench: every benchmark under bench/, 3 runs each, into BENCHMARKS.md (BENCH_ARGS=--quick: a smoke run)
+## bench: every benchmark under bench/, 3 runs each, into BENCHMARKS.md (BENCH_ARGS=--quick: a smoke run;
+##        BENCH_ARGS=probes: that module only, its figures updated in BENCHMARKS.md); wrk from apt
 bench: $(STAMP) servers
+	bash scripts/provision/wrk.sh >/dev/null
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:

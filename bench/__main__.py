@@ -32,7 +32,7 @@ from pathlib import Path
 from types import ModuleType
 
 from bench._common import ROOT, Figure, collect
-from bench._report import Outcome, write_report
+from bench._report import Outcome, update_report, write_report
 
 
 def modules(only: list[str]) -> list[str]:
@@ -86,6 +86,9 @@ def main() -> None:
     parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"),
                         help="the report (default BENCHMARKS.md)")
     parser.add_argument("--no-report", action="store_true", help="print only")
+    parser.add_argument("--full-report", action="store_true",
+                        help="with modules named: write a report of those only (by default "
+                             "their figures replace theirs in the existing report)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--json", help=argparse.SUPPRESS)
     argv = sys.argv[1:]
@@ -112,7 +115,11 @@ def main() -> None:
         outcomes.append(run_module(name, runs, module_argv))
     took = time.monotonic() - begin
     failed = [o for o in outcomes if o.errors]
-    if not args.no_report:
+    if not args.no_report and args.modules and not args.full_report:
+        # Some modules only: their figures replace theirs, the others' stay.
+        update_report(Path(args.output), outcomes, command=command, seconds=took,
+                      quick=args.quick)
+    elif not args.no_report:
         write_report(Path(args.output), outcomes, command=command, seconds=took,
                      quick=args.quick)
         print(f"wrote {args.output} ({took / 60:.1f} min)")

@@ -56,11 +56,14 @@ def http_status(port: int, path: str) -> int | None:
 
 
 def start_sidecar(config_dir: Path = EXAMPLES, *args: str,
-                  env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
+                  env: dict[str, str] | None = None,
+                  cpu: int | None = None) -> tuple[subprocess.Popen[bytes], int]:
+    """A ``sidecar run`` on a free port; ``cpu``: pinned, with every thread, to that core."""
     port = free_port()
     log = open(Path(tempfile.gettempdir()) / f"bench-sidecar-{port}.log", "wb")  # noqa: SIM115
+    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sidecar", "run", "--config-dir", str(config_dir),
+        [*pin, sys.executable, "-m", "sidecar", "run", "--config-dir", str(config_dir),
          "--http-port", str(port), *args],
         stdout=log, stderr=log, env={**os.environ, **(env or {})}, cwd=ROOT)
     log.close()

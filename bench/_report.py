@@ -184,3 +184,87 @@ def write_report(path: Path, outcomes: list[Outcome], *, command: str, seconds: 
                      f"{outcome.seconds / 60:.1f} min): {_how_measured(outcome.module)}")
     lines.append("")
     path.write_text("\n".join(lines))
+
+
+def _figure_lines(outcome: Outcome) -> list[str]:
+    lines = []
+    for row in rows(outcome):
+        direction = "↑" if row.figure.higher_is_better else "↓"
+        lines.append(
+            f"| {row.module} | {row.figure.name.replace('|', '/')} {direction} "
+            f"| {format_value(row.median)} | {format_value(min(row.values))} "
+            f"| {format_value(max(row.values))} | {row.figure.unit} "
+            f"| {row.figure.target_text} | {_met(row)} | {len(row.values)} |")
+    if outcome.errors:
+        lines.append(f"| {outcome.module} | **failed**: {'; '.join(outcome.errors)} "
+                     "| | | | | | | |")
+    return lines
+
+
+def _how_line(outcome: Outcome) -> str:
+    args = f" with `{' '.join(outcome.argv)}`" if outcome.argv else ""
+    return (f"- **{outcome.module}** ([bench/{outcome.module}.py](bench/{outcome.module}.py), "
+            f"{len(outcome.runs)} run(s){args}, {outcome.seconds / 60:.1f} min): "
+            f"{_how_measured(outcome.module)}")
+
+
+_ROW = re.compile(r"^\| ([\w.-]+) \|")
+_HOW = re.compile(r"^- \*\*([\w.-]+)\*\* ")
+_RERUN = re.compile(r"^- re-run alone: \*\*([\w.-]+)\*\* ")
+
+
+def update_report(path: Path, outcomes: list[Outcome], *, command: str, seconds: float,
+                  quick: bool) -> None:
+    """Replace only ``outcomes``' figures and descriptions in the report at ``path`` (the
+    others' stay as their last full run left them), saying when and how they were re-run;
+    a new report when there is none."""
+    try:
+        old = path.read_text().split("\n")
+    except OSError:
+        write_report(path, outcomes, command=command, seconds=seconds, quick=quick)
+        return
+    rerun = {o.module for o in outcomes}
+    load = os.getloadavg()
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    notes = {o.module: (f"- re-run alone: **{o.module}** on {now} at commit {_commit()} with "
+                        f"{command}{' (quick)' if quick else ''}, load average "
+                        f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}") for o in outcomes}
+    figures: dict[str, list[str]] = {}
+    hows: dict[str, str] = {}
+    out: list[str] = []
+    table_at = how_at = notes_at = -1
+    section = ""
+    for line in old:
+        if line.startswith("## "):
+            section = line
+        if (match := _RERUN.match(line)) is not None:
+            notes.setdefault(match.group(1), line)
+            notes_at = len(out) if notes_at < 0 else notes_at
+            continue
+        if line.startswith("- load average") and notes_at < 0:
+            out.append(line)
+            notes_at = len(out)
+            continue
+        if section == "## Figures" and (match := _ROW.match(line)) is not None \
+                and match.group(1) != "area":
+            figures.setdefault(match.group(1), []).append(line)
+            table_at = len(out) if table_at < 0 else table_at
+            continue
+        if section.startswith("## How each") and (match := _HOW.match(line)) is not None:
+            hows[match.group(1)] = line
+            how_at = len(out) if how_at < 0 else how_at
+            continue
+        out.append(line)
+    for outcome in outcomes:
+        figures[outcome.module] = _figure_lines(outcome)
+        hows[outcome.module] = _how_line(outcome)
+    # Insert from the bottom up, so that the earlier positions stay right.
+    inserts = sorted([(how_at, [hows[m] for m in sorted(hows)]),
+                      (table_at, [line for m in sorted(figures) for line in figures[m]]),
+                      (notes_at, [notes[m] for m in sorted(notes)])],
+                     key=lambda item: item[0], reverse=True)
+    for at, lines in inserts:
+        if at >= 0:
+            out[at:at] = lines
+    path.write_text("\n".join(out))
+    print(f"updated {', '.join(sorted(rerun))} in {path}")

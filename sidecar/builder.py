@@ -45,6 +45,8 @@ class Options:
     config_dir: str | None = None
     config_files: Mapping[str, str] = field(default_factory=dict)
     http_port: str | None = None
+    #: The probe listener's port (beats PROBE_PORT and http.conf's probe-endpoint port).
+    probe_port: str | None = None
     microservice_label: str | None = None
     #: Initial root log level (cn-infra name); beats INITIAL_LOGLVL and logs.conf.
     log_level: str | None = None
@@ -148,6 +150,14 @@ def _core(options: Options) -> _Core:
             http = http.with_port(parse_port(port_text, port_source))
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+    probe_text, probe_source = _first(
+        (options.probe_port, "--probe-port"), (env.get("PROBE_PORT"), "PROBE_PORT"))
+    if probe_text is not None:
+        try:
+            http = http.with_probe_port(parse_port(probe_text, probe_source))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
     label_config = sources.load("servicelabel", ServiceLabelConfig)
     try:
         servicelabel = ServiceLabelPlugin.from_config(
@@ -161,6 +171,8 @@ def _core(options: Options) -> _Core:
         raise ConfigError(str(exc)) from None
     metrics_config = sources.load("metrics", MetricsConfig)
     metrics = MetricsPlugin(rest, statuscheck, metrics_config) if metrics_config.enabled else None
+    if metrics is not None:
+        metrics.watch_rest(rest.stats)
     return _Core(sources, env, options, rest, servicelabel, statuscheck, metrics,
                  registry=metrics.registry if metrics is not None else None)
 

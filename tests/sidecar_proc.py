@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -23,12 +24,17 @@ class PortTaken(RuntimeError):
 
 class SidecarProcess:
     def __init__(self, config_dir: Path, *args: str, env: dict[str, str] | None = None,
-                 port: int | None = None) -> None:
+                 port: int | None = None, probe_listener: bool = False,
+                 open_files: int | None = None) -> None:
         self.config_dir = config_dir
         #: A port of our choosing may be taken between free_port() and the bind: then the
         #: start is tried again on another one. A port given by the test is kept.
         self._port_chosen = port is None
         self.port = port or free_port()
+        #: With ``probe_listener``: the probe listener's port (``--probe-port``).
+        self.probe_port = free_port() if probe_listener else None
+        #: The sidecar's open-files limit (RLIMIT_NOFILE, soft and hard), if not inherited.
+        self.open_files = open_files
         self.args = list(args)
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.env.pop("CONFIG_DIR", None)
@@ -39,6 +45,11 @@ class SidecarProcess:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def probe_url(self) -> str:
+        assert self.probe_port is not None, "started without probe_listener=True"
+        return f"http://127.0.0.1:{self.probe_port}"
 
     def start(self, wait: bool = True, timeout: float = 15.0) -> SidecarProcess:
         for attempt in range(3):
@@ -52,15 +63,26 @@ class SidecarProcess:
                 if not self._port_chosen or attempt == 2:
                     raise
                 self.port = free_port()
+                if self.probe_port is not None:
+                    self.probe_port = free_port()
                 self.log_path = self.log_path.with_name(f"sidecar-{self.port}.log")
         return self
 
     def _spawn(self) -> None:
         cmd = [sys.executable, "-m", "sidecar", "run", "--config-dir", str(self.config_dir),
                "--http-port", str(self.port), *self.args]
+        if self.probe_port is not None:
+            cmd += ["--probe-port", str(self.probe_port)]
+        limit = self.open_files
+
+        def limit_open_files() -> None:
+            if limit is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
         log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=self.env,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL,
+                                     preexec_fn=limit_open_files if limit else None)  # noqa: PLW1509
         log.close()
 
     def _wait_answering(self, timeout: float) -> None:
@@ -85,6 +107,14 @@ class SidecarProcess:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_lines(self) -> list[str]:
+        """The sidecar's log so far, line by line."""
+        return self.output().splitlines()
+
+    def open_fds(self) -> int:
+        assert self.proc is not None
+        return len(list(Path(f"/proc/{self.proc.pid}/fd").iterdir()))
 
     def signal(self, signum: int) -> None:
         assert self.proc is not None

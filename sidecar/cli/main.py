@@ -40,6 +40,8 @@ def _parser(config_names: Sequence[str] = ()) -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the sidecar agent")
     run.add_argument("--config-dir", help="directory of <plugin>.conf files (env CONFIG_DIR)")
     run.add_argument("--http-port", help="REST port (env HTTP_PORT, default 9191)")
+    run.add_argument("--probe-port", help="a listener of its own for /liveness and /readiness "
+                                          "(env PROBE_PORT; default none)")
     run.add_argument("--microservice-label", help="agent label (env MICROSERVICE_LABEL)")
     run.add_argument("--log-level", default=None, help="initial log level (env INITIAL_LOGLVL)")
     run.add_argument("--log-format", choices=["text", "json"], default="text",
@@ -170,7 +172,8 @@ def _run(args: argparse.Namespace, extra_configs: dict[str, str]) -> int:
             except ValueError as exc:
                 raise ConfigError(f"--{flag.replace('_', '-')}: {exc}") from None
         options = Options(config_dir=args.config_dir, config_files=files,
-                          http_port=args.http_port, microservice_label=args.microservice_label,
+                          http_port=args.http_port, probe_port=args.probe_port,
+                          microservice_label=args.microservice_label,
                           log_level=args.log_level, start_timeout=timeouts["start_timeout"],
                           stop_timeout=timeouts["stop_timeout"])
         sidecar = build(options)

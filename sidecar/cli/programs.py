@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import urllib.parse
 from typing import Any
 
@@ -28,6 +29,10 @@ from ._http import (
 )
 
 ACTIONS = ("start", "stop", "restart")
+#: How long one request waits for the action (below the client's 5 s timeout); a longer
+#: one (a stop-timeout) is answered 202 and watched from here.
+WAIT = "4s"
+POLL = 0.5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +66,20 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(rows, indent=2) if options.json else format_programs(rows))
             return 0
         name = urllib.parse.quote(options.name, safe="")
-        answer = call("POST", f"{base}/supervisor/programs/{name}/{command}", token)
+        answer = call("POST", f"{base}/supervisor/programs/{name}/{command}?wait={WAIT}",
+                      token)
+        if "watch" in answer:  # 202: it runs on in the sidecar; follow it to its end
+            print(f"{options.name}: {command} in progress ({answer['program'].get('state')})"
+                  "...", file=sys.stderr, flush=True)
+            row = answer["program"]
+            while row.get("pending"):
+                time.sleep(POLL)
+                row = call("GET", base + answer["watch"], token)
+            answer = {"program": row, "action": command, "changed": True}
+            if row.get("state") == "failed":
+                print(f"sidecar: {options.name}: {command} failed: {row.get('error')}",
+                      file=sys.stderr)
+                return 1
     except RemoteError as exc:
         if exc.status == 404 and command == "list":
             print(f"sidecar: {base} runs no supervisor (it has no supervisor.conf)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -37,6 +38,8 @@ def parse_duration(value: str | float) -> float:
                 raise ValueError(
                     f"expected a duration such as 500ms, 5s, 15m or 1h30m, got {value!r}"
                 ) from None
+    if not math.isfinite(seconds):  # float() reads "nan", "inf" and "1e309" too
+        raise ValueError(f"a duration must be a finite number of seconds, got {value!r}")
     if seconds < 0:
         raise ValueError(f"a duration cannot be negative, got {value!r}")
     return seconds

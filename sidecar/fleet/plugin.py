@@ -79,7 +79,8 @@ class FleetPlugin:
 
     # -- lifecycle -----------------------------------------------------------
     async def init(self) -> None:
-        self._rest.register("GET", "/fleet", self.list_agents, name="fleet", doc=LIST_DOC)
+        self._rest.register("GET", "/fleet", self.list_agents, name="fleet", doc=LIST_DOC,
+                            expensive=True)
         self._rest.register("GET", "/fleet/{label}", self.get_agent, name="fleet-agent",
                             doc=GET_DOC)
         await self.cache.init()

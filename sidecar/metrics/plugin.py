@@ -6,18 +6,21 @@ their constructor (from the builder) and create their counters in it.
 
 from __future__ import annotations
 
+import gzip
 import logging
+import zlib
 from collections.abc import Iterable, Iterator
 
 from aiohttp import hdrs, web
 from aiohttp.web_response import ContentCoding
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram
-from prometheus_client.aiohttp import make_aiohttp_handler
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from sidecar.agent.api import deps_among
 from sidecar.health.statuscheck.api import PluginState, StatusReader
+from sidecar.rest import RestStats
 from sidecar.rest.api import Handler, HTTPHandlers, Parameter, Response, RouteDoc
 
 from .api import PublishCounts
@@ -74,12 +77,18 @@ class MetricsPlugin:
         sources: list[Collector] = [self.registry]
         if self.config.default_registry:
             sources.append(REGISTRY)
-        self.exposed: Collector = _Union(sources)
+        self.exposed = _Union(sources)
         self._registered = False
 
     def watch_publisher(self, publisher: PublishCounts) -> None:
         """Export the status publisher's commit and error counts."""
         self.registry.register(PublisherCollector(publisher))
+
+    def watch_rest(self, stats: RestStats) -> None:
+        """Export what the REST server refused or shed, and its connections."""
+        from .rest import RestCollector
+
+        self.registry.register(RestCollector(stats))
 
     def _observe_probe(self, name: str, seconds: float, state: PluginState) -> None:
         if self._probe_durations is not None:
@@ -89,8 +98,9 @@ class MetricsPlugin:
         if self._registered:
             return
         self._registered = True
+        # Expensive: the REST server answers a flood from a render kept for render-cache.
         self._rest.register("GET", self.config.path, metrics_handler(self.exposed),
-                            name="metrics", doc=METRICS_DOC)
+                            name="metrics", doc=METRICS_DOC, expensive=True)
         if self.config.http_requests:
             self._rest.add_middleware(http_metrics(self.registry))
         if self._statuscheck is not None and self._transitions is not None:
@@ -106,20 +116,27 @@ class MetricsPlugin:
             self._statuscheck.remove_listener(self._transitions)
 
 
-def metrics_handler(collector: Collector) -> Handler:
-    """prometheus_client's aiohttp handler, compressed as the client prefers, gzip first.
+def metrics_handler(collector: _Union) -> Handler:
+    """The exposition as the client asks (text, or OpenMetrics by Accept; ``name[]``),
+    compressed as it prefers, gzip first, into the body's bytes: so that the REST server
+    can keep the whole render (render-cache) instead of compressing every answer again.
 
     Left to itself aiohttp picks the first of deflate and gzip that the header
     names, whatever their order or q-values: ``curl --compressed`` got deflate.
     """
-    serve = make_aiohttp_handler(collector, disable_compression=True)
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        response = await serve(request)
+        encoder, content_type = choose_encoder(",".join(request.headers.getall(hdrs.ACCEPT,
+                                                                               [])))
+        names = request.query.getall("name[]", [])
+        body = encoder(collector.restricted_registry(names) if names else collector)
+        headers = {hdrs.CONTENT_TYPE: content_type}
         coding = preferred_coding(request.headers.get(hdrs.ACCEPT_ENCODING, ""))
-        if coding is not None:
-            response.enable_compression(coding)
-        return response
+        if coding is ContentCoding.gzip:
+            body, headers[hdrs.CONTENT_ENCODING] = gzip.compress(body), "gzip"
+        elif coding is ContentCoding.deflate:
+            body, headers[hdrs.CONTENT_ENCODING] = zlib.compress(body), "deflate"
+        return web.Response(body=body, headers=headers)
 
     return handler
 

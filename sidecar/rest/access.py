@@ -18,6 +18,7 @@ class Verdict(Enum):
     ALLOWED = "allowed"
     NEEDS_TOKEN = "needs-token"  # 401: no credentials and the peer is not trusted
     BAD_TOKEN = "bad-token"  # 403: credentials given, but wrong
+    MALFORMED = "malformed"  # 400: an Authorization header that is not ASCII text
 
 
 class AdminAccess:
@@ -45,6 +46,9 @@ class AdminAccess:
         return any(address in net for net in self.networks)
 
     def check(self, peer: str | None, authorization: str | None) -> Verdict:
+        if authorization and not authorization.isascii():
+            # Bytes that are not ASCII (aiohttp hands them on as surrogates): no token has them.
+            return Verdict.MALFORMED
         if authorization:
             scheme, _, credentials = authorization.partition(" ")
             if (self._token is not None and scheme.lower() == "bearer"
@@ -63,6 +67,9 @@ class AdminAccess:
 
 
 def refuse(verdict: Verdict) -> web.Response:
+    if verdict is Verdict.MALFORMED:
+        return error_response(
+            400, "malformed Authorization header: expected 'Bearer <token>' in ASCII")
     if verdict is Verdict.NEEDS_TOKEN:
         return error_response(
             401, "admin route: allowed from the admin allow-list or with a bearer token",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -10,6 +11,21 @@ from aiohttp import web
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+#: The request key under which the request-timeout wrapper puts the loop time by which
+#: the handler must have answered (see :func:`time_left`).
+DEADLINE: web.RequestKey[float] = web.RequestKey("sidecar.rest.deadline", float)
+
+
+def time_left(request: web.Request) -> float | None:
+    """Seconds this handler has left before request-timeout answers 503 in its place; None
+    when it has no limit. A handler that starts work which may take longer (a program's
+    stop) lets it run on and answers before that, 202 with where to watch it."""
+    deadline: float | None = request.get(DEADLINE)
+    if deadline is None:
+        return None
+    return deadline - asyncio.get_running_loop().time()
+
 
 Schema = Mapping[str, Any]
 
@@ -107,15 +123,50 @@ class HTTPHandlers(Protocol):
         name: str | None = None,
         doc: RouteDoc | None = None,
         bounded: bool = True,
+        expensive: bool = False,
     ) -> None:
         """Serve ``method path`` with ``handler``; ``admin`` routes need the allow-list or token.
 
         ``doc`` describes the route in the OpenAPI document (``GET /openapi.json``);
         every route of the sidecar's own plugins has one. ``bounded=False`` spares
         the request-timeout wrapper to handlers that only read memory (the probes).
+        ``expensive`` GET routes (a render of many objects, such as ``/metrics``)
+        are answered from a render cached for ``render-cache`` per URL and
+        negotiated headers, and at most ``render-concurrency`` of them run at
+        once: the others get 503 with Retry-After.
         """
         ...
 
     def add_middleware(self, middleware: Middleware) -> None:
         """Wrap every request (for metrics or logging); registered before start."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeAnswer:
+    """What a probe path answers: its status and JSON body (rendered once per state revision)."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+
+class ProbeSource(Protocol):
+    """Where the probe listener gets its answers (the probe plugin).
+
+    ``probe_answer`` is called from the probe listener's own thread, for every
+    request: it must only read (no awaiting, no locks held by the event loop)
+    and return at once, from answers rendered in the event loop.
+    """
+
+    def probe_answer(self, path: str) -> ProbeAnswer | None:
+        """The answer to ``GET path``; None for a path it does not serve (404)."""
+        ...
+
+
+class ProbeHandlers(HTTPHandlers, Protocol):
+    """The REST server as the probe plugin uses it: routes, and the probe listener."""
+
+    def serve_probes(self, source: ProbeSource) -> None:
+        """Answer the probe listener's requests (if ``probe-endpoint`` is set) from ``source``."""
         ...

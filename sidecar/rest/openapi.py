@@ -33,6 +33,8 @@ class RouteInfo:
     name: str | None
     admin: bool
     doc: RouteDoc | None
+    #: Answered from a short-lived render, 503 with Retry-After when too many run.
+    expensive: bool = False
 
 
 #: What aiohttp matches for a path variable without a regular expression of its own.
@@ -75,10 +77,14 @@ def _operation(route: RouteInfo, request_timeout: float | None) -> dict[str, Any
             "admin route: the caller is outside admin-allow and sent no token").to_dict())
         responses.setdefault("403", Response.error(
             "admin route: the bearer token is wrong").to_dict())
+    busy = []
     if request_timeout:
-        responses.setdefault("503", Response.error(
-            f"the handler did not finish within request-timeout ({request_timeout:g}s)"
-        ).to_dict())
+        busy.append(f"the handler did not finish within request-timeout ({request_timeout:g}s)")
+    if route.expensive:
+        busy.append("busy: too many expensive requests at once (retry after the Retry-After "
+                    "header's seconds)")
+    if busy:
+        responses.setdefault("503", Response.error("; or ".join(busy)).to_dict())
     operation: dict[str, Any] = {
         "operationId": _operation_id(route),
         "summary": doc.summary,

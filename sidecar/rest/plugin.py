@@ -1,4 +1,14 @@
-"""The REST plugin: one aiohttp server that every plugin adds its routes to."""
+"""The REST plugin: one aiohttp server that every plugin adds its routes to, and the probe
+listener beside it.
+
+What any client in the pod network may do is bounded here, so that none can
+fail the probes or flood the log: connections are capped below the open-files
+limit (:mod:`._accept`), expensive routes answer from a short-lived render and
+at most ``render-concurrency`` at once, bodies over ``max-body-size`` get 413
+on every route, refused admin requests are counted and logged at most once per
+interval, and the probes can have a listener and a thread of their own
+(:mod:`.probeserver`).
+"""
 
 from __future__ import annotations
 
@@ -7,18 +17,23 @@ import functools
 import json
 import logging
 import ssl
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import web, web_response
 from aiohttp.http_exceptions import HttpProcessingError
+from multidict import CIMultiDict
 
 from sidecar._version import __version__
 
-from .access import AdminAccess, refuse
-from .api import Handler, Middleware, Response, RouteDoc, error_response
-from .config import HTTPConfig
+from ._accept import Acceptor, ListenerStats, bind
+from ._ratelimit import RateLimitedLog
+from .access import AdminAccess, Verdict, refuse
+from .api import DEADLINE, Handler, Middleware, ProbeSource, Response, RouteDoc, error_response
+from .config import HTTPConfig, connection_limit, split_endpoint
 from .openapi import RouteInfo, openapi_document
+from .probeserver import ProbeServer, ProbeStats
 
 log = logging.getLogger("sidecar.rest")
 
@@ -29,6 +44,17 @@ _OPENAPI_DOC = RouteDoc(
                         {"type": "object"})},
     description="Built from the routes the enabled plugins registered, so it lists "
                 "exactly what this sidecar serves with its configuration.")
+
+#: The Server header of every answer: no Python or aiohttp version for a scanner to match.
+SERVER_HEADER = "cninfra-sidecar"
+#: Seconds a client told "busy" (503) waits before asking again.
+RETRY_AFTER = 1
+#: Renders kept per expensive route (URL x negotiated headers).
+_CACHE_ENTRIES = 32
+#: How often the event loop proves to the probe listener that it turns, and held
+#: connections are counted.
+_HOUSEKEEPING = 0.5
+_NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class _ClientErrorFilter(logging.Filter):
@@ -50,6 +76,53 @@ class _ClientErrorFilter(logging.Filter):
 _CLIENT_ERRORS = _ClientErrorFilter()
 
 
+@dataclass
+class RestStats:
+    """What the REST server refused or shed, for the metrics plugin (plain counters)."""
+
+    #: Refused admin requests by verdict (needs-token, bad-token, malformed).
+    admin_refused: dict[str, int] = field(default_factory=dict)
+    #: Expensive requests answered 503 (busy), by route.
+    busy: dict[str, int] = field(default_factory=dict)
+    #: Expensive requests answered from a cached render, by route.
+    cached: dict[str, int] = field(default_factory=dict)
+    #: Requests with a body over max-body-size (413).
+    too_large: int = 0
+    listener: ListenerStats = field(default_factory=ListenerStats)
+    #: The probe listener's, when it runs.
+    probes: ProbeStats | None = None
+
+
+@dataclass
+class _Render:
+    expires: float
+    status: int
+    headers: CIMultiDict[str]
+    body: bytes
+
+
+async def _body_refusal(request: web.Request, limit: int) -> web.Response | None:
+    """Read the body now (handlers that never read theirs would otherwise answer 200 to
+    any size); the answer when it is over ``limit`` (413) or broken (400), else None."""
+    length = request.content_length
+    if length is not None and length > limit:
+        return _refusal(413, f"request body larger than max-body-size ({limit} bytes)")
+    try:
+        await request.read()  # chunked: aiohttp counts and stops past client_max_size
+    except web.HTTPRequestEntityTooLarge:
+        return _refusal(413, f"request body larger than max-body-size ({limit} bytes)")
+    except (HttpProcessingError, ConnectionResetError) as exc:
+        # A bad chunk, or the client closed before the body's end: its mistake, no trace.
+        return _refusal(400, f"request body cut short or malformed: {exc}"[:200])
+    return None
+
+
+def _refusal(status: int, message: str) -> web.Response:
+    response = error_response(status, message)
+    response.force_close()  # what is left of the body is never read
+    return response
+
+
 class RestPlugin:
     """Listens in ``after_init``, so that every plugin can register routes in ``init``."""
 
@@ -63,13 +136,26 @@ class RestPlugin:
             # Legal (admin routes switched off), but more often a token forgotten.
             log.warning("http.conf: admin-allow is empty and neither admin-token nor "
                         "admin-token-file is set: the admin routes refuse every caller")
+        self.ssl_context = self._load_tls()
+        self.stats = RestStats()
+        self._limited = RateLimitedLog(log)
         self._middlewares: list[Middleware] = []
         self._routes: list[tuple[str, str, Handler, str | None]] = []
         self._infos: list[RouteInfo] = []
         self._openapi: bytes | None = None
         self._runner: web.AppRunner | None = None
+        self._acceptor: Acceptor | None = None
+        self._probe_source: ProbeSource | None = None
+        self._probe_server: ProbeServer | None = None
+        self._housekeeping: asyncio.TimerHandle | None = None
+        #: Transports with a request in a handler now (never closed to make room).
+        self._busy: set[asyncio.BaseTransport] = set()
+        self._renders: list[dict[tuple[str, ...], _Render]] = []
+        self._rendering = 0
         self.bound: list[tuple[str, int]] = []
-        self.register("GET", OPENAPI_PATH, self._serve_openapi, name="openapi", doc=_OPENAPI_DOC)
+        self.probe_bound: list[tuple[str, int]] = []
+        self.register("GET", OPENAPI_PATH, self._serve_openapi, name="openapi", doc=_OPENAPI_DOC,
+                      expensive=True)
 
     def _read_token(self) -> str | None:
         if self.config.admin_token:
@@ -80,11 +166,34 @@ class RestPlugin:
                 token = path.read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise ValueError(f"admin-token-file {path}: {exc.strerror or exc}") from None
+            except UnicodeDecodeError:
+                raise ValueError(f"admin-token-file {path}: not UTF-8 text") from None
             if not token:
                 raise ValueError(f"admin-token-file {path} is empty")
             return token
         return None
 
+    def _load_tls(self) -> ssl.SSLContext | None:
+        """The server's TLS context; a missing or unreadable file is a config error naming
+        its key and path (checked before anything starts)."""
+        cert, key = self.config.server_cert_file, self.config.server_key_file
+        if not cert or not key:
+            return None
+        for name, path in (("server-cert-file", cert), ("server-key-file", key)):
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as exc:
+                raise ValueError(f"{name} {path}: {exc.strerror or exc}") from None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(cert, key)
+        except ssl.SSLError as exc:
+            raise ValueError(f"server-cert-file {cert} / server-key-file {key}: not a PEM "
+                             f"certificate and its private key ({exc.reason or exc})") from None
+        return context
+
+    # -- routes --------------------------------------------------------------------------
     def register(
         self,
         method: str,
@@ -95,14 +204,17 @@ class RestPlugin:
         name: str | None = None,
         doc: RouteDoc | None = None,
         bounded: bool = True,
+        expensive: bool = False,
     ) -> None:
         if self._runner is not None:
             raise RuntimeError(f"route {method} {path} registered after the server started")
         wrapped = self._guard(handler) if admin else handler
+        if expensive:
+            wrapped = self._bounded_render(wrapped, path)
         if bounded:
             wrapped = self._with_timeout(wrapped)
         self._routes.append((method.upper(), path, wrapped, name))
-        self._infos.append(RouteInfo(method.upper(), path, name, admin, doc))
+        self._infos.append(RouteInfo(method.upper(), path, name, admin, doc, expensive))
         self._openapi = None
 
     @property
@@ -129,15 +241,27 @@ class RestPlugin:
             raise RuntimeError("middleware added after the server started")
         self._middlewares.append(middleware)
 
+    def serve_probes(self, source: ProbeSource) -> None:
+        """Answer the probe listener's requests from ``source`` (when probe-endpoint is set)."""
+        if self._runner is not None:
+            raise RuntimeError("probe source set after the server started")
+        self._probe_source = source
+
+    # -- wrappers ------------------------------------------------------------------------
     def _guard(self, handler: Handler) -> Handler:
         access = self.access
+        refused = self.stats.admin_refused
+        limited = self._limited
 
         @functools.wraps(handler)
         async def guarded(request: web.Request) -> web.StreamResponse:
             verdict = access.check_request(request)
-            if verdict.value != "allowed":
-                log.warning("refused %s %s from %s: %s", request.method, request.path,
-                            request.remote, verdict.value)
+            if verdict is not Verdict.ALLOWED:
+                refused[verdict.value] = refused.get(verdict.value, 0) + 1
+                # Any client decides how often this happens: one line per 10 s and verdict.
+                limited.warning(("refused", verdict), "refused %s %s from %s: %s",
+                                request.method, request.path[:200], request.remote,
+                                verdict.value)
                 return refuse(verdict)
             return await handler(request)
 
@@ -151,6 +275,7 @@ class RestPlugin:
 
         @functools.wraps(handler)
         async def bounded(request: web.Request) -> web.StreamResponse:
+            request[DEADLINE] = asyncio.get_running_loop().time() + limit
             try:
                 async with asyncio.timeout(limit):
                     return await handler(request)
@@ -159,24 +284,103 @@ class RestPlugin:
 
         return bounded
 
+    def _bounded_render(self, handler: Handler, route: str) -> Handler:
+        """A render cached for ``render-cache`` seconds; at most ``render-concurrency``
+        renders of expensive routes at once, the others answered 503 with Retry-After."""
+        ttl = self.config.render_cache
+        limit = self.config.render_concurrency
+        cache: dict[tuple[str, ...], _Render] = {}
+        self._renders.append(cache)
+        stats = self.stats
+
+        @functools.wraps(handler)
+        async def expensive(request: web.Request) -> web.StreamResponse:
+            if request.method not in ("GET", "HEAD"):
+                return await handler(request)
+            headers = request.headers
+            key = (request.method, request.path_qs, headers.get("Accept", ""),
+                   headers.get("Accept-Encoding", ""))
+            now = asyncio.get_running_loop().time()
+            hit = cache.get(key)
+            if hit is not None and hit.expires > now:
+                stats.cached[route] = stats.cached.get(route, 0) + 1
+                return web.Response(status=hit.status, headers=hit.headers, body=hit.body)
+            if self._rendering >= limit:
+                stats.busy[route] = stats.busy.get(route, 0) + 1
+                return error_response(
+                    503, f"busy: {limit} expensive requests are being answered; "
+                         f"retry after {RETRY_AFTER}s",
+                    headers={"Retry-After": str(RETRY_AFTER)})
+            self._rendering += 1
+            try:
+                response = await handler(request)
+            finally:
+                self._rendering -= 1
+            if ttl > 0 and isinstance(response, web.Response) and response.status == 200 \
+                    and isinstance(response.body, bytes):
+                if len(cache) >= _CACHE_ENTRIES:
+                    for old in [k for k, v in cache.items() if v.expires <= now] or [
+                            next(iter(cache))]:
+                        del cache[old]
+                kept = CIMultiDict(response.headers)
+                for name in ("Content-Length", "Transfer-Encoding", "Date", "Server"):
+                    kept.popall(name, None)
+                cache[key] = _Render(now + ttl, response.status, kept, response.body)
+            return response
+
+        return expensive
+
+    def _first_middleware(self) -> Middleware:
+        """Outermost: 413 for bodies over max-body-size on every route, the in-progress
+        mark that keeps a connection from being closed to make room, and fresh renders
+        after a change."""
+        limit = self.config.max_body_size
+        busy = self._busy
+        renders = self._renders
+        stats = self.stats
+
+        async def first(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if request.body_exists:
+                refused = await _body_refusal(request, limit)
+                if refused is not None:
+                    if refused.status == 413:
+                        stats.too_large += 1
+                    return refused
+            transport = request.transport
+            if transport is not None:
+                busy.add(transport)
+            try:
+                return await handler(request)
+            finally:
+                if transport is not None:
+                    busy.discard(transport)
+                if request.method not in _NO_BODY_METHODS:
+                    for cache in renders:  # a change (a level set, a program restarted)
+                        cache.clear()
+
+        return first
+
     def build_app(self) -> web.Application:
         app = web.Application(
             client_max_size=self.config.max_body_size,
-            middlewares=[web.middleware(m) for m in self._middlewares],  # type: ignore[misc]
+            middlewares=[web.middleware(m)  # type: ignore[misc]
+                         for m in (self._first_middleware(), *self._middlewares)],
             handler_args={"max_field_size": 8190, "max_line_size": 8190},
         )
         for method, path, handler, name in self._routes:
             app.router.add_route(method, path, handler, name=name)
         return app
 
+    # -- lifecycle -----------------------------------------------------------------------
     async def init(self) -> None:
         pass
 
     async def after_init(self) -> None:
-        ssl_context = None
-        if self.config.server_cert_file and self.config.server_key_file:
-            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ssl_context.load_cert_chain(self.config.server_cert_file, self.config.server_key_file)
+        # aiohttp answers with "Python/3.11 aiohttp/3.x" unless told otherwise, also where
+        # no hook of ours runs (a request it cannot parse).
+        setattr(web_response, "SERVER_SOFTWARE", SERVER_HEADER)  # noqa: B010
+        host, port = split_endpoint(self.config.endpoint)
+        sockets = bind(host, port, self.config.endpoint)
         runner = web.AppRunner(
             self.build_app(),
             access_log=None,
@@ -185,29 +389,91 @@ class RestPlugin:
             handle_signals=False,
         )
         logging.getLogger("aiohttp.server").addFilter(_CLIENT_ERRORS)
-        await runner.setup()
-        site = web.TCPSite(
-            runner, self.config.host, self.config.port, ssl_context=ssl_context,
-            reuse_address=True,
-        )
         try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            logging.getLogger("aiohttp.server").removeFilter(_CLIENT_ERRORS)
-            raise OSError(exc.errno, f"cannot listen on {self.config.endpoint}: "
-                                     f"{exc.strerror or exc}") from None
-        self._runner = runner
-        self.bound = [sock.getsockname()[:2] for sock in site._server.sockets]  # type: ignore[union-attr]
-        log.info("REST API listening on %s", ", ".join(f"{h}:{p}" for h, p in self.bound))
+            await runner.setup()
+            assert runner.server is not None
+            acceptor = Acceptor(sockets, runner.server, name=f"REST port {self.config.endpoint}",
+                                max_connections=connection_limit(self.config),
+                                limited=self._limited, ssl=self.ssl_context,
+                                busy=self._busy.__contains__, stats=self.stats.listener)
+            acceptor.start()
+            self._acceptor = acceptor
+            self._runner = runner
+            self.bound = [sock.getsockname()[:2] for sock in sockets]
+            await self._start_probe_server()
+        except BaseException:
+            if self._acceptor is None:
+                for sock in sockets:
+                    sock.close()
+            self._runner = None
+            self.bound = []
+            await self._close_server(runner)
+            raise
+        self._keep_house()
+        log.info("REST API listening on %s (at most %d connections)%s",
+                 ", ".join(f"{h}:{p}" for h, p in self.bound), acceptor.max_connections,
+                 f"; probes also on {', '.join(f'{h}:{p}' for h, p in self.probe_bound)}"
+                 if self.probe_bound else "")
+
+    async def _start_probe_server(self) -> None:
+        endpoint = self.config.probe_endpoint
+        if not endpoint:
+            return
+        if self._probe_source is None:
+            log.warning("probe-endpoint %s is set, but no plugin serves probes: not listening",
+                        endpoint)
+            return
+        host, port = split_endpoint(endpoint)
+        sockets = bind(host, port, endpoint)
+        server = ProbeServer(self._probe_source, sockets,
+                             max_connections=self.config.probe_max_connections,
+                             stall_limit=self.config.probe_stall_limit, limited=self._limited,
+                             name=f"probe listener {endpoint}")
+        self._probe_server = server
+        self.stats.probes = server.stats
+        await asyncio.to_thread(server.start)
+        self.probe_bound = server.addresses
+
+    def _keep_house(self) -> None:
+        """Every _HOUSEKEEPING seconds (a timer, not a task: the beat must come from the
+        event loop turning, nothing else): tell the probe listener the loop turns, and
+        count the held connections."""
+        if self._probe_server is not None:
+            self._probe_server.beat()
+        if self._acceptor is not None:
+            self._acceptor.prune()
+        self._housekeeping = asyncio.get_running_loop().call_later(_HOUSEKEEPING,
+                                                                   self._keep_house)
 
     @property
     def port(self) -> int:
         """The port actually bound (useful with port 0)."""
         return self.bound[0][1] if self.bound else self.config.port
 
+    @property
+    def probe_port(self) -> int | None:
+        """The probe listener's port; None without one."""
+        return self.probe_bound[0][1] if self.probe_bound else None
+
     async def close(self) -> None:
+        timer, self._housekeeping = self._housekeeping, None
+        if timer is not None:
+            timer.cancel()
         runner, self._runner = self._runner, None
         if runner is not None:
+            await self._close_server(runner)
+
+    async def _close_server(self, runner: web.AppRunner) -> None:
+        acceptor, self._acceptor = self._acceptor, None
+        if acceptor is not None:
+            acceptor.stop_accepting()
+        probes, self._probe_server = self._probe_server, None
+        try:
             await runner.cleanup()
+        finally:
+            if acceptor is not None:
+                acceptor.close_all()
+            if probes is not None:  # the last to go: the kubelet asks until the end
+                await asyncio.to_thread(probes.stop)
+            self.probe_bound = []
             logging.getLogger("aiohttp.server").removeFilter(_CLIENT_ERRORS)

@@ -55,7 +55,9 @@ class Running:
 
 
 async def start(config_dir: Path, **files: str) -> Running:
-    files.setdefault("http", "endpoint: 127.0.0.1:0\n")
+    # Every scrape renders anew: these tests read values right after changing them (the
+    # render cache that bounds a /metrics flood has tests of its own, in tests/faults).
+    files.setdefault("http", "endpoint: 127.0.0.1:0\nrender-cache: 0s\n")
     files.setdefault("statuscheck", "probe-interval: 100ms\nprobe-timeout: 1s\n")
     for name, text in files.items():
         (config_dir / f"{name}.conf").write_text(text)

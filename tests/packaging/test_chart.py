@@ -110,7 +110,7 @@ def test_native_sidecar_starts_before_the_workload() -> None:
     _, where = container(spec, "app")
     assert where == "containers"
     # The workload starts once the sidecar's startup probe passed.
-    assert sc["startupProbe"]["httpGet"] == {"path": "/liveness", "port": "cninfra-http"}
+    assert sc["startupProbe"]["httpGet"] == {"path": "/liveness", "port": "cninfra-probe"}
 
 
 @pytest.mark.parametrize(("values", "kube_version", "native"), [
@@ -162,12 +162,41 @@ def test_sidecar_gets_what_the_sidecar_reads() -> None:
     assert "items" not in programs_cm and "subPath" not in str(sc["volumeMounts"])
     assert programs_file.name in find(docs, "ConfigMap", programs_cm["name"])["data"]
 
-    # One port for probes, status, log levels and metrics.
-    assert env["HTTP_PORT"] == "9191"
-    assert sc["ports"] == [{"name": "cninfra-http", "containerPort": 9191, "protocol": "TCP"}]
-    assert sc["livenessProbe"]["httpGet"] == {"path": "/liveness", "port": "cninfra-http"}
-    assert sc["readinessProbe"]["httpGet"] == {"path": "/readiness", "port": "cninfra-http"}
+    # The REST port for status, log levels and metrics; the kubelet's probes go to the
+    # probe listener, a port of their own.
+    assert env["HTTP_PORT"] == "9191" and env["PROBE_PORT"] == "9192"
+    assert sc["ports"] == [{"name": "cninfra-http", "containerPort": 9191, "protocol": "TCP"},
+                           {"name": "cninfra-probe", "containerPort": 9192, "protocol": "TCP"}]
+    for probe, path in (("startupProbe", "/liveness"), ("livenessProbe", "/liveness"),
+                        ("readinessProbe", "/readiness")):
+        assert sc[probe]["httpGet"] == {"path": path, "port": "cninfra-probe"}
     assert spec["readinessGates"] == [{"conditionType": "cninfra.io/ready"}]
+    # The sidecar started with this environment listens where the probes go.
+    built = build(Options(env={"HTTP_PORT": env["HTTP_PORT"], "PROBE_PORT": env["PROBE_PORT"]},
+                          config_dir=None))
+    assert built.rest.config.port == 9191
+    assert built.rest.config.probe_endpoint == "0.0.0.0:9192"
+
+
+def test_the_probe_port_value_moves_the_probes() -> None:
+    spec = pod_spec(helm_template({"sidecar": {"probePort": 9393}}))
+    sc, _ = container(spec, "cninfra-sidecar")
+    assert env_of(sc)["PROBE_PORT"] == "9393"
+    assert {"name": "cninfra-probe", "containerPort": 9393, "protocol": "TCP"} in sc["ports"]
+    assert sc["livenessProbe"]["httpGet"]["port"] == "cninfra-probe"
+    with pytest.raises(HelmError) as err:
+        helm_template({"sidecar": {"probePort": 9191}})
+    assert "sidecar.probePort and sidecar.httpPort are both 9191" in err.value.stderr
+
+
+def test_the_sidecar_is_pid_1_of_its_container() -> None:
+    """The process model the README states: a PID namespace per container, the image's
+    entrypoint (sidecar run) as its PID 1, so that the kernel ends a program's grandchildren
+    with the sidecar."""
+    spec = pod_spec(helm_template())
+    sc, _ = container(spec, "cninfra-sidecar")
+    assert "shareProcessNamespace" not in spec
+    assert "command" not in sc  # the ENTRYPOINT stays: no shell in front of the sidecar
 
 
 def test_sidecar_is_locked_down_and_alone_with_its_token() -> None:

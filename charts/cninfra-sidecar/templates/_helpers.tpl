@@ -169,9 +169,15 @@ sidecar container, so that both modes are checked.
 {{- if eq $v.workload.name $v.sidecar.name }}
 {{- fail (printf "workload.name and sidecar.name are both %q: containers of a pod need distinct names" $v.sidecar.name) }}
 {{- end }}
+{{- if eq (int $v.sidecar.probePort) (int $v.sidecar.httpPort) }}
+{{- fail (printf "sidecar.probePort and sidecar.httpPort are both %d: the probe listener needs a port of its own. Set sidecar.probePort to a free port (the default is 9192)" (int $v.sidecar.httpPort)) }}
+{{- end }}
 {{- range $i, $port := $v.workload.ports }}
-{{- if eq (int $port.containerPort) (int $v.sidecar.httpPort) }}
-{{- fail (printf "sidecar.httpPort=%d is also workload.ports[%d].containerPort (%s): the sidecar and the workload share the pod's network, so only one of them could listen on it. Set sidecar.httpPort to a free port (the default is 9191), or move the workload's port" (int $v.sidecar.httpPort) $i ($port.name | default "unnamed")) }}
+{{- range $key := list "httpPort" "probePort" }}
+{{- $own := int (get $v.sidecar $key) }}
+{{- if eq (int $port.containerPort) $own }}
+{{- fail (printf "sidecar.%s=%d is also workload.ports[%d].containerPort (%s): the sidecar and the workload share the pod's network, so only one of them could listen on it. Set sidecar.%s to a free port (the default is %s), or move the workload's port" $key $own $i ($port.name | default "unnamed") $key (ternary "9191" "9192" (eq $key "httpPort"))) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}

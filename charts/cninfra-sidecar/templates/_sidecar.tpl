@@ -113,6 +113,8 @@ priorityClassName: {{ . }}
       value: {{ $paths.config }}
     - name: HTTP_PORT
       value: {{ .Values.sidecar.httpPort | quote }}
+    - name: PROBE_PORT
+      value: {{ .Values.sidecar.probePort | quote }}
     {{- with .Values.sidecar.microserviceLabel }}
     {{- if .value }}
     - name: MICROSERVICE_LABEL
@@ -148,25 +150,28 @@ priorityClassName: {{ . }}
     - name: cninfra-http
       containerPort: {{ .Values.sidecar.httpPort }}
       protocol: TCP
+    - name: cninfra-probe
+      containerPort: {{ .Values.sidecar.probePort }}
+      protocol: TCP
   {{- if $probes.startup.enabled }}
   startupProbe:
     httpGet:
       path: /liveness
-      port: cninfra-http
+      port: cninfra-probe
     {{- include "cninfra-sidecar.probeFields" (omit $probes.startup "enabled") | trim | nindent 4 }}
   {{- end }}
   {{- if $probes.liveness.enabled }}
   livenessProbe:
     httpGet:
       path: /liveness
-      port: cninfra-http
+      port: cninfra-probe
     {{- include "cninfra-sidecar.probeFields" (omit $probes.liveness "enabled") | trim | nindent 4 }}
   {{- end }}
   {{- if $probes.readiness.enabled }}
   readinessProbe:
     httpGet:
       path: /readiness
-      port: cninfra-http
+      port: cninfra-probe
     {{- include "cninfra-sidecar.probeFields" (omit $probes.readiness "enabled") | trim | nindent 4 }}
   {{- end }}
   {{- with .Values.sidecar.resources }}

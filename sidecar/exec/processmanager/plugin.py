@@ -15,10 +15,14 @@ from .config import ProcessManagerConfig
 from .errors import ProcessStartError, TemplateError
 from .manager import ProcessManager
 from .process import Process
+from .reaper import stop_orphans
 from .status import ProcessState, describe_exit
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
+
+#: Seconds adopted orphans get between SIGTERM and SIGKILL when the sidecar stops.
+ORPHAN_GRACE = 2.0
 
 log = logging.getLogger("sidecar.exec.processmanager")
 
@@ -133,6 +137,9 @@ class ProcessManagerPlugin:
     async def close(self) -> None:
         try:
             await self.manager.close()
+            if self.config.subreaper:
+                # What the programs left behind was adopted by us: it goes with us.
+                await stop_orphans(ORPHAN_GRACE)
         finally:
             if self._statuscheck is not None:
                 for check in self._health_names:

@@ -175,6 +175,12 @@ class Process:
     def never_started(self) -> bool:
         return self._run is None
 
+    @property
+    def stop_requested(self) -> bool:
+        """Its current (or last) run was asked to stop (stop, kill, or the stop half of a
+        restart): an exit now is expected, and no automatic restart follows."""
+        return self._stop_requested
+
     def is_alive(self) -> bool:
         """True from start until exit (a zombie has exited)."""
         return self._run is not None and self._run.alive

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -116,6 +117,58 @@ def reap_group_orphans(pgid: int) -> int:
             if os.waitpid(pid, os.WNOHANG)[0] == pid:
                 count += 1
     return count
+
+
+def _live_orphans() -> list[int]:
+    live = []
+    for pid in child_pids():
+        if pid in _claimed:
+            continue
+        try:
+            if read_stat(pid).state is not ProcessState.ZOMBIE:
+                live.append(pid)
+        except OSError:
+            continue
+    return live
+
+
+def _reap(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+async def stop_orphans(grace: float) -> int:
+    """SIGTERM every live child no managed process claims (a subreaper's adopted orphans:
+    a daemon's double fork), SIGKILL what is left after ``grace`` s, reap them; how many.
+
+    For the end of a subreaper's stop, once the managed processes are gone: nothing
+    the programs started outlives a graceful stop of the sidecar.
+    """
+    orphans = _live_orphans()
+    if not orphans:
+        return 0
+    log.info("stopping %d orphaned process(es) the sidecar adopted: %s", len(orphans),
+             ", ".join(map(str, orphans)))
+    for pid in orphans:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    left, killed = orphans, False
+    while left:
+        await asyncio.sleep(0.02)
+        _reap(left)
+        alive = set(_live_orphans())
+        left = [pid for pid in left if pid in alive]
+        if left and not killed and time.monotonic() >= deadline:
+            killed = True
+            log.warning("orphaned process(es) %s outlived SIGTERM by %gs: sending SIGKILL",
+                        ", ".join(map(str, left)), grace)
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+    _reap(orphans)
+    return len(orphans)
 
 
 class ZombieReaper:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from aiohttp import web
 
-from sidecar.rest.api import HTTPHandlers, Parameter, Response, RouteDoc, error_response
+from sidecar.config import parse_duration
+from sidecar.rest.api import (
+    HTTPHandlers,
+    Parameter,
+    Response,
+    RouteDoc,
+    error_response,
+    time_left,
+)
 
 from .errors import ProgramNotFoundError, ProgramStartError, SupervisorError
 
@@ -20,11 +30,7 @@ class Programs(Protocol):
 
     def program_row(self, name: str) -> dict[str, Any]: ...
 
-    async def start_program(self, name: str) -> bool: ...
-
-    async def stop_program(self, name: str) -> bool: ...
-
-    async def restart_program(self, name: str) -> bool: ...
+    def begin(self, name: str, action: str) -> asyncio.Task[bool]: ...
 
 
 ACTIONS = ("start", "stop", "restart")
@@ -54,8 +60,14 @@ _PROGRAM: dict[str, Any] = {
         "args": {"type": "array", "items": {"type": "string"}},
         "logfile": {"type": "string", "nullable": True},
         "autostart": {"type": "boolean"},
+        "pending": {"type": "string", "nullable": True,
+                    "description": "the start, stop or restart asked for and not finished "
+                                   "yet (it runs to its end whatever happens to the request "
+                                   "that asked); null when none"},
     },
 }
+#: Seconds kept back from request-timeout to answer 202 before it would answer 503.
+_ANSWER_MARGIN = 0.25
 _NAME = Parameter("name", "the program's name in supervisor.conf")
 _NOT_FOUND = Response.error("no program of this name (programs lists the known ones)")
 OVERVIEW_DOC = RouteDoc(
@@ -79,10 +91,23 @@ CONTROL_DOC = RouteDoc(
                         {"type": "object", "properties": {
                             "program": _PROGRAM, "action": {"type": "string"},
                             "changed": {"type": "boolean"}}}),
+     202: Response.json("the action has begun and runs on (a stop waits up to the program's "
+                        "stop-timeout): watch the program's row at Location (and watch) "
+                        "until its pending is null",
+                        {"type": "object", "properties": {
+                            "program": _PROGRAM, "action": {"type": "string"},
+                            "watch": {"type": "string"}}}),
+     400: Response.error("wait is not a duration"),
      404: _NOT_FOUND,
      500: Response.error("the program could not be started (program shows its row)"),
      503: Response.error("the supervisor is stopping with the sidecar")},
-    parameters=(_NAME, Parameter("action", "start, stop or restart")), tags=("supervisor",))
+    description="The action runs to its end whatever happens to this request. The answer "
+                "waits for it up to wait (default: until request-timeout is near), then "
+                "is 202 with where to watch it.",
+    parameters=(_NAME, Parameter("action", "start, stop or restart"),
+                Parameter("wait", "longest wait for the action before answering 202, such as "
+                          "5s; 0: answer 202 at once", location="query")),
+    tags=("supervisor",))
 
 
 def register_routes(rest: HTTPHandlers, supervisor: Programs) -> None:
@@ -101,13 +126,25 @@ def register_routes(rest: HTTPHandlers, supervisor: Programs) -> None:
     async def control(request: web.Request) -> web.Response:
         name, action = request.match_info["name"], request.match_info["action"]
         try:
-            if action == "start":
-                changed = await supervisor.start_program(name)
-            elif action == "stop":
-                changed = await supervisor.stop_program(name)
-            else:
-                changed = await supervisor.restart_program(name)
+            wait = _wait(request)
+        except ValueError as exc:
+            return error_response(400, f"wait: {exc}")
+        try:
+            operation = supervisor.begin(name, action)
         except ProgramNotFoundError as exc:
+            return _not_found(exc)
+        except SupervisorError as exc:  # stopping with the sidecar
+            return error_response(503, str(exc))
+        # Waiting never cancels the operation: it is the supervisor's task, not ours.
+        done, _ = await asyncio.wait({operation}, timeout=wait)
+        if not done:
+            watch = f"/supervisor/programs/{quote(name, safe='')}"
+            return web.json_response(
+                {"program": supervisor.program_row(name), "action": action, "watch": watch},
+                status=202, headers={"Location": watch})
+        try:
+            changed = operation.result()
+        except ProgramNotFoundError as exc:  # removed by a reload before its turn came
             return _not_found(exc)
         except ProgramStartError as exc:
             return error_response(500, str(exc), program=supervisor.program_row(name))
@@ -123,6 +160,19 @@ def register_routes(rest: HTTPHandlers, supervisor: Programs) -> None:
                   doc=ONE_DOC)
     rest.register("POST", "/supervisor/programs/{name}/{action:start|stop|restart}", control,
                   admin=True, name="supervisor-program-control", doc=CONTROL_DOC)
+
+
+def _wait(request: web.Request) -> float | None:
+    """How long to wait for the action: ``?wait=``, and never past request-timeout (less
+    a margin to answer); None: until it is done."""
+    budget = time_left(request)
+    if budget is not None:
+        budget = max(budget - _ANSWER_MARGIN, 0.0)
+    text = request.query.get("wait")
+    if text is None:
+        return budget
+    wait = parse_duration(text)
+    return wait if budget is None else min(wait, budget)
 
 
 def _not_found(exc: ProgramNotFoundError) -> web.Response:

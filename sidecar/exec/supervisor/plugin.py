@@ -15,12 +15,12 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sidecar.agent.api import deps_among
-from sidecar.config import ConfigError, ConfigValueError
+from sidecar.config import ConfigError, ConfigFileError, ConfigValueError
 from sidecar.exec.processmanager import (
     Process,
     ProcessManager,
@@ -86,6 +86,7 @@ class SupervisorPlugin:
         self._runner = ProgramRunner(self._manager, self._hooks, statuscheck)
         self._budgets: list[StopBudget] = []
         self._lock = asyncio.Lock()
+        self._operations: set[asyncio.Task[bool]] = set()
         self._initialised = False
         self._closed = False
         self._path = Path(config_path) if config_path is not None else None
@@ -299,28 +300,79 @@ class SupervisorPlugin:
             raise SupervisorError("the supervisor is stopping")
         return self._runner.get(name)
 
+    def begin(self, name: str, action: str) -> asyncio.Task[bool]:
+        """Start ``action`` (start, stop or restart) on program ``name`` and return its task.
+
+        The operation is the supervisor's, not the caller's: once begun it runs to its
+        end (a stop can take the program's stop-timeout) whatever happens to whoever
+        asked, an HTTP request that timed out or a client that went away. Until then the
+        program's row says ``pending``. Raises ProgramNotFoundError or SupervisorError
+        (stopping) at once; the task's result is what the method of the same name returns.
+        """
+        works = {"start": self._start, "stop": self._stop, "restart": self._restart}
+        if action not in works:
+            raise ValueError(f"unknown action {action!r}; expected start, stop or restart")
+        program = self._program(name)
+        program.operations += 1
+        program.pending = action
+        task = asyncio.get_running_loop().create_task(
+            self._operate(name, program, works[action]), name=f"supervisor-{action}-{name}")
+        self._operations.add(task)
+        task.add_done_callback(self._operation_done)
+        return task
+
+    async def _operate(self, name: str, program: Program,
+                       work: Callable[[Program], Awaitable[bool]]) -> bool:
+        try:
+            async with self._lock:
+                current = self._program(name)
+                if current is not program:  # removed (or replaced) by a reload meanwhile
+                    raise ProgramNotFoundError(name, sorted(self._runner.programs))
+                return await work(program)
+        finally:
+            program.operations -= 1
+            if not program.operations:
+                program.pending = None
+            if self._runner.programs.get(name) is program:
+                self._runner.update_health(program)
+
+    def _operation_done(self, task: asyncio.Task[bool]) -> None:
+        self._operations.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()  # also retrieved when nobody waited for the result
+        if error is not None and not isinstance(error, SupervisorError):
+            log.error("%s failed: %s", task.get_name(), error, exc_info=error)
+
     async def start_program(self, name: str) -> bool:
         """Start it if it is not running; False if it was. ProgramStartError if it cannot."""
-        async with self._lock:
-            program = self._program(name)
-            if program.running and not program.stop_requested:
-                return False
-            error = await self._runner.start(program)
-            self._runner.flush()
-        if error is not None:
-            raise ProgramStartError(name, error)
-        return True
+        return await asyncio.shield(self.begin(name, "start"))
 
     async def stop_program(self, name: str) -> bool:
         """Stop it (stop signal, SIGKILL after its stop-timeout); False if it was not running."""
-        async with self._lock:
-            return await self._runner.stop(self._program(name))
+        return await asyncio.shield(self.begin(name, "stop"))
 
     async def restart_program(self, name: str) -> bool:
-        """Stop it if it runs, then start it. ProgramStartError if it cannot be started."""
-        async with self._lock:
-            await self._runner.restart(self._program(name))
-            return True
+        """Stop it if it runs, then start it. ProgramStartError if it cannot be started.
+
+        Cancelling the caller does not cancel the restart (see :meth:`begin`)."""
+        return await asyncio.shield(self.begin(name, "restart"))
+
+    async def _start(self, program: Program) -> bool:
+        if program.running and not program.stop_requested:
+            return False
+        error = await self._runner.start(program)
+        self._runner.flush()
+        if error is not None:
+            raise ProgramStartError(program.name, error)
+        return True
+
+    async def _stop(self, program: Program) -> bool:
+        return await self._runner.stop(program)
+
+    async def _restart(self, program: Program) -> bool:
+        await self._runner.restart(program)
+        return True
 
     # -- the watched file --------------------------------------------------------------------
     async def _file_changed(self, text: str) -> None:
@@ -329,6 +381,9 @@ class SupervisorPlugin:
             return  # already applied, or applied through the API before the file caught up
         with contextlib.suppress(ConfigError, SupervisorError):  # logged by reload_text
             await self.reload_text(text, str(self._path))
+
+    def _file_unreadable(self, reason: str) -> None:
+        self._rejected(str(self._path), ConfigFileError(self._path or Path(), reason))
 
     # -- lifecycle -----------------------------------------------------------------------
     async def init(self) -> None:
@@ -368,7 +423,7 @@ class SupervisorPlugin:
             self._statuscheck.report_state_change(self.name, PluginState.OK)
         if self._path is not None:
             self._watcher = ConfigWatcher(self._path, lambda: self.config.watch_interval,
-                                          self._file_changed)
+                                          self._file_changed, self._file_unreadable)
             if self.config.watch_interval > 0:
                 self._watcher.start(self._file_signature)
 
@@ -405,6 +460,8 @@ class SupervisorPlugin:
                     log.error("supervisor: stopping failed: %s", outcome)
         finally:
             # Also when cancelled: what still runs is killed by the process manager's close.
+            for operation in list(self._operations):  # queued behind the lock: moot now
+                operation.cancel()
             self._runner.clear()
             await self._hooks.close()
             if self._owns_manager:

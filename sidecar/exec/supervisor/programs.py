@@ -35,6 +35,10 @@ class Program:
         self.last_event = "initial"
         self.health_timer: asyncio.TimerHandle | None = None
         self.health_due = False
+        #: The start, stop or restart asked for last, while one is not finished yet.
+        self.pending: str | None = None
+        #: Operations asked for and not finished (they run one after the other).
+        self.operations = 0
 
     @property
     def name(self) -> str:
@@ -55,7 +59,8 @@ class Program:
             return STOPPING if self.stop_requested else process.state.value
         if self.start_error is not None:
             return FAILED
-        if process is None or process.never_started or self.stop_requested:
+        if process is None or process.never_started or self.stop_requested \
+                or process.stop_requested:
             return STOPPED
         if self.last_event == BACKOFF:
             return BACKOFF
@@ -69,8 +74,14 @@ class Program:
         process = self.process
         if process is None or process.never_started:
             return PluginState.OK, None
-        if self.stop_requested and not process.is_alive():
+        alive = process.is_alive()
+        if self.stop_requested and not alive:
             return PluginState.OK, None
+        if not alive and process.stop_requested and not self.operations:
+            # It should run (nobody stopped the program), its process was stopped, and no
+            # start or restart is on its way: never healthy, whatever the exit code says.
+            return PluginState.ERROR, ("not running: its process was stopped and not "
+                                       "started again")
         return process_health(process)
 
     def row(self) -> dict[str, Any]:
@@ -93,6 +104,7 @@ class Program:
             "args": list(self.config.executable_args),
             "logfile": self.config.logfile_path or None,
             "autostart": self.config.autostart,
+            "pending": self.pending,
         }
 
     def cancel_timer(self) -> None:

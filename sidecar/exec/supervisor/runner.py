@@ -146,6 +146,11 @@ class ProgramRunner:
         """Report every status check that is due now, so a call returns with them current."""
         self._health.flush(list(self.programs.values()))
 
+    def update_health(self, program: Program) -> None:
+        """Report ``program``'s status check now (an operation on it has ended)."""
+        self._health.soon(program)
+        self._health.update(program)
+
     def _start_failed(self, program: Program, reason: str) -> None:
         process = program.process
         log.error("program %s: cannot start %s: %s", program.name,

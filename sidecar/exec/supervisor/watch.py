@@ -35,25 +35,28 @@ def signature(path: Path) -> Signature | None:
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
-def read_text(path: Path) -> str | None:
+def read_bytes(path: Path) -> bytes | None:
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        return path.read_bytes()
+    except OSError:
         return None
 
 
 class ConfigWatcher:
-    """Calls ``on_text(text)`` when the file at ``path`` may have new content.
+    """Calls ``on_text(text)`` when the file at ``path`` may have new content, and
+    ``on_unreadable(reason)`` when it has content that is not UTF-8 text.
 
     ``interval()`` is asked before every wait, so a reloaded config can change
     it; 0 ends the watching.
     """
 
     def __init__(self, path: str | os.PathLike[str], interval: Callable[[], float],
-                 on_text: Callable[[str], Awaitable[None]]) -> None:
+                 on_text: Callable[[str], Awaitable[None]],
+                 on_unreadable: Callable[[str], None] | None = None) -> None:
         self.path = Path(path)
         self._interval = interval
         self._on_text = on_text
+        self._on_unreadable = on_unreadable
         self._last: Signature | None = None
         self._missing = False
         self._task: asyncio.Task[None] | None = None
@@ -86,10 +89,17 @@ class ConfigWatcher:
             log.info("%s is back", self.path)
         if current == self._last:
             return False
-        text = await asyncio.to_thread(read_text, self.path)
-        if text is None:  # gone again between stat and read: next time
+        data = await asyncio.to_thread(read_bytes, self.path)
+        if data is None:  # gone again between stat and read: next time
             return False
         self._last = current
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:  # a rejection like any other, once per change
+            if self._on_unreadable is not None:
+                self._on_unreadable(f"not UTF-8 text (byte 0x{data[exc.start]:02x} at "
+                                    f"offset {exc.start})")
+            return False
         await self._on_text(text)
         return True
 

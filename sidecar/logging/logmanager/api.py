@@ -6,6 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 ROOT = "root"
+#: The longest ttl of a temporary level: a week (168h). A level meant to stay is set
+#: without one (or in logs.conf).
+MAX_TTL = 7 * 24 * 3600.0
 
 #: Called after every change with the logger's name, its new level and why
 #: (``set``, ``reset``, ``expired``).

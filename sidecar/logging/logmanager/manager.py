@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sidecar.config.duration import format_duration
 from sidecar.logging.levels import level_name, parse_level
 
-from .api import ROOT, ChangeListener, LoggerLevel
+from .api import MAX_TTL, ROOT, ChangeListener, LoggerLevel
 from .config import LogsConfig
 from .errors import UnknownLoggerError
 
@@ -89,8 +89,9 @@ class LevelManager:
         """
         numeric = parse_level(level) if isinstance(level, str) else level
         logger = self._known(name)
-        if ttl is not None and ttl <= 0:
-            raise ValueError(f"ttl must be greater than zero, got {ttl:g}s")
+        if ttl is not None and not 0 < ttl <= MAX_TTL:  # NaN fails this too
+            raise ValueError(f"ttl must be greater than zero and at most "
+                             f"{format_duration(MAX_TTL)}, got {ttl!r}s")
         previous = self._temporary.pop(name, None)
         if previous is not None:
             previous.handle.cancel()

@@ -12,10 +12,11 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
 from sidecar.agent.api import deps_among
-from sidecar.config import parse_duration
+from sidecar.config import format_duration, parse_duration
 from sidecar.logging.levels import LEVELS, InvalidLevelError, level_name
 from sidecar.rest.api import HTTPHandlers, Parameter, Response, RouteDoc, error_response
 
+from .api import MAX_TTL
 from .config import CN_INFRA_HOOKS, LogsConfig
 from .errors import UnknownLoggerError
 from .manager import LevelManager
@@ -46,7 +47,8 @@ SET_DOC = RouteDoc(
     parameters=(_LOGGER,
                 Parameter("level", "trace, debug, info, warn/warning, error, fatal or panic"),
                 Parameter("ttl", "revert to the configured level after this long "
-                                 "(500ms, 5s, 15m, or seconds)", location="query")),
+                                 "(500ms, 5s, 15m, or seconds; at most 168h)",
+                          location="query")),
     tags=("log",))
 RESET_DOC = RouteDoc(
     "Return a logger to its logs.conf level (or to inheriting)",
@@ -93,8 +95,9 @@ class LogManagerPlugin:
                 ttl = parse_duration(ttl_text)
             except ValueError as exc:
                 return error_response(400, f"ttl: {exc}")
-            if ttl <= 0:
-                return error_response(400, f"ttl: must be greater than zero, got {ttl_text!r}")
+            if not 0 < ttl <= MAX_TTL:
+                return error_response(400, f"ttl: must be greater than zero and at most "
+                                           f"{format_duration(MAX_TTL)}, got {ttl_text!r}")
         try:
             row = self.levels.set(name, request.match_info["level"], ttl)
         except InvalidLevelError as exc:
@@ -114,7 +117,7 @@ class LogManagerPlugin:
     async def init(self) -> None:
         self.levels.apply()
         self._rest.register("GET", "/log/list", self.list_loggers, name="log-list",
-                            doc=LIST_DOC)
+                            doc=LIST_DOC, expensive=True)
         self._rest.register("PUT", "/log/{logger:.+}/{level:[^/]+}", self.set_level,
                             admin=True, name="log-set", doc=SET_DOC)
         self._rest.register("DELETE", "/log/{logger:.+}", self.reset_level,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -367,3 +370,63 @@ async def test_a_failed_init_leaves_nothing_running() -> None:
         # (the autouse fixture fails a test that leaves tasks).
         assert manager.get_process("other") is None
         await supervisor.close()
+
+
+async def test_an_operation_runs_to_its_end_when_its_caller_gives_up(
+        make_supervisor: MakeSupervisor, statuscheck: StatusCheck, tmp_path: Path) -> None:
+    """A restart cancelled half-way (an HTTP request past request-timeout) used to leave
+    the program killed and never started again, healthy, with restarts: -1 not applied."""
+    ready = tmp_path / "ready"
+    supervisor = await make_supervisor(f"""
+programs:
+  - name: stubborn
+    executable-path: /bin/sh
+    executable-args: ["-c", "trap '' TERM; touch {ready}; while true; do sleep 0.1; done"]
+    stop-timeout: 1s
+    restarts: -1
+""")
+    await until(ready.exists, 5, what="the trap set")
+    first = supervisor.program_row("stubborn")["pid"]
+    caller = asyncio.create_task(supervisor.restart_program("stubborn"))
+    await until(lambda: supervisor.program_row("stubborn")["pending"] == "restart", 5,
+                what="the restart pending")
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert supervisor.program_row("stubborn")["pending"] == "restart"  # it runs on
+    await until(lambda: supervisor.program_row("stubborn")["pending"] is None, 10,
+                what="the restart finished")
+    row = supervisor.program_row("stubborn")
+    assert row["running"] and row["pid"] not in (None, first) and row["healthy"], row
+    assert not alive(first)
+    # restarts: -1 still applies to what the restart started.
+    second = row["pid"]
+    os.kill(second, signal.SIGKILL)
+    await until(lambda: supervisor.program_row("stubborn")["pid"] not in (None, second), 10,
+                what="the automatic restart")
+    assert supervisor.program_row("stubborn")["restarts"] == 1
+
+
+async def test_a_program_stopped_behind_the_supervisors_back_is_never_healthy(
+        make_supervisor: MakeSupervisor, statuscheck: StatusCheck) -> None:
+    supervisor = await make_supervisor(f"""
+programs:
+  - name: web
+    executable-path: {SLEEPER}
+    executable-args: ["60"]
+    restarts: -1
+""")
+    process = supervisor.get_program("web")
+    assert process is not None
+    await process.stop_and_wait()  # the process manager's stop, not the supervisor's
+
+    def down() -> bool:
+        status = statuscheck.plugin_status("program:web")
+        return status is not None and status.state is PluginState.ERROR
+
+    await until(down, 5, what="program:web ERROR")
+    row = supervisor.program_row("web")
+    assert not row["running"] and not row["healthy"]
+    assert row["error"] == "not running: its process was stopped and not started again"
+    assert await supervisor.start_program("web") is True
+    assert supervisor.program_row("web")["healthy"]
