@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import os
 import random
@@ -303,8 +302,10 @@ class Operator:
 
 
 def _replace(raw: dict[str, Any], mutated: Mapping[str, Any]) -> None:
-    raw["metadata"] = copy.deepcopy(mutated["metadata"])
-    raw["spec"] = copy.deepcopy(mutated["spec"])
+    # kopf diffs ``raw`` (its own copy of the request's pod) against the request into the
+    # JSON patch; the mutated copy is this request's alone, so it is not copied again.
+    raw["metadata"] = mutated["metadata"]
+    raw["spec"] = mutated["spec"]
 
 
 def webhook_server(kopf_: Any, config: OperatorConfig, tls: ServingTls) -> Any:
