@@ -147,3 +147,28 @@ def test_the_secret_round_trips_and_a_partial_one_is_named() -> None:
     with pytest.raises(ValueError, match=r"the Secret has no ca\.key, tls\.key"):
         Material.from_secret({"data": {k: v for k, v in material.data().items()
                                        if k in ("ca.crt", "tls.crt")}})
+
+
+# -- the command -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("conf", "message"), [
+    (None, "operator.conf: tls.hosts: mode self-signed needs the names"),
+    ({"webhok": {}}, "webhok: unknown key (did you mean 'webhook'?)"),
+    ({"tls": {"mode": "self-signd"}}, "tls.mode: expected one of self-signed, files"),
+    ({"tls": {"mode": "files"}}, "tls: mode files needs cert-file and key-file"),
+    ({"spec": "/nonexistent/spec.yaml", "tls": {"hosts": ["h"]}},
+     "/nonexistent/spec.yaml: No such file or directory"),
+])
+def test_a_bad_config_stops_the_operator_naming_the_key(
+        conf: dict[str, Any] | None, message: str, tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "sidecar", "operator"]
+    if conf is not None:
+        path = tmp_path / "operator.conf"
+        path.write_text(json.dumps(conf))
+        args += ["--config", str(path)]
+    res = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 2
+    assert message in res.stderr, res.stderr
