@@ -48,6 +48,7 @@ log = logging.getLogger("sidecar.operator")
 #: The webhooks of the MutatingWebhookConfiguration, by the URL path kopf serves them at.
 WEBHOOKS = {"inject-namespace": True, "inject-pod": False}
 _MAX_PRIORITY = 2**31 - 1
+_VERSION_INTERVAL = 600.0
 
 
 class Operator:
@@ -89,6 +90,7 @@ class Operator:
             find_credentials, K8sConfig(kubeconfig=self.config.kubeconfig), self._env)
         self.api = ApiClient(self.credentials, self.config.request_timeout)
         await self._read_version()
+        self._tasks.append(spawn(self._follow_version(), "operator-version"))
         await self._start_tls()
         self.keeper = NamespaceKeeper(self.spec, self.api, self.namespace)
         self.fleet = PodFleet(self.api)
@@ -109,6 +111,17 @@ class Operator:
             self.kube_version = text
         except (ApiError, ValueError) as exc:
             log.warning("cannot read the API server's version (%s): assuming >= 1.29", exc)
+
+    async def _follow_version(self) -> None:
+        """Read the version again now and then: an upgrade of the control plane to 1.29
+        makes new pods' sidecars native without a restart of the operator."""
+        while True:
+            await asyncio.sleep(_VERSION_INTERVAL)
+            before = self.kube_version
+            await self._read_version()
+            if self.kube_version != before:
+                log.info("the API server is now Kubernetes %s: %s sidecars", self.kube_version,
+                         "native" if self.native() else "classic")
 
     async def _start_tls(self) -> None:
         tls = self.config.tls
