@@ -52,9 +52,6 @@ class TlsConfig:
     def __post_init__(self) -> None:
         if self.mode == "files" and not (self.cert_file and self.key_file):
             raise ValueError("mode files needs cert-file and key-file")
-        if self.mode == "self-signed" and not self.hosts:
-            raise ValueError("mode self-signed needs hosts: the names the API server calls "
-                             "the webhook by (its Service's DNS names)")
         if self.validity <= 0 or self.ca_validity < self.validity:
             raise ValueError("validity must be positive and no longer than ca-validity")
 
@@ -83,3 +80,10 @@ class OperatorConfig:
     peering: PeeringConfig = field(default_factory=PeeringConfig)
     #: Deadline of each API request the operator makes itself.
     request_timeout: Annotated[float, DURATION] = 10.0
+
+    def __post_init__(self) -> None:
+        # Here rather than in TlsConfig: the default TlsConfig (no tls key) has no hosts
+        # either, and the message must name the key whatever the file says.
+        if self.tls.mode == "self-signed" and not self.tls.hosts:
+            raise ValueError("tls.hosts: mode self-signed needs the names the API server "
+                             "calls the webhook by (its Service's DNS names, or an address)")

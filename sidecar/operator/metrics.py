@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from .uninjected import UninjectedPods
-from .webhook import RESULTS, Injector
+from .webhook import DURATION_BUCKETS, RESULTS, Injector
 
 
 class OperatorCollector(Collector):
@@ -22,7 +27,7 @@ class OperatorCollector(Collector):
         return list(self._families())
 
     def collect(self) -> Iterable[Metric]:
-        admissions, missing, events, renewals = families = self._families()
+        admissions, missing, events, renewals, durations = families = self._families()
         webhooks = sorted({webhook for webhook, _ in self._injector.results})
         for webhook in webhooks:
             for result in RESULTS:
@@ -32,11 +37,17 @@ class OperatorCollector(Collector):
             missing.add_metric([namespace], count)
         events.add_metric([], self._uninjected.events_posted)
         renewals.add_metric([], self._renewals())
+        counts = self._injector.durations
+        cumulative, buckets = 0, []
+        for bound, count in zip((*DURATION_BUCKETS, float("inf")), counts, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        durations.add_metric([], buckets, self._injector.seconds)
         return list(families)
 
     @staticmethod
     def _families() -> tuple[CounterMetricFamily, GaugeMetricFamily, CounterMetricFamily,
-                             CounterMetricFamily]:
+                             CounterMetricFamily, HistogramMetricFamily]:
         return (
             CounterMetricFamily("sidecar_operator_admissions",
                                 "Pods reviewed by the injection webhook, by webhook and "
@@ -51,4 +62,7 @@ class OperatorCollector(Collector):
             CounterMetricFamily("sidecar_operator_certificate_loads",
                                 "Serving certificates loaded by the webhook (the first "
                                 "included)."),
+            HistogramMetricFamily("sidecar_operator_admission_duration_seconds",
+                                  "Time the operator spends on one review (its decision and "
+                                  "mutation; not the network, not kopf's dispatch)."),
         )

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import os
 import random
@@ -49,6 +48,7 @@ log = logging.getLogger("sidecar.operator")
 #: The webhooks of the MutatingWebhookConfiguration, by the URL path kopf serves them at.
 WEBHOOKS = {"inject-namespace": True, "inject-pod": False}
 _MAX_PRIORITY = 2**31 - 1
+_VERSION_INTERVAL = 600.0
 
 
 class Operator:
@@ -90,6 +90,7 @@ class Operator:
             find_credentials, K8sConfig(kubeconfig=self.config.kubeconfig), self._env)
         self.api = ApiClient(self.credentials, self.config.request_timeout)
         await self._read_version()
+        self._tasks.append(spawn(self._follow_version(), "operator-version"))
         await self._start_tls()
         self.keeper = NamespaceKeeper(self.spec, self.api, self.namespace)
         self.fleet = PodFleet(self.api)
@@ -110,6 +111,17 @@ class Operator:
             self.kube_version = text
         except (ApiError, ValueError) as exc:
             log.warning("cannot read the API server's version (%s): assuming >= 1.29", exc)
+
+    async def _follow_version(self) -> None:
+        """Read the version again now and then: an upgrade of the control plane to 1.29
+        makes new pods' sidecars native without a restart of the operator."""
+        while True:
+            await asyncio.sleep(_VERSION_INTERVAL)
+            before = self.kube_version
+            await self._read_version()
+            if self.kube_version != before:
+                log.info("the API server is now Kubernetes %s: %s sidecars", self.kube_version,
+                         "native" if self.native() else "classic")
 
     async def _start_tls(self) -> None:
         tls = self.config.tls
@@ -303,8 +315,10 @@ class Operator:
 
 
 def _replace(raw: dict[str, Any], mutated: Mapping[str, Any]) -> None:
-    raw["metadata"] = copy.deepcopy(mutated["metadata"])
-    raw["spec"] = copy.deepcopy(mutated["spec"])
+    # kopf diffs ``raw`` (its own copy of the request's pod) against the request into the
+    # JSON patch; the mutated copy is this request's alone, so it is not copied again.
+    raw["metadata"] = mutated["metadata"]
+    raw["spec"] = mutated["spec"]
 
 
 def webhook_server(kopf_: Any, config: OperatorConfig, tls: ServingTls) -> Any:

@@ -159,5 +159,6 @@ def test_packaged_default_spec_is_the_operator_charts_rendering() -> None:
 def test_the_operators_role_is_the_sidecar_charts_role() -> None:
     """The Role the operator keeps for injected pods has the chart's rules."""
     spec, _ = rendered_spec()
-    role = find(helm_template(chart=CHART_DIR, namespace="x"), "Role")
+    role = find(helm_template({"fullnameOverride": "cninfra-sidecar"}, chart=CHART_DIR,
+                              namespace="x"), "Role")
     assert spec.role_rules == role["rules"]

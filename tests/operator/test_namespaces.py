@@ -71,12 +71,12 @@ def subjects(api: KubeApiServer, ns: str) -> list[str] | None:
 
 
 def can(api: KubeApiServer, user: str, ns: str, verb: str, resource: str,
-        subresource: str = "") -> bool:
+        subresource: str = "", name: str = "") -> bool:
     status, review = api.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", {
         "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
         "spec": {"user": user, "groups": ["system:serviceaccounts", "system:authenticated"],
                  "resourceAttributes": {"namespace": ns, "verb": verb, "resource": resource,
-                                        "subresource": subresource}}})
+                                        "subresource": subresource, "name": name}}})
     assert status == 201, review
     return bool(review["status"].get("allowed"))
 
@@ -111,9 +111,12 @@ def test_rbac_and_configmaps_follow_the_injected_pods(
     for account in ("billing", "default"):
         user = f"system:serviceaccount:{ns}:{account}"
         assert can(api, user, ns, "get", "pods") and can(api, user, ns, "patch", "pods", "status")
-        assert can(api, user, ns, "watch", "configmaps") and can(api, user, ns, "create", "events")
+        assert can(api, user, ns, "watch", "configmaps", name=PROGRAMS)
+        assert can(api, user, ns, "create", "events")
+        assert not can(api, user, ns, "get", "configmaps", name="someone-elses")
         assert not can(api, user, ns, "get", "secrets")
         assert not can(api, user, ns, "delete", "pods")
+        assert not can(api, user, ns, "patch", "pods")  # the status subresource only
         assert not can(api, user, "default", "get", "pods")
 
     # An edit of the source reaches the copy (and so the running sidecars' supervisor).
@@ -191,3 +194,23 @@ def test_what_a_stopped_operator_left_is_cleaned_up_when_it_is_back(
     wait_until(lambda: subjects(api, ns) is None
                and get(api, f"{RBAC}/{ns}/roles/{NAME}") is None, 20,
                "the leftover RoleBinding and Role removed")
+
+
+def test_a_pod_watching_its_own_programs_configmap_may_read_it(
+        api: KubeApiServer, operator: OperatorProcess) -> None:
+    """The chart's Role names the one ConfigMap the sidecar watches; a pod annotated
+    cninfra.io/programs-configmap watches another, and the Role names that one too."""
+    ns = namespace(api, "own-programs")
+    pod = app_pod("p", {**INJECT, keys.PROGRAMS_CONFIGMAP: "billing-programs"})
+    created(api, ns, pod)
+
+    def names() -> list[str] | None:
+        role = get(api, f"{RBAC}/{ns}/roles/{NAME}")
+        rule = next((r for r in (role or {}).get("rules", ()) if "configmaps" in r["resources"]),
+                    None)
+        return None if rule is None else list(rule["resourceNames"])
+
+    wait_until(lambda: names() == sorted([PROGRAMS, "billing-programs"]), 15,
+               "the Role naming both ConfigMaps")
+    user = f"system:serviceaccount:{ns}:default"
+    assert can(api, user, ns, "watch", "configmaps", name="billing-programs")

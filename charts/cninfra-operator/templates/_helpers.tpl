@@ -59,12 +59,19 @@ The Role the operator keeps in each namespace with injected pods: the same
 rules as the cninfra-sidecar chart's Role (a test keeps them equal).
 */}}
 {{- define "cninfra-operator.sidecarRoleRules" -}}
+{{- $sidecar := index .Subcharts "cninfra-sidecar" -}}
 - apiGroups: [""]
-  resources: ["pods", "pods/status"]
-  verbs: ["get", "patch"]
+  resources: ["pods"]
+  verbs: ["get"]
+- apiGroups: [""]
+  resources: ["pods/status"]
+  verbs: ["patch"]
+{{- with include "cninfra-sidecar.watchedConfigMap" $sidecar }}
 - apiGroups: [""]
   resources: ["configmaps"]
+  resourceNames: [{{ . | quote }}]
   verbs: ["get", "list", "watch"]
+{{- end }}
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
