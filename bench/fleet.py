@@ -10,11 +10,17 @@ publish intervals (every agent refreshes exactly once per interval in a window):
 raft entries are ``etcd_server_proposals_committed_total``. Flapping: 1 % of the
 agents flip one plugin between ERROR and OK every ``--flap-period``. /fleet: a
 real ``sidecar run`` with fleet.conf follows the same etcd; the time from an
-agent's ``report_state_change`` to ``GET /fleet/<label>`` showing it.
+agent's ``report_state_change`` to ``GET /fleet/<label>`` showing it. Cluster:
+the same agents against a 3-member etcd cluster (each lists every member, a
+third of them each member first): the steady state again (etcd CPU summed over
+the members), then the leader killed ``--leader-changes`` times (started again
+in between): how long until a new leader, how long each agent whose status
+write fell into the change waited from that write to its next one that etcd
+took (the stall), and how many agents reported their etcd plugin ERROR.
 
     python -m bench.fleet [--agents 1000] [--workers 4] [--publish-interval 10]
                           [--window-intervals 3] [--windows 3] [--flap-period 1]
-                          [--changes 30]
+                          [--changes 30] [--cluster-windows 1] [--leader-changes 3]
 
 The publish interval is the product default (10 s); a shorter one would only
 shorten the run, and the per-interval figures do not depend on it.
@@ -57,7 +63,7 @@ PLUGINS = ("app", "kafka", "process-manager")
 FLAPPER = PLUGINS[0]
 #: Quick runs (`python -m bench --quick`): fewer agents and shorter windows.
 QUICK_ARGS = ["--agents", "200", "--workers", "2", "--window-intervals", "1", "--windows", "1",
-              "--changes", "10"]
+              "--changes", "10", "--leader-changes", "1"]
 #: One run for the report: the run repeats its measurement windows itself.
 RUNS = 1
 
@@ -68,10 +74,41 @@ def label_of(index: int) -> str:
 
 # -- the worker process: many agents in one event loop --------------------------------------
 
+class TimedWriter:
+    """The etcd plugin as the publisher sees it (a LeasedWriter), noting when each of
+    its status writes began and ended and whether etcd took it."""
+
+    def __init__(self, etcd: Any) -> None:
+        self._etcd = etcd
+        #: (began, ended, ok), Unix seconds.
+        self.writes: list[tuple[float, float, bool]] = []
+
+    async def commit(self, puts: Any, deletes: Any = ()) -> None:
+        began = time.time()
+        try:
+            await self._etcd.commit(puts, deletes)
+        except BaseException:
+            self.writes.append((began, time.time(), False))
+            raise
+        self.writes.append((began, time.time(), True))
+
+    def add_session_listener(self, callback: Any) -> None:
+        self._etcd.add_session_listener(callback)
+
+    def stall_since(self, since: float) -> float | None:
+        """From this agent's first write at or after ``since`` to the end of its first
+        write after that which etcd took (None: no write in that time)."""
+        first = next((w for w in self.writes if w[0] >= since), None)
+        if first is None:
+            return None
+        done = next((w for w in self.writes if w[0] >= first[0] and w[2]), None)
+        return None if done is None else done[1] - first[0]
+
+
 class SimAgent:
     """One sidecar's status path, built from the product's own plugins."""
 
-    def __init__(self, index: int, endpoint: str, interval: float) -> None:
+    def __init__(self, index: int, endpoints: list[str], interval: float) -> None:
         from sidecar.agent import Agent
         from sidecar.health.statuscheck import (
             StatusCheck,
@@ -84,12 +121,32 @@ class SimAgent:
         self.label = label_of(index)
         self.statuscheck = StatusCheck(StatusCheckConfig(publish_interval=interval))
         servicelabel = ServiceLabelPlugin(self.label)
-        self.etcd = EtcdPlugin(EtcdConfig(endpoints=[endpoint]), self.statuscheck)
-        self.publisher = StatusPublisher(self.statuscheck, self.etcd, servicelabel.agent_prefix)
+        # Each lists every member, a different one first: the fleet spreads over them.
+        first = index % len(endpoints)
+        self.etcd = EtcdPlugin(EtcdConfig(endpoints=[*endpoints[first:], *endpoints[:first]]),
+                               self.statuscheck)
+        self.writer = TimedWriter(self.etcd)
+        self.publisher = StatusPublisher(self.statuscheck, self.writer, servicelabel.agent_prefix)
         self.agent = Agent(servicelabel, self.statuscheck, self.etcd, self.publisher)
         self.agent.on_started(self.statuscheck.mark_started)
         self.flapping: asyncio.Task[None] | None = None
         self.flips = 0
+        #: When the etcd plugin turned ERROR (Unix seconds).
+        self.etcd_errors: list[float] = []
+        self._etcd_error = False
+        self.statuscheck.add_listener(self._changed)
+
+    def _changed(self) -> None:
+        from sidecar.health.statuscheck import PluginState
+
+        status = self.statuscheck.plugin_status("etcd")
+        error = status is not None and status.state is PluginState.ERROR
+        if error and not self._etcd_error:
+            self.etcd_errors.append(time.time())
+        self._etcd_error = error
+
+    def saw_error_since(self, since: float) -> bool:
+        return any(t >= since for t in self.etcd_errors)
 
     async def start(self) -> None:
         from sidecar.health.statuscheck import PluginState
@@ -120,10 +177,10 @@ class SimAgent:
             await asyncio.sleep(period)
 
 
-def worker_main(conn: multiprocessing.connection.Connection, endpoint: str, first: int,
+def worker_main(conn: multiprocessing.connection.Connection, endpoints: list[str], first: int,
                 count: int, interval: float, total: int, start_at: float) -> None:
     logging.basicConfig(level=logging.CRITICAL)
-    asyncio.run(_worker(conn, endpoint, first, count, interval, total, start_at))
+    asyncio.run(_worker(conn, endpoints, first, count, interval, total, start_at))
 
 
 async def _start_at(agent: SimAgent, at: float) -> None:
@@ -131,9 +188,9 @@ async def _start_at(agent: SimAgent, at: float) -> None:
     await agent.start()
 
 
-async def _worker(conn: multiprocessing.connection.Connection, endpoint: str, first: int,
+async def _worker(conn: multiprocessing.connection.Connection, endpoints: list[str], first: int,
                   count: int, interval: float, total: int, start_at: float) -> None:
-    agents = {first + i: SimAgent(first + i, endpoint, interval) for i in range(count)}
+    agents = {first + i: SimAgent(first + i, endpoints, interval) for i in range(count)}
     ordered = list(agents.values())
     # Starts spread evenly over one publish interval, as pods of a real fleet start at
     # unrelated times: the refreshes are then spread too, not one burst per interval.
@@ -168,6 +225,14 @@ async def _worker(conn: multiprocessing.connection.Connection, endpoint: str, fi
             elif command == "set":
                 index, error = args
                 conn.send(("ok", agents[index].set_state(error)))
+            elif command == "since":  # what a fault starting at args[0] did to the agents
+                since = args[0]
+                stalls = [s for a in ordered
+                          if (s := a.writer.stall_since(since)) is not None]
+                errors = sum(a.saw_error_since(since) for a in ordered)
+                unfinished = sum(1 for a in ordered if a.writer.stall_since(since) is None
+                                 and any(w[0] >= since for w in a.writer.writes))
+                conn.send(("ok", stalls, errors, unfinished))
             elif command == "stop":
                 break
     finally:
@@ -225,7 +290,24 @@ def measure_window(server: Any, seconds: float) -> dict[str, float]:
     return {key: after[key] - before[key] for key in COUNTERS}
 
 
-def start_workers(endpoint: str, agents: int, workers: int, interval: float) -> list[Worker]:
+class Members:
+    """A 3-member cluster seen as one server by ``measure_window``: its counters are
+    the leader's (every member commits every entry; the WAL and puts likewise), except
+    CPU, summed over the members."""
+
+    def __init__(self, cluster: Any) -> None:
+        self.cluster = cluster
+
+    def metrics(self) -> str:
+        leader = self.cluster.leader()
+        text = leader.metrics()
+        cpu = sum(etcd_counters(m.metrics())["cpu"] for m in self.cluster.members)
+        return re.sub(r"^process_cpu_seconds_total .*$", f"process_cpu_seconds_total {cpu}",
+                      text, flags=re.M)
+
+
+def start_workers(endpoints: list[str], agents: int, workers: int,
+                  interval: float) -> list[Worker]:
     context = multiprocessing.get_context("spawn")  # grpc must not be forked
     started = []
     per = -(-agents // workers)
@@ -234,7 +316,7 @@ def start_workers(endpoint: str, agents: int, workers: int, interval: float) -> 
         count = min(per, agents - first)
         parent, child = context.Pipe()
         process = context.Process(target=worker_main, args=(
-            child, endpoint, first, count, interval, agents, start_at), daemon=True)
+            child, endpoints, first, count, interval, agents, start_at), daemon=True)
         process.start()
         started.append(Worker(process, parent, first, count))
     for worker in started:
@@ -308,6 +390,73 @@ def flapping(server: Any, workers: list[Worker], agents: int, interval: float,
     finally:
         for worker in workers:
             worker.call("unflap")
+
+
+def cluster_steady(cluster: Any, agents: int, interval: float,
+                   args: argparse.Namespace) -> None:
+    window = interval * args.window_intervals
+    members = Members(cluster)
+    for _ in range(args.cluster_windows):
+        delta = measure_window(members, window)
+        report("3-member cluster: raft entries per agent per publish interval",
+               delta["entries"] / window / agents * interval, "entries", "target <= 1.05")
+        report(f"3-member cluster: raft entries per second, {agents:,} agents",
+               delta["entries"] / window, "entries/s", higher_is_better=False)
+        report(f"3-member cluster: etcd CPU, 3 members together, {agents:,} agents",
+               delta["cpu"] / window * 100, "% core")
+        report("3-member cluster: etcd WAL bytes per agent per second (each member)",
+               delta["wal_bytes"] / window / agents, "bytes")
+
+
+def leader_change(cluster: Any, workers: list[Worker], agents: int, interval: float) -> None:
+    """Kill the leader; figures on the election and on the agents; start it again."""
+    leader = cluster.leader()
+    killed = time.time()
+    began = time.monotonic()
+    cluster.kill(leader)
+    cluster.leader(timeout=30)
+    report("leader change: until a new leader", (time.monotonic() - began) * 1000, "ms")
+    # Every agent writes once a publish interval: after two, each that wrote across the
+    # change has been through it.
+    time.sleep(interval * 2)
+    stalls: list[float] = []
+    errors = unfinished = 0
+    for worker in workers:
+        _, worker_stalls, worker_errors, worker_unfinished = worker.call("since", killed)
+        stalls += worker_stalls
+        errors += worker_errors
+        unfinished += worker_unfinished
+    # The agents whose write fell into the election (those that wrote later were not
+    # held up): the stall is how long from that write to its next that etcd took.
+    early = [s for s in sorted(stalls) if s > 0.2]
+    report("leader change: agents whose status write waited > 200 ms", len(early), "agents",
+           higher_is_better=False)
+    if early:
+        report("leader change: status write stall of those, p50", percentile(early, 50)
+               * 1000, "ms")
+        report("leader change: status write stall, longest", early[-1] * 1000, "ms")
+    report(f"leader change: agents that reported etcd ERROR (of {agents:,})", errors, "agents",
+           higher_is_better=False)
+    report("leader change: agents with a write not taken two intervals later", unfinished,
+           "agents", "target <= 0")
+    cluster.start_member(leader)
+
+
+def cluster_phase(agents: int, args: argparse.Namespace) -> None:
+    from tests.servers.etcd_cluster import EtcdCluster
+
+    interval = args.publish_interval
+    with EtcdCluster() as cluster:
+        workers: list[Worker] = []
+        try:
+            workers = start_workers(cluster.endpoints, agents, args.workers, interval)
+            time.sleep(interval)
+            cluster_steady(cluster, agents, interval, args)
+            for _ in range(args.leader_changes):
+                leader_change(cluster, workers, agents, interval)
+                time.sleep(interval)  # the restarted member catches up
+        finally:
+            stop_workers(workers)
 
 
 def http_get(conn: http.client.HTTPConnection, path: str) -> tuple[int, Any]:
@@ -400,6 +549,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--flap-period", type=float, default=1.0,
                         help="seconds between two state changes of a flapping agent")
     parser.add_argument("--changes", type=int, default=30, help="changes timed through /fleet")
+    parser.add_argument("--cluster-windows", type=int, default=1,
+                        help="steady-state windows against the 3-member cluster")
+    parser.add_argument("--leader-changes", type=int, default=3,
+                        help="times the cluster's leader is killed (0: no cluster phase)")
     args = parser.parse_args(argv)
     logging.getLogger("sidecar").setLevel(logging.CRITICAL)
 
@@ -410,7 +563,7 @@ def main(argv: list[str] | None = None) -> None:
     server = EtcdServer().start()
     workers: list[Worker] = []
     try:
-        workers = start_workers(server.endpoint, args.agents, args.workers,
+        workers = start_workers([server.endpoint], args.agents, args.workers,
                                 args.publish_interval)
         time.sleep(args.publish_interval)  # the start-up writes (leases, first puts) settle
         baseline = steady(server, args.agents, args.publish_interval, args)
@@ -419,6 +572,9 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         stop_workers(workers)
         server.close()
+    if args.leader_changes > 0:
+        print(f"the same {args.agents:,} agents against a 3-member etcd cluster")
+        cluster_phase(args.agents, args)
 
 
 def figures(argv: list[str] | None = None) -> list[Figure]:
@@ -504,7 +660,50 @@ def report_section(medians: dict[str, float]) -> str:
                      f"{rate:,.0f} entries/s, about {fleet_cpu * scale:.0f} % for 10,000 "
                      "pods. Serve the fleet view from a few sidecars, never from every pod "
                      "(every pod watching every pod is N² traffic).")
+    lines += _cluster_lines(find, cpu, scale, agents)
     return "\n".join(lines)
+
+
+def _cluster_lines(find: Any, single_cpu: float | None, scale: float, agents: str) -> list[str]:
+    """The 3-member cluster's part of the section (empty when it was not measured)."""
+    per_interval = find("3-member cluster: raft entries per agent per publish interval")
+    cpu = find("3-member cluster: etcd CPU")
+    if per_interval is None or cpu is None:
+        return []
+    lines = [
+        "",
+        "### Against a 3-member etcd cluster",
+        "",
+        f"- **Steady state**: the same {agents} write {per_interval:.2f} raft entries per "
+        "agent per publish interval (replication adds no entry; each member writes every "
+        f"entry to its own WAL). The three members together used {cpu:.1f} % of a core"
+        + (f", {cpu / single_cpu:.1f} times the single etcd's" if single_cpu else "")
+        + f"; in proportion {cpu * scale:.0f} % of a core for 10,000 pods, spread over "
+        "three machines in production.",
+    ]
+    election = find("leader change: until a new leader")
+    waited = find("leader change: agents whose status write waited")
+    stall = find("leader change: status write stall of those, p50")
+    longest = find("leader change: status write stall, longest")
+    errors = find("leader change: agents that reported etcd ERROR")
+    if election is not None and waited is not None:
+        text = (f"- **A leader change** (the leader killed): a new leader after "
+                f"{election:,.0f} ms. {waited:,.0f} agents had a status write that waited "
+                "more than 200 ms")
+        if stall is not None and longest is not None:
+            text += (f" (median {stall:,.0f} ms, at most {longest:,.0f} ms: a write a "
+                     "follower had passed to the dying leader is lost with it and times "
+                     "out after `operation-timeout`, 3 s, before the publisher writes "
+                     "again)")
+        if errors is not None:
+            text += (f"; {errors:,.0f} reported their etcd plugin ERROR (a sidecar whose "
+                     "member dies moves to the next one before it reports anything)")
+        unfinished = find("leader change: agents with a write not taken")
+        if unfinished == 0:
+            text += ("; every agent's writes were taken again within two publish intervals "
+                     "(tests/faults/test_etcd_cluster.py checks that no key or lease is lost)")
+        lines.append(text + ".")
+    return lines
 
 if __name__ == "__main__":
     main()

@@ -18,6 +18,8 @@ from tests.sidecar_proc import SidecarProcess
 LEASE_TTL = 5.0
 OPERATION_TIMEOUT = 1.0
 DIAL_TIMEOUT = 0.5
+#: statuscheck.conf: every key re-put this often.
+PUBLISH_INTERVAL = 2.0
 
 
 def status_prefix(label: str) -> str:
@@ -62,7 +64,8 @@ def start_agents(tmp_path: Path, sidecars: list[SidecarProcess],
         (config / "etcd.conf").write_text(
             f"endpoints: [{quoted}]\ndial-timeout: {DIAL_TIMEOUT}s\n"
             f"operation-timeout: {OPERATION_TIMEOUT}s\nlease-ttl: {LEASE_TTL}s\n")
-        (config / "statuscheck.conf").write_text("publish-interval: 2s\nprobe-interval: 200ms\n")
+        (config / "statuscheck.conf").write_text(
+            f"publish-interval: {PUBLISH_INTERVAL}s\nprobe-interval: 200ms\n")
         break_file = tmp_path / f"{label}.break"
         (config / "supervisor.conf").write_text(
             "programs:\n"
@@ -92,6 +95,12 @@ def published(endpoints: Sequence[str], label: str, consistency: str = "l") -> d
     return {base64.b64decode(kv["key"]).decode().removeprefix(prefix):
             int(json.loads(base64.b64decode(kv["value"]))["state"])
             for kv in reply.get("kvs", [])}
+
+
+def key_revision(endpoints: Sequence[str], key: str) -> int:
+    """The revision of the last write of ``key`` (0: no such key)."""
+    reply = json.loads(etcdctl(endpoints, "get", key, "-w", "json", timeout=10))
+    return max((int(kv["mod_revision"]) for kv in reply.get("kvs", [])), default=0)
 
 
 def wait_published(endpoints: Sequence[str], agents: Sequence[Agent],

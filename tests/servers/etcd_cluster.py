@@ -114,6 +114,12 @@ class EtcdMember:
                                     timeout=1) as reply:
             return b'"health":"true"' in reply.read()
 
+    def metrics(self) -> str:
+        """The member's /metrics (Prometheus text)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                    timeout=5) as reply:
+            return str(reply.read().decode())
+
     def metric(self, name: str) -> float | None:
         """One unlabelled sample of the member's /metrics (None when absent)."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",

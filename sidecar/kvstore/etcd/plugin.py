@@ -2,7 +2,8 @@
 
 etcd being down never stops the agent: the plugin reports ERROR, keeps trying
 in the background, and tells session listeners when a session is open again so
-that they can write their keys again.
+that they can write their keys again. With several endpoints, a session that
+breaks moves to the next member first and reports ERROR only if that fails.
 
 A reconnect keeps the agent's lease while etcd still knows it (etcd's lease
 clocks stand still while it is down, and a new leader gives every lease its
@@ -147,6 +148,15 @@ class EtcdPlugin:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure means: reconnect
+                if self._connected.is_set() and len(self.config.endpoints) > 1:
+                    # A working session broke (its member died, or lost the others):
+                    # the next member at once, and only if that fails too is it ERROR.
+                    # A leader change would otherwise flag a third of a fleet.
+                    self._connected.clear()
+                    log.info("etcd session at %s ended (%s); moving to the next member",
+                             self.endpoint, reason(exc))
+                    await self._reconnect_client()
+                    continue
                 self._lost(exc)
                 await self._reconnect_client()
                 await asyncio.sleep(backoff)
