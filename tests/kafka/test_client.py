@@ -279,6 +279,27 @@ async def test_stopping_a_consumer_keeps_the_closers_deadline(
         await reader.stop()
 
 
+async def test_a_deadline_stops_a_consumer_waiting_on_a_frozen_broker(
+        own_kafka: KafkaBroker) -> None:
+    # stop() absorbs the cancellation of aiokafka's own fetches; the closer's must still
+    # end it: here it lands while aiokafka waits for the broker to answer LeaveGroup.
+    topic = unique("frozen")
+    consumer = Consumer(client_config(own_kafka, request_timeout=60.0), unique("group"),
+                        lambda _message: None)
+    await consumer.start([topic])
+    library = consumer._consumer
+    await asyncio.to_thread(own_kafka.freeze)
+    try:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await consumer.stop()
+    finally:
+        await asyncio.to_thread(own_kafka.thaw)
+    # The stop given up on left aiokafka's fetcher and connections open: close them.
+    await library._fetcher.close()
+    await library._client.close()
+
+
 async def test_stopping_an_async_producer_passes_on_the_closers_cancellation(
         kafka_broker: KafkaBroker) -> None:
     producer = AsyncProducer(client_config(kafka_broker))

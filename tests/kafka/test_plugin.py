@@ -7,7 +7,7 @@ import json
 import logging
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from sidecar.config import ConfigSources, ConfigValueError
 from sidecar.health.statuscheck import PluginState
 from sidecar.messaging.kafka import (
     OFFSET_OLDEST,
+    BytesMessage,
     KafkaConfig,
     KafkaPlugin,
     PartitionConsumer,
@@ -332,6 +333,44 @@ async def test_no_sync_published_message_is_lost_when_the_broker_is_killed(
         await reader.stop()
     # The topic watcher lived through the outage too: it saw every acknowledged message.
     await until(lambda: wanted <= watched, 30, "the watcher caught up after the restart")
+
+
+async def test_stop_with_the_broker_killed_under_a_topic_watcher_closes_every_plugin(
+        own_kafka: KafkaBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # aiokafka's consumer.stop() re-raised the cancellation of a fetch it had cancelled in
+    # its retry backoff: agent.stop() ended in CancelledError, the later closes skipped.
+    sidecar = build(Options(config_dir=str(write_config(tmp_path, own_kafka)),
+                            microservice_label=unique("agent"), env={}))
+    kafka = sidecar.kafka
+    assert kafka is not None
+    agent = sidecar.agent()
+    closed: list[str] = []
+
+    def recorded(plugin: Any) -> Callable[[], Awaitable[None]]:
+        close = plugin.close
+
+        async def close_and_record() -> None:
+            await close()
+            closed.append(plugin.name)
+
+        return close_and_record
+
+    for plugin in agent.plugins:
+        monkeypatch.setattr(plugin, "close", recorded(plugin))
+    await agent.start()
+    try:
+        await asyncio.wait_for(kafka.wait_connected(), 20)
+        topic = unique("watched")
+        conn = kafka.new_bytes_connection("watcher")
+        seen: list[BytesMessage] = []
+        await conn.consume_topic(seen.append, topic)
+        await conn.new_sync_publisher(topic).put(None, "hello")
+        await until(lambda: seen, 30, "the watcher reading a message")
+        await asyncio.to_thread(own_kafka.kill)
+        await until(lambda: kafka_state(sidecar) is PluginState.ERROR, 20, "kafka ERROR")
+    finally:
+        await agent.stop()  # the stop under test; also the clean-up if the above failed
+    assert closed == [plugin.name for plugin in reversed(agent.plugins)]
 
 
 # -- status events ---------------------------------------------------------------------

@@ -17,6 +17,7 @@ import base64
 import os
 import re
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -213,6 +214,15 @@ class KafkaBroker(ManagedServer):
     def kill(self) -> None:
         """Crash the broker (SIGKILL). Data is kept; start() recovers it."""
         self._process.kill()
+
+    def freeze(self) -> None:
+        """SIGSTOP: connections stay open and requests get no answer, until ``thaw``."""
+        assert self._process.popen is not None
+        self._process.popen.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self._process.popen is not None
+        self._process.popen.send_signal(signal.SIGCONT)
 
     def log_tail(self, lines: int = 40) -> str:
         """The last lines of the JVM's stdout/stderr and of the server log."""

@@ -6,6 +6,7 @@ read kafka.conf) stays cheap and works without aiokafka installed.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
@@ -33,6 +34,7 @@ __all__ = [
     "partitions_of",
     "producer_kwargs",
     "record_size",
+    "stop_consumer",
 ]
 
 
@@ -122,6 +124,31 @@ async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> set[int] | No
     cluster = await consumer._client.fetch_all_metadata()
     partitions = cluster.partitions_for_topic(topic)
     return set(partitions) if partitions is not None else None
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """``consumer.stop()``, finished even when aiokafka cancels its own fetches mid-retry.
+
+    Fetcher.close cancels the fetch requests in flight and awaits them; one that was
+    sleeping its retry backoff (the broker gone) re-raises that CancelledError out of
+    stop(), before the other requests are cancelled and the connections closed
+    (aio-libs/aiokafka#647). That cancellation is aiokafka's own: the close is finished
+    here and this returns. A cancellation of the caller (a close deadline) propagates.
+    """
+    current = asyncio.current_task()
+    before = current.cancelling() if current is not None else 0
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        if current is not None and current.cancelling() > before:
+            raise
+        fetcher = consumer._fetcher
+        pending = [task for task in fetcher._pending_tasks if not task.done()] if fetcher else []
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+        await consumer._client.close()
 
 
 def consumer_message(record: ConsumerRecord[bytes, bytes]) -> ConsumerMessage:

@@ -77,14 +77,20 @@ class _Base:
             await consumer.start()
             await after_start(consumer)
         except BaseException as exc:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
+            await self._stop_consumer(consumer)
             if isinstance(exc, SubscriptionError) or not isinstance(exc, Exception):
                 raise
             raise KafkaUnavailableError(
                 f"{self.name}: cannot consume from {self.config.bootstrap}: {describe(exc)}"
             ) from exc
         self._consumer = consumer
+
+    async def _stop_consumer(self, consumer: Any) -> None:
+        """Stop the aiokafka consumer; its errors are of no use once it is dropped."""
+        from . import _aio
+
+        with contextlib.suppress(Exception):
+            await _aio.stop_consumer(consumer)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], suffix: str) -> None:
         self._tasks.append(spawn(coro, f"{self.name}-{suffix}"))
@@ -254,8 +260,7 @@ class Consumer(_Base):
         with contextlib.suppress(Exception):
             async with asyncio.timeout(self.config.request_timeout):
                 await self._commit(consumer, self._assigned)
-        with contextlib.suppress(Exception):
-            await consumer.stop()
+        await self._stop_consumer(consumer)
 
 
 class PartitionConsumer(_Base):
@@ -318,5 +323,4 @@ class PartitionConsumer(_Base):
         await self._cancel_tasks()
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
+            await self._stop_consumer(consumer)
