@@ -31,12 +31,25 @@ def kube_apiserver() -> Iterator[KubeApiServer]:
 
 
 @pytest.fixture(scope="session")
-def kube_cluster() -> Iterator[KubeCluster]:
-    """The single-node Kubernetes (one per machine, so one per session); tests keep
-    apart by namespaces of their own. Its images are those of the current code:
-    scripts/provision/images.sh rebuilds the sidecar's when its sources changed."""
+def _kube_cluster() -> Iterator[KubeCluster]:
     with KubeCluster(provisioned_images()) as cluster:
         yield cluster
+
+
+@pytest.fixture
+def kube_cluster(_kube_cluster: KubeCluster) -> KubeCluster:
+    """The single-node Kubernetes (one per machine, so one per session), started if a
+    test stopped it; tests keep apart by namespaces of their own. Its images are
+    those of the current code: scripts/provision/images.sh rebuilds the sidecar's
+    when its sources changed."""
+    return _kube_cluster.start()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests on the real cluster run last: its control plane and kubelet, up
+    from the first of them to the end of the session, then never share the two
+    cores with the other tests."""
+    items.sort(key=lambda item: "kube_cluster" in getattr(item, "fixturenames", ()))
 
 
 @pytest.fixture

@@ -134,4 +134,4 @@ def test_a_stop_and_a_run_that_died_leave_the_machine_as_found(
         kube_cluster.close()
         assert _snapshot() == found
     finally:
-        kube_cluster.start()  # for the tests after this one
+        kube_cluster.close()  # the next test that needs it starts it again
