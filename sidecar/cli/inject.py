@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from sidecar.config import describe_yaml_error
 from sidecar.inject import Decision, InjectError, inject_documents, load_spec, parse_kube_version
 
 _REPORT = {Decision.INJECT: "injected", Decision.PRESENT: "has the sidecar already (unchanged)",
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | 
         print(f"sidecar inject: {source}: {exc}", file=stderr)
         return 2
     except yaml.YAMLError as exc:
-        print(f"sidecar inject: {source}: not YAML: {exc}", file=stderr)
+        print(f"sidecar inject: {source}: not YAML: {describe_yaml_error(exc)}", file=stderr)
         return 2
     except OSError as exc:
         print(f"sidecar inject: {source}: {exc.strerror or exc}", file=stderr)

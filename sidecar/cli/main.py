@@ -178,7 +178,8 @@ def _run(args: argparse.Namespace, extra_configs: dict[str, str]) -> int:
                           stop_timeout=timeouts["stop_timeout"])
         sidecar = build(options)
     except ConfigError as exc:
-        print(f"sidecar: config error: {exc}", file=sys.stderr)
+        for message in exc.messages:  # every mistake of the file, one line each
+            print(f"sidecar: config error: {message}", file=sys.stderr)
         return 2
     set_service_label(sidecar.servicelabel.agent_label())
     return sidecar.agent().run()

@@ -2,9 +2,17 @@
 
 from ._decode import Parse, config_key, decode, keys_in_any_case
 from .duration import DURATION, format_duration, parse_duration
-from .errors import ConfigError, ConfigFileError, ConfigValueError
+from .errors import (
+    ConfigError,
+    ConfigFileError,
+    ConfigValueError,
+    ConfigValueErrors,
+)
+from .errors import (
+    combine as combine_errors,
+)
 from .loader import ConfigSources, env_name
-from .yamltext import YamlError, parse_yaml
+from .yamltext import YamlError, describe_yaml_error, parse_yaml
 
 __all__ = [
     "DURATION",
@@ -12,10 +20,13 @@ __all__ = [
     "ConfigFileError",
     "ConfigSources",
     "ConfigValueError",
+    "ConfigValueErrors",
     "Parse",
     "YamlError",
+    "combine_errors",
     "config_key",
     "decode",
+    "describe_yaml_error",
     "env_name",
     "format_duration",
     "keys_in_any_case",

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from .duration import DURATION, DurationMarker, parse_duration
-from .errors import ConfigValueError
+from .errors import ConfigValueError, combine
 
 T = TypeVar("T")
 
@@ -55,8 +55,10 @@ def _folded(key: str) -> str:
 
 
 def _match_keys(cls: type[Any], data: Mapping[Any, Any], fields: dict[str, Any],
-                source: str, path: str) -> dict[str, Any]:
-    """``data`` re-keyed by the canonical key of each field (unknown key: an error)."""
+                source: str, path: str, *,
+                errors: list[ConfigValueError]) -> dict[str, Any]:
+    """``data`` re-keyed by the canonical key of each field; an unknown key (or one
+    spelled twice) goes to ``errors`` and is left out."""
     any_case = bool(getattr(cls, _ANY_CASE, False))
     folded = {_folded(key): key for key in fields} if any_case else {}
     matched: dict[str, Any] = {}
@@ -70,13 +72,15 @@ def _match_keys(cls: type[Any], data: Mapping[Any, Any], fields: dict[str, Any],
                 hint = [folded[h] for h in difflib.get_close_matches(
                     _folded(str(key)), list(folded), n=1)]
             suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-            raise ConfigValueError(
+            errors.append(ConfigValueError(
                 source, where,
                 f"unknown key{suggestion}; valid keys are: {', '.join(sorted(fields)) or 'none'}",
-            )
+            ))
+            continue
         if canonical in spelled:
-            raise ConfigValueError(source, _join(path, canonical),
-                                   f"set twice, as '{spelled[canonical]}' and as '{key}'")
+            errors.append(ConfigValueError(source, _join(path, canonical),
+                                           f"set twice, as '{spelled[canonical]}' and as '{key}'"))
+            continue
         spelled[canonical] = str(key)
         matched[canonical] = value
     return matched
@@ -85,7 +89,11 @@ def _match_keys(cls: type[Any], data: Mapping[Any, Any], fields: dict[str, Any],
 def decode(cls: type[T], data: Any, source: str, path: str = "", *,
            key_of: KeyOf = config_key) -> T:
     """Build ``cls`` (a dataclass) from ``data``; ``source`` names the file in errors,
-    ``path`` the place of ``data`` in it, ``key_of`` the key of each field."""
+    ``path`` the place of ``data`` in it, ``key_of`` the key of each field.
+
+    Every problem is reported, not only the first: the error raised is a
+    :class:`~sidecar.config.ConfigValueErrors` when there are several.
+    """
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
@@ -93,15 +101,22 @@ def decode(cls: type[T], data: Any, source: str, path: str = "", *,
                                f"expected a mapping of keys, got {_describe(data)}")
     hints = typing.get_type_hints(cls, include_extras=True)
     fields = {key_of(f): f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
-    data = _match_keys(cls, data, fields, source, path)
+    errors: list[ConfigValueError] = []
+    data = _match_keys(cls, data, fields, source, path, errors=errors)
     values: dict[str, Any] = {}
     for key, field in fields.items():
         where = _join(path, key)
         if key in data:
-            values[field.name] = _convert(hints[field.name], data[key], source, where, key_of)
+            try:
+                values[field.name] = _convert(hints[field.name], data[key], source, where,
+                                              key_of)
+            except ConfigValueError as exc:
+                errors.append(exc)
         elif (field.default is dataclasses.MISSING
               and field.default_factory is dataclasses.MISSING):
-            raise ConfigValueError(source, where, "required key is missing")
+            errors.append(ConfigValueError(source, where, "required key is missing"))
+    if errors:  # the checks of __post_init__ need every value: they wait for a clean file
+        raise combine(errors)
     try:
         return cls(**values)
     except ValueError as exc:  # __post_init__ validation
@@ -145,19 +160,12 @@ def _convert(tp: Any, value: Any, source: str, where: str, key_of: KeyOf) -> Any
     if origin in (list, tuple):
         if not isinstance(value, list):
             raise ConfigValueError(source, where, f"expected a list, got {_describe(value)}")
-        item_type = get_args(tp)[0]
-        items = [_convert(item_type, v, source, f"{where}[{i}]", key_of)
-                 for i, v in enumerate(value)]
+        items = _convert_items(get_args(tp)[0], value, source, where, key_of)
         return tuple(items) if origin is tuple else items
     if origin in (dict, Mapping):
         if not isinstance(value, Mapping):
             raise ConfigValueError(source, where, f"expected a mapping, got {_describe(value)}")
-        key_type, value_type = get_args(tp)
-        return {
-            _convert(key_type, k, source, f"{where}.{k}", key_of):
-                _convert(value_type, v, source, f"{where}.{k}", key_of)
-            for k, v in value.items()
-        }
+        return _convert_mapping(get_args(tp), value, source, where, key_of)
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         return decode(tp, value, source, where, key_of=key_of)
     if tp is bool:
@@ -179,6 +187,35 @@ def _convert(tp: Any, value: Any, source: str, where: str, key_of: KeyOf) -> Any
     if tp is Any:
         return value
     raise TypeError(f"config type {tp!r} of {where} is not supported")
+
+
+def _convert_items(item_type: Any, value: list[Any], source: str, where: str,
+                   key_of: KeyOf) -> list[Any]:
+    """Every item converted, or every bad item's error at once."""
+    items, errors = [], []
+    for i, item in enumerate(value):
+        try:
+            items.append(_convert(item_type, item, source, f"{where}[{i}]", key_of))
+        except ConfigValueError as exc:
+            errors.append(exc)
+    if errors:
+        raise combine(errors)
+    return items
+
+
+def _convert_mapping(types_: tuple[Any, ...], value: Mapping[Any, Any], source: str,
+                     where: str, key_of: KeyOf) -> dict[Any, Any]:
+    key_type, value_type = types_
+    converted, errors = {}, []
+    for key, item in value.items():
+        try:
+            converted[_convert(key_type, key, source, f"{where}.{key}", key_of)] = \
+                _convert(value_type, item, source, f"{where}.{key}", key_of)
+        except ConfigValueError as exc:
+            errors.append(exc)
+    if errors:
+        raise combine(errors)
+    return converted
 
 
 def _duration(value: Any, source: str, where: str) -> float:

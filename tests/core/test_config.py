@@ -13,6 +13,7 @@ from sidecar.config import (
     ConfigFileError,
     ConfigSources,
     ConfigValueError,
+    ConfigValueErrors,
     YamlError,
     keys_in_any_case,
     parse_duration,
@@ -191,3 +192,44 @@ def test_durations(text: str | int, seconds: float) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
+
+
+def test_every_mistake_in_a_file_is_reported_at_once(tmp_path: Path) -> None:
+    write(tmp_path / "sample.conf",
+          "prot: 1\ninterval: often\nnames: [a, 2, b, 3]\ntls: {cert-fil: x}\n")
+    with pytest.raises(ConfigValueErrors) as caught:
+        ConfigSources.from_env(tmp_path, {}, {}).load("sample", Sample)
+    source = str(tmp_path / "sample.conf")
+    assert caught.value.messages == [
+        f"{source}: prot: unknown key (did you mean 'port'?); valid keys are: "
+        "group_id, interval, names, port, tls",
+        f"{source}: interval: expected a duration such as 500ms, 5s, 15m or 1h30m, "
+        "got 'often'",
+        f"{source}: names[1]: expected a string, got 2 (int)",
+        f"{source}: names[3]: expected a string, got 3 (int)",
+        f"{source}: tls.cert-fil: unknown key (did you mean 'cert-file'?); valid keys are: "
+        "cert-file",
+    ]
+    # Callers that catch one ConfigValueError still get the first problem's fields.
+    assert isinstance(caught.value, ConfigValueError)
+    assert (caught.value.key, caught.value.source) == ("prot", source)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("endpoint: [1\n", "line 1, column 11: a list opened with '[' here is not closed with ']'"),
+    ("endpoint: a: b\n", "line 1, column 12: an unexpected ':' (a value that contains ': ' "
+                         "must be in quotes"),
+    ("tls:\n\tca-file: x\n", "line 2, column 1: a tab character: YAML indents with spaces"),
+    ("tls:\n  ca-file: x\n cert-file: y\n",
+     "line 3, column 2: this line is not indented like the lines before it"),
+    ("a: \"abc\nb: 2\n", "line 1, column 4: a quoted value that starts here has no closing"),
+    ("a: 1\nb\nc: 2\n", "line 2, column 1: a line that is neither 'key: value' nor a list item"),
+    ("a: @x\n", "line 1, column 4: a value cannot start with '@': put the value in quotes"),
+    ("a: 1\n- b\n", "line 2, column 1: a list item where a key was expected"),
+    ("a: 1\n---\nb: 2\n", "line 2, column 1: a second document after '---'"),
+])
+def test_yaml_errors_say_what_is_wrong_in_plain_words(text: str, expected: str) -> None:
+    with pytest.raises(YamlError) as caught:
+        parse_yaml(text)
+    assert str(caught.value).startswith(expected)
+    assert "(YAML: " in str(caught.value)  # the parser's words stay, for searching

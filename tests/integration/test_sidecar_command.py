@@ -62,7 +62,8 @@ def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.mark.parametrize(("files", "args", "env", "expected"), [
-    ({"http.conf": "endpoint: [1\n"}, [], {}, "http.conf: invalid YAML: line 2"),
+    ({"http.conf": "endpoint: [1\n"}, [], {},
+     "http.conf: invalid YAML: line 1, column 11: a list opened with '[' here is not closed"),
     ({"http.conf": "endpiont: 0.0.0.0:1\n"}, [], {},
      "http.conf: endpiont: unknown key (did you mean 'endpoint'?)"),
     ({"statuscheck.conf": "probe-interval: often\n"}, [], {},

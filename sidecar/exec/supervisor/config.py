@@ -34,6 +34,7 @@ from sidecar.config import (
     ConfigFileError,
     ConfigValueError,
     YamlError,
+    combine_errors,
     decode,
     parse_yaml,
 )
@@ -262,24 +263,30 @@ def parse_supervisor_config(text: str, source: str) -> SupervisorConfig:
 
 
 def _check(config: SupervisorConfig, source: str) -> None:
+    errors: list[ConfigValueError] = []
     seen: dict[str, int] = {}
     for index, program in enumerate(config.programs):
         if program.name in seen:
-            raise ConfigValueError(source, f"programs[{index}].name",
-                                   f"{program.name!r} is already the name of "
-                                   f"programs[{seen[program.name]}]; names must be unique "
-                                   "(a name left out comes from executable-path)")
+            errors.append(ConfigValueError(
+                source, f"programs[{index}].name",
+                f"{program.name!r} is already the name of programs[{seen[program.name]}]; "
+                "names must be unique (a name left out comes from executable-path)"))
+            continue
         seen[program.name] = index
     for index, hook in enumerate(config.hooks):
         for name in hook.programs:
             if name not in seen:
-                raise ConfigValueError(source, f"hooks[{index}].programs",
-                                       f"{name!r} is not a program of this file "
-                                       f"(programs: {', '.join(seen) or 'none'})")
+                errors.append(ConfigValueError(
+                    source, f"hooks[{index}].programs",
+                    f"{name!r} is not a program of this file "
+                    f"(programs: {', '.join(seen) or 'none'})"))
         if "/" not in hook.cmd and shutil.which(hook.cmd) is None:
-            raise ConfigValueError(source, f"hooks[{index}].cmd",
-                                   f"{hook.cmd!r} is not on the sidecar's PATH; hooks run "
-                                   "without PATH, so give an absolute path")
+            errors.append(ConfigValueError(
+                source, f"hooks[{index}].cmd",
+                f"{hook.cmd!r} is not on the sidecar's PATH; hooks run without PATH, "
+                "so give an absolute path"))
+    if errors:
+        raise combine_errors(errors)
 
 
 def resolve_command(cmd: str) -> str:
