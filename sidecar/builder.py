@@ -6,11 +6,13 @@ mistake is reported as one line and nothing is left half-started.
 
 from __future__ import annotations
 
+import importlib
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sidecar.agent import DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, Agent, Plugin, deps_among
 from sidecar.config import ConfigError, ConfigSources
@@ -33,9 +35,85 @@ if TYPE_CHECKING:
     from sidecar.k8s import K8sPlugin
     from sidecar.messaging.kafka import KafkaPlugin
 
-#: Config files the sidecar itself reads (``--<name>-config`` flags exist for each).
-CONFIG_NAMES = ("http", "servicelabel", "statuscheck", "etcd", "logs", "metrics", "kafka",
-                "process-manager", "supervisor", "k8s", "fleet")
+
+log = logging.getLogger("sidecar.config")
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """A config file the sidecar reads: ``<name>.conf``, the dataclass it decodes into,
+    and what the sidecar does without it (``sidecar config check``, the chart's values
+    schema and the reference docs are generated from these)."""
+
+    name: str
+    #: ``module:Class`` of its model; imported on demand, so that listing the files
+    #: imports no optional plugin.
+    model: str
+    #: What the file configures (one line).
+    summary: str
+    #: What the sidecar does when the file is absent.
+    without: str
+    #: ``module:function`` that reads and checks the file beyond its model (given the
+    #: path; raises ConfigError), for files with rules across their keys.
+    reader: str = ""
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}.conf"
+
+    def model_class(self) -> type:
+        cls = _import(self.model)
+        assert isinstance(cls, type)
+        return cls
+
+    def check(self, sources: ConfigSources) -> None:
+        """Load the file as ``sidecar run`` would; ConfigError (every problem) if bad."""
+        if self.reader:
+            path, _ = sources.locate(self.name)
+            _import(self.reader)(path)
+        else:
+            sources.load(self.name, self.model_class())
+
+
+def _import(name: str) -> Any:
+    module, _, attr = name.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+_DEFAULTS = "the defaults"
+#: Config files the sidecar itself reads, in the order they are checked
+#: (``--<name>-config`` flags exist for each).
+CONFIG_FILES = (
+    ConfigFile("http", "sidecar.rest.config:HTTPConfig",
+               "the REST server: address, timeouts, TLS, who is admin", _DEFAULTS),
+    ConfigFile("servicelabel", "sidecar.servicelabel.config:ServiceLabelConfig",
+               "where the agent label comes from when no flag or variable sets it", _DEFAULTS),
+    ConfigFile("statuscheck", "sidecar.health.statuscheck.config:StatusCheckConfig",
+               "how plugin states are polled, published and counted by the probes", _DEFAULTS),
+    ConfigFile("etcd", "sidecar.kvstore.etcd.config:EtcdConfig",
+               "the etcd connection; the status is published into it",
+               "no etcd: the status is not published"),
+    ConfigFile("logs", "sidecar.logging.logmanager.config:LogsConfig",
+               "log levels at start-up (cn-infra's logs.conf loads unchanged)", _DEFAULTS),
+    ConfigFile("metrics", "sidecar.metrics.config:MetricsConfig",
+               "the Prometheus endpoint", "the defaults: /metrics is served"),
+    ConfigFile("kafka", "sidecar.messaging.kafka.config:KafkaConfig",
+               "the Kafka client, and the status topic", "the Kafka plugin is off"),
+    ConfigFile("process-manager", "sidecar.exec.processmanager.config:ProcessManagerConfig",
+               "the process manager: templates, status polling, zombie reaping",
+               "off, unless supervisor.conf needs it (then the defaults)"),
+    ConfigFile("supervisor", "sidecar.exec.supervisor.config:SupervisorConfig",
+               "programs to run and hooks to call on their events (reloaded when it changes)",
+               "the supervisor is off",
+               reader="sidecar.exec.supervisor.config:read_config_file"),
+    ConfigFile("k8s", "sidecar.k8s.config:K8sConfig",
+               "the state on the Pod, the programs ConfigMap watch, Events",
+               "on in a cluster (the defaults), off outside one"),
+    ConfigFile("fleet", "sidecar.fleet.config:FleetConfig",
+               "the fleet view of every agent's status in etcd (needs etcd.conf)",
+               "the fleet view is off"),
+)
+CONFIG_NAMES = tuple(file.name for file in CONFIG_FILES)
 
 
 @dataclass(frozen=True)
@@ -142,6 +220,8 @@ def _core(options: Options) -> _Core:
     sources = ConfigSources.from_env(options.config_dir, options.config_files, env)
     if sources.config_dir is not None and not sources.config_dir.is_dir():
         raise ConfigError(f"config dir {sources.config_dir}: no such directory")
+    for unread in sources.unread_files([*CONFIG_NAMES, *options.config_files]):
+        log.warning("%s", unread)  # a misnamed file would otherwise be ignored silently
     http = sources.load("http", HTTPConfig)
     port_text, port_source = _first(
         (options.http_port, "--http-port"), (env.get("HTTP_PORT"), "HTTP_PORT"))
@@ -293,4 +373,5 @@ def example_config_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "examples" / "config"
 
 
-__all__: Sequence[str] = ["CONFIG_NAMES", "Options", "Sidecar", "build"]
+__all__: Sequence[str] = ["CONFIG_FILES", "CONFIG_NAMES", "ConfigFile", "Options", "Sidecar",
+                          "build"]

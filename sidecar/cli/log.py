@@ -7,12 +7,12 @@ second even on a small pod.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import UTC, datetime
 from typing import Any
 
 from sidecar.logging.levels import InvalidLevelError, parse_level
@@ -25,6 +25,7 @@ from ._http import (
     short_duration,
     token_from_args,
 )
+from ._table import Column, add_output_options, render, to_json
 
 
 def logger_url(base: str, logger: str, *parts: str) -> str:
@@ -32,29 +33,46 @@ def logger_url(base: str, logger: str, *parts: str) -> str:
     return f"{base.rstrip('/')}/log/{path}"
 
 
-def format_levels(rows: list[dict[str, Any]], now: float | None = None) -> str:
+def format_levels(rows: list[dict[str, Any]], now: float | None = None, *, wide: bool = False,
+                  headers: bool = True) -> str:
+    """LOGGER, LEVEL, EXPIRES (a level set with a ttl); wide adds the time it expires at."""
     now = time.time() if now is None else now
-    width = max([len("LOGGER"), *(len(str(r.get("logger"))) for r in rows)])
-    lines = [f"{'LOGGER':<{width}}  {'LEVEL':<7}  EXPIRES"]
+    table = []
     for row in rows:
         expires = row.get("expires")
-        shown = f"in {short_duration(expires - now)}" if isinstance(expires, int | float) else ""
-        lines.append(f"{row.get('logger')!s:<{width}}  {row.get('level')!s:<7}  {shown}".rstrip())
-    return "\n".join(lines)
+        left = at = ""
+        if isinstance(expires, int | float):
+            left, at = f"in {short_duration(expires - now)}", _utc(expires)
+        table.append((str(row.get("logger")), str(row.get("level")), left, at))
+    return render(_COLUMNS, table, wide=wide, headers=headers)
+
+
+_COLUMNS = (Column("LOGGER"), Column("LEVEL"), Column("EXPIRES"),
+            Column("EXPIRES AT", wide=True))
+EXIT_CODES = {0: "done", 1: "refused by the sidecar, or a bad level or logger",
+              2: "the sidecar cannot be reached, or bad usage"}
+
+
+def _utc(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``log`` command's sub-commands and options."""
     common = connection_options()
-    sub = parser.add_subparsers(dest="log_command", required=True)
-    listing = sub.add_parser("list", parents=[common], help="list every logger and its level")
-    listing.add_argument("--json", action="store_true", help="print the raw JSON")
-    setting = sub.add_parser("set", parents=[common], help="set a logger's level")
+    sub = parser.add_subparsers(dest="log_command", required=True, metavar="COMMAND")
+    listing = sub.add_parser("list", parents=[common], help="list every logger and its level",
+                             exit_codes=EXIT_CODES)
+    add_output_options(listing)
+    listing.add_argument("--json", action="store_const", dest="output", const="json",
+                         help="the same as -o json")
+    setting = sub.add_parser("set", parents=[common], help="set a logger's level",
+                             exit_codes=EXIT_CODES)
     setting.add_argument("logger", help="logger name, e.g. sidecar.etcd, aiohttp.access or root")
     setting.add_argument("level", help="trace, debug, info, warn/warning, error, fatal or panic")
     setting.add_argument("--ttl", default=None,
                          help="revert after this long, e.g. 15m (the level from before returns)")
-    reset = sub.add_parser("reset", parents=[common],
+    reset = sub.add_parser("reset", parents=[common], exit_codes=EXIT_CODES,
                            help="return a logger to its configured level")
     reset.add_argument("logger")
 
@@ -66,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         token = token_from_args(args)
         if args.log_command == "list":
             rows = call("GET", f"{base.rstrip('/')}/log/list", token)
-            print(json.dumps(rows, indent=2) if args.json else format_levels(rows))
+            print(to_json(rows) if args.output == "json" else
+                  format_levels(rows, wide=args.output == "wide", headers=not args.no_headers))
             return 0
         if args.log_command == "set":
             parse_level(args.level)

@@ -1,4 +1,5 @@
-"""``sidecar run|status|version``; the dispatch to ``log``, ``programs``, ``inject``, ``operator``.
+"""``sidecar run|status|config check|version``; the dispatch to ``log``, ``programs``,
+``inject``, ``operator``.
 
 Only ``run`` imports the server; the other commands use the standard library
 so that they answer quickly inside a pod.
@@ -18,6 +19,10 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
+from ._http import default_url, short_duration
+from ._parser import Parser
+from ._table import Column, add_output_options, render, to_json
+
 _CONFIG_FLAG = re.compile(r"^--([a-z0-9][a-z0-9.-]*)-config(?:=(.*))?$")
 _STATE_NAMES = {0: "INIT", 1: "OK", 2: "ERROR"}
 
@@ -28,16 +33,31 @@ def _config_names() -> Sequence[str]:
     return CONFIG_NAMES
 
 
+#: Exit statuses, shown at the end of each command's --help.
+RUN_EXIT = {0: "stopped by SIGTERM or SIGINT after a clean start",
+            1: "a plugin failed to start or to stop",
+            2: "bad configuration, flag or environment variable (nothing was started)"}
+CLIENT_EXIT = {0: "done", 1: "refused by the sidecar, or a bad request",
+               2: "the sidecar cannot be reached, or bad usage"}
+STATUS_EXIT = {0: "the agent is OK", 1: "the agent is INIT or ERROR",
+               2: "the sidecar cannot be reached, or bad usage"}
+CHECK_EXIT = {0: "every file is valid (warnings may have been printed)",
+              1: "at least one error", 2: "bad usage"}
+
+
 def _parser(config_names: Sequence[str] = ()) -> argparse.ArgumentParser:
     from . import inject as inject_command
     from . import log as log_command
     from . import operator as operator_command
     from . import programs as programs_command
 
-    parser = argparse.ArgumentParser(prog="sidecar", description="cn-infra infra plugins sidecar")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="sidecar", description="cn-infra infra plugins sidecar",
+                    exit_codes={0: "done", 2: "bad usage; each command's --help lists its own"})
+    parser.add_argument("--version", action=_VersionAction, nargs=0,
+                        help="print version, build date and commit, and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the sidecar agent")
+    run = sub.add_parser("run", help="run the sidecar agent", exit_codes=RUN_EXIT)
     run.add_argument("--config-dir", help="directory of <plugin>.conf files (env CONFIG_DIR)")
     run.add_argument("--http-port", help="REST port (env HTTP_PORT, default 9191)")
     run.add_argument("--probe-port", help="a listener of its own for /liveness and /readiness "
@@ -54,26 +74,59 @@ def _parser(config_names: Sequence[str] = ()) -> argparse.ArgumentParser:
         run.add_argument(f"--{name}-config", metavar="PATH", dest=f"config:{name}",
                          help=f"{name}.conf path (env {name.upper().replace('-', '_')}_CONFIG)")
 
-    status = sub.add_parser("status", help="print the local agent's status")
-    status.add_argument("--url", default="http://127.0.0.1:9191",
-                        help="base URL of the sidecar's REST API")
-    status.add_argument("--json", action="store_true", help="print the raw JSON")
+    status = sub.add_parser("status", help="print the local agent's status",
+                            exit_codes=STATUS_EXIT)
+    status.add_argument("--url", default=None,
+                        help="base URL of the sidecar's REST API "
+                             "(default http://127.0.0.1:$HTTP_PORT, else port 9191)")
+    add_output_options(status)
+    status.add_argument("--json", action="store_const", dest="output", const="json",
+                        help="the same as -o json")
+
+    config = sub.add_parser("config", help="check config files before a sidecar reads them")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="COMMAND")
+    check = config_sub.add_parser(
+        "check", exit_codes=CHECK_EXIT,
+        help="load every config file the sidecar would and report every mistake at once",
+        description="Load every config file 'sidecar run' would read (the config dir, "
+                    "<NAME>_CONFIG variables, --<name>-config flags) and report every "
+                    "mistake at once, with the file, the key and what was expected; files "
+                    "of the config dir that no plugin reads are warnings.")
+    check.add_argument("config_dir", nargs="?", metavar="DIR",
+                       help="the config dir (default $CONFIG_DIR)")
+    for name in config_names:
+        check.add_argument(f"--{name}-config", metavar="PATH", dest=f"config:{name}",
+                           help=argparse.SUPPRESS)
+    add_output_options(check)
 
     log = sub.add_parser("log", help="list loggers or change a log level at run time")
     log_command.add_arguments(log)
 
-    programs = sub.add_parser("programs", help="list, start, stop or restart the supervisor's "
-                                               "programs (default: list)")
+    programs = sub.add_parser("programs", help="list, start, stop, restart or tail the "
+                                               "supervisor's programs (default: list)",
+                              exit_codes=CLIENT_EXIT)
     programs_command.add_arguments(programs)
 
     inject_command.add_arguments(sub.add_parser(
-        "inject", help="add the sidecar to the pods and pod templates of a YAML stream"))
+        "inject", help="add the sidecar to the pods and pod templates of a YAML stream",
+        exit_codes={0: "done", 2: "bad input (nothing is written)"}))
 
     operator_command.add_arguments(sub.add_parser(
-        "operator", help="run the injection webhook and fleet view (a kopf operator)"))
+        "operator", help="run the injection webhook and fleet view (a kopf operator)",
+        exit_codes={0: "stopped", 2: "bad config file or injection spec"}))
 
-    sub.add_parser("version", help="print version, build date and commit")
+    sub.add_parser("version", help="print version, build date and commit",
+                   exit_codes={0: "done"})
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """``sidecar --version``: what ``sidecar version`` prints."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        _version()
+        parser.exit()
 
 
 def _split_config_flags(argv: Sequence[str],
@@ -122,7 +175,9 @@ def _reader_gone() -> int:
 
 
 def _main(argv: list[str]) -> int:
-    config_names = _config_names() if argv[:1] == ["run"] else ()
+    # The builder (and aiohttp with it) only for the commands that read config files:
+    # the clients answer at once inside a pod.
+    config_names = _config_names() if argv[:1] in (["run"], ["config"]) else ()
     extra_configs: dict[str, str] = {}
     if config_names:
         argv, extra_configs = _split_config_flags(argv, config_names)
@@ -130,7 +185,9 @@ def _main(argv: list[str]) -> int:
     if args.command == "version":
         return _version()
     if args.command == "status":
-        return _status(args.url, args.json)
+        return _status(args)
+    if args.command == "config":
+        return _config_check(args)
     if args.command == "log":
         from . import log as log_command
 
@@ -193,7 +250,8 @@ def _version() -> int:
     return 0
 
 
-def _status(url: str, raw: bool) -> int:
+def _status(args: argparse.Namespace) -> int:
+    url = args.url or default_url()
     try:
         with urllib.request.urlopen(url.rstrip("/") + "/readiness", timeout=5) as reply:
             body = reply.read()
@@ -208,41 +266,84 @@ def _status(url: str, raw: bool) -> int:
     except ValueError:
         print(f"sidecar: {url}/readiness did not return JSON", file=sys.stderr)
         return 2
-    if raw:
-        print(json.dumps(status, indent=2))
+    if args.output == "json":
+        print(to_json(status))
     else:
-        print(format_status(status))
+        print(format_status(status, wide=args.output == "wide", headers=not args.no_headers))
     return 0 if status.get("state") == 1 else 1
 
 
-def format_status(status: dict[str, Any], now: float | None = None) -> str:
+def format_status(status: dict[str, Any], now: float | None = None, *, wide: bool = False,
+                  headers: bool = True) -> str:
+    """The agent's state and build, then a table of its plugins; without ``headers``
+    only the plugins' rows (for scripts: ``sidecar status --no-headers | awk ...``)."""
     now = time.time() if now is None else now
 
     def ago(stamp: object) -> str:
         if not isinstance(stamp, int | float):
             return "-"
-        seconds = max(int(now - stamp), 0)
-        if seconds < 120:
-            return f"{seconds}s ago"
-        if seconds < 7200:
-            return f"{seconds // 60}m ago"
-        return f"{seconds // 3600}h ago"
+        return f"{short_duration(now - stamp)} ago"
 
-    state = _STATE_NAMES.get(status.get("state", -1), str(status.get("state")))
+    def state_name(value: object) -> str:
+        return _STATE_NAMES.get(value, str(value)) if isinstance(value, int) else str(value)
+
+    rows = []
+    for name, info in sorted((status.get("plugins") or {}).items()):
+        error = str(info.get("error") or "")
+        if not wide and len(error) > _ERROR_WIDTH:
+            error = error[:_ERROR_WIDTH - 3] + "..."
+        rows.append((name, state_name(info.get("state", -1)), ago(info.get("last_change")),
+                     ago(info.get("last_update")), error))
+    table = render(_PLUGIN_COLUMNS, rows, wide=wide, headers=headers)
+    if not headers:
+        return table
     lines = [
-        f"agent    {state}  (since {ago(status.get('last_change'))}, "
-        f"up since {ago(status.get('start_time'))})",
+        f"agent    {state_name(status.get('state', -1))}  (since {ago(status.get('last_change'))}"
+        f", up since {ago(status.get('start_time'))})",
         f"build    {status.get('build_version')} {status.get('build_date')} "
         f"{status.get('commit_hash')}",
     ]
-    plugins = status.get("plugins") or {}
-    if plugins:
-        width = max(len(name) for name in plugins)
-        lines.append("plugins")
-        for name, info in sorted(plugins.items()):
-            pstate = _STATE_NAMES.get(info.get("state", -1), str(info.get("state")))
-            line = f"  {name:<{width}}  {pstate:<5}  changed {ago(info.get('last_change'))}"
-            if info.get("error"):
-                line += f"  error: {info['error']}"
-            lines.append(line)
-    return "\n".join(lines)
+    return "\n".join([*lines, table] if rows else lines)
+
+
+_ERROR_WIDTH = 80
+_PLUGIN_COLUMNS = (Column("PLUGIN"), Column("STATE"), Column("CHANGED"),
+                   Column("UPDATED", wide=True), Column("ERROR"))
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from sidecar.builder import Options
+    from sidecar.configcheck import check
+
+    files = {k.split(":", 1)[1]: v for k, v in vars(args).items()
+             if k.startswith("config:") and v is not None}
+    report = check(Options(config_dir=args.config_dir, config_files=files))
+    if args.output == "json":
+        print(to_json(report.to_dict()))
+        return 0 if report.ok else 1
+    rows = [(r.file.filename, r.status if r.status != "error" else
+             f"{len(r.errors)} error{'s' if len(r.errors) > 1 else ''}",
+             str(r.path) if r.path else "-", r.file.without if r.path is None else "")
+            for r in report.files]
+    if report.files:
+        print(render(_CHECK_COLUMNS, rows, wide=args.output == "wide",
+                     headers=not args.no_headers))
+    for error in report.errors:
+        print(f"error: {error}", file=sys.stderr)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    checked = sum(1 for r in report.files if r.path is not None)
+    counts = f"{_plural(len(report.errors), 'error')}, {_plural(len(report.warnings), 'warning')}"
+    where = f" in {report.config_dir}" if report.config_dir else ""
+    verdict = "config ok" if report.ok else "config check failed"
+    print(f"{verdict}: {_plural(checked, 'file')} checked{where}, {counts}",
+          file=sys.stdout if report.ok else sys.stderr)
+    return 0 if report.ok else 1
+
+
+_CHECK_COLUMNS = (Column("FILE"), Column("STATUS"), Column("PATH"),
+                  Column("WITHOUT IT", wide=True))
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"

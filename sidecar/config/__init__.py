@@ -11,7 +11,7 @@ from .errors import (
 from .errors import (
     combine as combine_errors,
 )
-from .loader import ConfigSources, env_name
+from .loader import ConfigSources, UnreadFile, env_name
 from .yamltext import YamlError, describe_yaml_error, parse_yaml
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "ConfigValueError",
     "ConfigValueErrors",
     "Parse",
+    "UnreadFile",
     "YamlError",
     "combine_errors",
     "config_key",

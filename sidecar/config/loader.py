@@ -8,8 +8,9 @@ A Kubernetes ConfigMap mounted as a directory is such a config dir.
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +25,30 @@ T = TypeVar("T")
 def env_name(name: str) -> str:
     """``process-manager`` -> ``PROCESS_MANAGER_CONFIG``."""
     return name.upper().replace("-", "_").replace(".", "_") + "_CONFIG"
+
+
+@dataclass(frozen=True)
+class UnreadFile:
+    """A file of the config dir that no plugin reads; ``meant`` the likely intended name."""
+
+    path: Path
+    meant: str | None
+
+    def __str__(self) -> str:
+        hint = f" (did you mean {self.meant}?)" if self.meant else ""
+        return f"{self.path}: no plugin reads this file{hint}"
+
+
+def _meant(filename: str, known: Mapping[str, str]) -> str | None:
+    """``logs.yaml`` -> ``logs.conf`` (same name, other suffix); ``etdc.conf`` -> ``etcd.conf``."""
+    stem = filename.split(".", 1)[0]
+    if stem in known.values():
+        return f"{stem}.conf"
+    close = difflib.get_close_matches(filename, list(known), n=1, cutoff=0.75)
+    if not close:
+        close = [f"{n}.conf" for n in difflib.get_close_matches(stem, list(known.values()),
+                                                                  n=1, cutoff=0.75)]
+    return close[0] if close else None
 
 
 @dataclass(frozen=True)
@@ -65,6 +90,23 @@ class ConfigSources:
         so that loading it reports the missing file)."""
         path, explicit = self.locate(name)
         return path is not None and (explicit or path.exists())
+
+    def unread_files(self, names: Iterable[str]) -> list[UnreadFile]:
+        """Files in the config dir that none of ``names`` reads (``etdc.conf``,
+        ``logs.yaml``), with the file each was probably meant to be.
+
+        Hidden entries (a mounted ConfigMap's ``..data``) and directories are not files
+        of the config dir's own.
+        """
+        if self.config_dir is None or not self.config_dir.is_dir():
+            return []
+        known = {f"{name}.conf": name for name in names}
+        unread = []
+        for entry in sorted(self.config_dir.iterdir()):
+            if entry.name.startswith(".") or entry.name in known or not entry.is_file():
+                continue
+            unread.append(UnreadFile(entry, _meant(entry.name, known)))
+        return unread
 
     def read(self, name: str) -> tuple[Path | None, Any]:
         """Parsed YAML of ``name``'s file, or ``(None, None)`` when it has none.

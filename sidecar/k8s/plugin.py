@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -221,7 +222,7 @@ class K8sPlugin:
     def _on_program_event(self, event: ProgramEventLike) -> None:
         """Crashes, automatic restarts and given-up programs become Events."""
         code = event.exit_code
-        how = (f"was killed by signal {-code}" if code is not None and code < 0
+        how = (f"was killed by {_signal_name(-code)}" if code is not None and code < 0
                else f"exited with code {code}" if code is not None else "exited")
         if event.crashed:
             self._post_event("Warning", "ProgramCrashed",
@@ -244,3 +245,11 @@ def _quiet_kopf() -> None:
     logger = logging.getLogger("kopf")
     if logger.level == logging.NOTSET:
         logger.setLevel(logging.WARNING)
+
+
+def _signal_name(number: int) -> str:
+    """``SIGTERM`` for 15, as people read it (``signal 99`` for one without a name)."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

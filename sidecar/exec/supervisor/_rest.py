@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -19,6 +22,7 @@ from sidecar.rest.api import (
 )
 
 from .errors import ProgramNotFoundError, ProgramStartError, SupervisorError
+from .output import KEEP_LINES, OutputLog, follow_file
 
 
 class Programs(Protocol):
@@ -31,6 +35,8 @@ class Programs(Protocol):
     def program_row(self, name: str) -> dict[str, Any]: ...
 
     def begin(self, name: str, action: str) -> asyncio.Task[bool]: ...
+
+    def program_log(self, name: str) -> tuple[Path | None, OutputLog]: ...
 
 
 ACTIONS = ("start", "stop", "restart")
@@ -109,6 +115,21 @@ CONTROL_DOC = RouteDoc(
                           "5s; 0: answer 202 at once", location="query")),
     tags=("supervisor",))
 
+LOG_DOC = RouteDoc(
+    "A program's output: its last lines, then (follow) every new line as it is written",
+    {200: Response.text("lines of text; with follow the answer goes on until the client "
+                        "leaves, the program is removed or the sidecar stops"),
+     400: Response.error("lines or follow is not valid"),
+     404: _NOT_FOUND},
+    description="The program's logfile (logfile-path), else what the sidecar keeps of the "
+                f"output it prints behind [name] (the last {KEEP_LINES} lines).",
+    parameters=(_NAME,
+                Parameter("lines", "how many of the last lines first (default 10)", "query",
+                          schema={"type": "integer", "minimum": 0}),
+                Parameter("follow", "go on with new lines (default false)", "query",
+                          schema={"type": "boolean"})),
+    tags=("supervisor",))
+
 
 def register_routes(rest: HTTPHandlers, supervisor: Programs) -> None:
     async def overview(request: web.Request) -> web.Response:
@@ -153,6 +174,26 @@ def register_routes(rest: HTTPHandlers, supervisor: Programs) -> None:
         return web.json_response({"program": supervisor.program_row(name), "action": action,
                                   "changed": changed})
 
+    async def program_log(request: web.Request) -> web.StreamResponse:
+        try:
+            lines, follow = _log_query(request)
+        except ValueError as exc:
+            return error_response(400, str(exc))
+        try:
+            path, output = supervisor.program_log(request.match_info["name"])
+        except ProgramNotFoundError as exc:
+            return _not_found(exc)
+        stream = (follow_file(path, lines, follow, output.closed) if path is not None else
+                  output.follow(lines) if follow else _aiter(output.last(lines)))
+        response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8",
+                                               "Cache-Control": "no-store"})
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionResetError):  # the client left: nothing to answer
+            async for line in stream:
+                await response.write(f"{line}\n".encode())
+            await response.write_eof()
+        return response
+
     rest.register("GET", "/supervisor", overview, name="supervisor", doc=OVERVIEW_DOC)
     rest.register("GET", "/supervisor/programs", list_programs, name="supervisor-programs",
                   doc=LIST_DOC)
@@ -160,6 +201,10 @@ def register_routes(rest: HTTPHandlers, supervisor: Programs) -> None:
                   doc=ONE_DOC)
     rest.register("POST", "/supervisor/programs/{name}/{action:start|stop|restart}", control,
                   admin=True, name="supervisor-program-control", doc=CONTROL_DOC)
+    # Admin: a program's output may hold what only its operators should read. Unbounded:
+    # a follow lasts as long as the client wants.
+    rest.register("GET", "/supervisor/programs/{name}/log", program_log, admin=True,
+                  name="supervisor-program-log", doc=LOG_DOC, bounded=False)
 
 
 def _wait(request: web.Request) -> float | None:
@@ -177,3 +222,22 @@ def _wait(request: web.Request) -> float | None:
 
 def _not_found(exc: ProgramNotFoundError) -> web.Response:
     return error_response(404, str(exc), programs=exc.known)
+
+
+def _log_query(request: web.Request) -> tuple[int, bool]:
+    text = request.query.get("lines", "10")
+    try:
+        lines = int(text)
+    except ValueError:
+        raise ValueError(f"lines: expected a number of lines, got {text!r}") from None
+    if lines < 0:
+        raise ValueError(f"lines: must not be negative, got {lines}")
+    follow = request.query.get("follow", "false").lower()
+    if follow not in ("true", "false", "1", "0"):
+        raise ValueError(f"follow: expected true or false, got {follow!r}")
+    return lines, follow in ("true", "1")
+
+
+async def _aiter(lines: list[str]) -> AsyncIterator[str]:
+    for line in lines:
+        yield line

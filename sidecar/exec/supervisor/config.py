@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -49,6 +50,7 @@ from sidecar.exec.processmanager import (
 )
 
 from .api import HOOK_STATES
+from .output import OutputLog
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,127}$")
 DEFAULT_HOOK_TIMEOUT = 10.0
@@ -151,9 +153,14 @@ class ProgramConfig:
             return CPUAffinity(mask if mask.lower().startswith("0x") else f"0x{mask}").cpus
         return None
 
-    def process_options(self, base_env: dict[str, str] | None = None) -> ProcessOptions:
-        """How the process manager runs it; ``base_env`` defaults to the sidecar's environment."""
-        output: str | LinePrefix = self.logfile_path or LinePrefix(f"[{self.name}] ")
+    def process_options(self, base_env: dict[str, str] | None = None,
+                        output_log: OutputLog | None = None) -> ProcessOptions:
+        """How the process manager runs it; ``base_env`` defaults to the sidecar's environment.
+        Without a logfile its output goes to the sidecar's stdout, and to ``output_log``."""
+        output: str | LinePrefix | Callable[[str], None] = self.logfile_path or LinePrefix(
+            f"[{self.name}] ")
+        if isinstance(output, LinePrefix) and output_log is not None:
+            output = output_log.writer(output)
         env = None
         if self.env:
             env = {**(os.environ if base_env is None else base_env), **self.env}

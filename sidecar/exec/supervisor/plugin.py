@@ -33,6 +33,7 @@ from .api import ProgramListener
 from .config import SupervisorConfig, digest, parse_supervisor_config, read_config_file
 from .errors import ProgramNotFoundError, ProgramStartError, SupervisorError
 from .hooks import HookRunner
+from .output import OutputLog
 from .programs import Program
 from .results import STOP_MARGIN, ReloadResult, ReloadStats, StopBudget
 from .runner import ProgramRunner
@@ -95,6 +96,8 @@ class SupervisorPlugin:
         self._applied_digest: str | None = None
         self._foreign: deque[str] = deque(maxlen=_FOREIGN_MEMORY)
         self.reloads = ReloadStats()
+        #: The output of each program without a logfile, for ``programs tail``.
+        self._outputs: dict[str, OutputLog] = {}
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> SupervisorPlugin:
@@ -136,6 +139,16 @@ class SupervisorPlugin:
         if program is None:
             raise ProgramNotFoundError(name, sorted(self._runner.programs))
         return program.row()
+
+    def program_log(self, name: str) -> tuple[Path | None, OutputLog]:
+        """Where program ``name``'s output is: its logfile (None: the sidecar's stdout,
+        kept in the OutputLog); ProgramNotFoundError if there is no such program."""
+        program = self._runner.programs.get(name)
+        if program is None:
+            raise ProgramNotFoundError(name, sorted(self._runner.programs))
+        output = self._outputs.setdefault(name, OutputLog())
+        path = program.config.logfile_path
+        return (Path(path) if path else None), output
 
     def status(self) -> dict[str, Any]:
         """The overview served at ``GET /supervisor``."""
@@ -251,7 +264,8 @@ class SupervisorPlugin:
                                        f"the process manager already runs a process named "
                                        f"{program.name!r} (a process template?)")
             try:
-                options[program.name] = program.process_options(self._env)
+                options[program.name] = program.process_options(
+                    self._env, self._outputs.setdefault(program.name, OutputLog()))
             except (ValueError, TypeError) as exc:
                 raise ConfigValueError(config.source, f"programs[{index}]", str(exc)) from None
         return options
@@ -291,6 +305,9 @@ class SupervisorPlugin:
                     failed.append(name)
         runner.reorder(new)
         runner.flush()
+        for name in removed:
+            if (output := self._outputs.pop(name, None)) is not None:
+                output.close()
         return ReloadResult(started=added, stopped=removed, restarted=changed,
                             unchanged=unchanged, updated=updated, failed=failed)
 
@@ -463,6 +480,8 @@ class SupervisorPlugin:
             for operation in list(self._operations):  # queued behind the lock: moot now
                 operation.cancel()
             self._runner.clear()
+            for output in self._outputs.values():
+                output.close()
             await self._hooks.close()
             if self._owns_manager:
                 await self._manager.close()
