@@ -90,8 +90,11 @@ class K8sConfig:
     kubeconfig: str = ""
     #: The in-cluster credentials (token, ca.crt, namespace).
     service_account_dir: str = SERVICE_ACCOUNT_DIR
+    #: The programs ConfigMap to watch and hot-apply (``PROGRAMS_CONFIGMAP`` wins).
     configmap: ConfigMapConfig = field(default_factory=ConfigMapConfig)
+    #: What is written onto the Pod, and how often.
     status: PodStatusConfig = field(default_factory=PodStatusConfig)
+    #: Events on the Pod, rate-limited.
     events: EventsConfig = field(default_factory=EventsConfig)
     #: Deadline of each API request (the ConfigMap watch excepted).
     request_timeout: Annotated[float, DURATION] = 5.0

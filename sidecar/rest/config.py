@@ -57,8 +57,9 @@ class HTTPConfig:
     shutdown_timeout: Annotated[float, DURATION] = 3.0
     #: Largest accepted request body, in bytes (413 beyond).
     max_body_size: int = 1024 * 1024
-    #: PEM server certificate and key; both set turns on HTTPS.
+    #: PEM server certificate; with ``server-key-file`` it turns on HTTPS.
     server_cert_file: str | None = None
+    #: The PEM private key of ``server-cert-file``.
     server_key_file: str | None = None
     #: Peers allowed to call admin routes without a token (X-Forwarded-For never counts).
     admin_allow: list[str] = field(default_factory=lambda: list(LOOPBACK_CIDRS))

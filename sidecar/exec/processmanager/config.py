@@ -20,6 +20,7 @@ class ProcessManagerConfig:
     status_interval: Annotated[float, DURATION] = DEFAULT_STATUS_INTERVAL
     #: Reap zombies nobody waits for: ``auto`` when the sidecar is PID 1 or a subreaper.
     reap_zombies: Literal["auto", "always", "never"] = "auto"
+    #: How often zombies are looked for (a child's exit is also noticed at once).
     reap_interval: Annotated[float, DURATION] = DEFAULT_REAP_INTERVAL
     #: Become a child subreaper, so that orphaned descendants of the processes
     #: (a daemon's double fork) become the sidecar's to reap and to signal.

@@ -72,6 +72,7 @@ class ProgramConfig:
     executable_path: str
     #: Unique; the executable's file name without extension when left out.
     name: str = ""
+    #: Its arguments, one list item each (no shell splits them).
     executable_args: tuple[str, ...] = ()
     #: stdout and stderr are appended to this file (created with its directory if
     #: missing); without one they go to the sidecar's stdout behind ``[name] ``.
@@ -80,15 +81,20 @@ class ProgramConfig:
     restarts: int = 0
     #: Added to (or replacing entries of) the sidecar's environment.
     env: dict[str, str] = field(default_factory=dict)
+    #: The directory it starts in (default: the sidecar's).
     working_dir: str = ""
     #: Sent first on stop, restart and shutdown; SIGKILL follows after ``stop-timeout``.
     stop_signal: str = "SIGTERM"
+    #: How long after the stop signal SIGKILL follows.
     stop_timeout: Annotated[float, DURATION] = DEFAULT_STOP_TIMEOUT
     #: Waits between restarts of a crash-looping program: ``base``, times ``factor``
     #: per fast exit, at most ``cap``; a run longer than ``reset-after`` starts over.
     backoff_base: Annotated[float, DURATION] = 0.1
+    #: The longest wait between two restarts.
     backoff_cap: Annotated[float, DURATION] = 30.0
+    #: What each fast exit multiplies the wait by (at least 1).
     backoff_factor: float = 2.0
+    #: A run at least this long counts as a success: the next wait is ``backoff-base``.
     backoff_reset_after: Annotated[float, DURATION] = 10.0
     #: Start with the supervisor (false: only when asked over REST or the CLI).
     autostart: bool = True
@@ -99,7 +105,9 @@ class ProgramConfig:
     fatal: bool = False
     #: cn-infra: pin the program to cpus, as taskset's hex mask or list (``0-2,6``).
     cpu_affinity_mask: str = ""
+    #: The cpus as a list (``0-2,6``); give this or ``cpu-affinity-mask``.
     cpu_affinity_list: str = ""
+    #: How long after the start the affinity is set (cn-infra's setup delay).
     cpu_affinity_setup_delay: Annotated[float, DURATION] = 0.0
 
     def __post_init__(self) -> None:
@@ -184,6 +192,7 @@ class HookConfig:
     #: An absolute path: hooks run without PATH. A bare name is looked up on the
     #: sidecar's PATH when the file is read.
     cmd: str
+    #: Its arguments, one list item each.
     cmd_args: tuple[str, ...] = ()
     #: Shown in logs and metrics; the command's file name when left out.
     name: str = ""
@@ -218,7 +227,9 @@ class HookConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class SupervisorConfig:
+    #: The programs to run; only ``executable-path`` is required.
     programs: tuple[ProgramConfig, ...] = ()
+    #: Commands called for program events (every hook for every event unless filtered).
     hooks: tuple[HookConfig, ...] = ()
     #: Default longest run of a hook.
     hook_timeout: Annotated[float, DURATION] = DEFAULT_HOOK_TIMEOUT

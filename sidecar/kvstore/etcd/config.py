@@ -12,8 +12,9 @@ from sidecar.config import DURATION
 class EtcdTLS:
     #: CA bundle that signed the etcd servers' certificates.
     ca_file: str | None = None
-    #: Client certificate and key, for etcd servers that require client auth.
+    #: Client certificate, for etcd servers that require client auth (with ``key-file``).
     cert_file: str | None = None
+    #: The client certificate's private key.
     key_file: str | None = None
 
     def __post_init__(self) -> None:
@@ -36,7 +37,9 @@ class EtcdConfig:
     reconnect_interval: Annotated[float, DURATION] = 2.0
     #: TLS; without this section the connection is plain text.
     tls: EtcdTLS | None = None
+    #: etcd's own authentication (with ``password``).
     username: str | None = None
+    #: The password of ``username``.
     password: str | None = None
 
     def __post_init__(self) -> None:

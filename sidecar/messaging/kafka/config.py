@@ -36,19 +36,25 @@ class KafkaConfig:
     tls: TLSConfig | None = None
     #: SASL authentication (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512).
     sasl: SASLConfig | None = None
+    #: Which replicas confirm a message before it counts as sent: ``all`` in-sync
+    #: replicas, the partition's ``leader``, or ``none``.
     required_acks: RequiredAcks = "all"
     #: ``hash`` (by key, as sarama and cn-infra), ``murmur2`` (by key, as the Java
     #: client), ``random``, or ``manual`` (publishers name the partition).
     partitioner: PartitionerName = "hash"
+    #: Exactly-once delivery per partition for retried sends (needs ``required-acks: all``).
     idempotent: bool = False
     #: Where a group without a committed offset starts: ``oldest`` loses nothing.
     initial_offset: InitialOffset = "oldest"
+    #: How long the brokers have to confirm a message (and to answer any request).
     request_timeout: Annotated[float, DURATION] = 30.0
     #: How long the async producer waits to fill a batch.
     linger: Annotated[float, DURATION] = 0.005
+    #: Largest message (key, value and headers) a producer accepts.
     max_message_bytes: int = 1_048_576
     #: Messages the async producer holds unconfirmed before it refuses more.
     max_pending: int = 100_000
+    #: A consumer group member silent for this long is replaced.
     session_timeout: Annotated[float, DURATION] = 10.0
     #: How often marked offsets are committed.
     commit_interval: Annotated[float, DURATION] = 1.0

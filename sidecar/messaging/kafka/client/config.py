@@ -37,8 +37,9 @@ class TLSConfig:
     enabled: bool = True
     #: CA bundle that signed the brokers' certificates (default: the system's CAs).
     ca_file: str | None = None
-    #: Client certificate and key, for brokers that require client authentication.
+    #: Client certificate, for brokers that require client authentication (with ``key-file``).
     cert_file: str | None = None
+    #: The client certificate's private key.
     key_file: str | None = None
     #: Do not verify the brokers' certificates (tests only: anyone can impersonate them).
     insecure_skip_verify: bool = False
@@ -68,8 +69,11 @@ class TLSConfig:
 class SASLConfig:
     """SASL authentication (over TLS when ``tls`` is set, else in plain text)."""
 
+    #: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
     mechanism: SASLMechanism = "PLAIN"
+    #: Required.
     username: str = ""
+    #: The password; or ``password-file``, not both.
     password: str | None = None
     #: Read the password from this file (a mounted Kubernetes Secret) instead.
     password_file: str | None = None
