@@ -26,10 +26,12 @@ servers: $(STAMP)
 test: $(STAMP) servers
 	$(BIN)/python -m pytest
 
+## lint: ruff, mypy, import-linter, and the docs site built with broken links as errors
 lint: $(STAMP)
 	$(BIN)/ruff check sidecar tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
 
 ## bench: every benchmark under bench/, 3 runs each, into BENCHMARKS.md (BENCH_ARGS=--quick: a smoke run;
 ##        BENCH_ARGS=probes: that module only, its figures updated in BENCHMARKS.md); wrk from apt

@@ -110,7 +110,7 @@ def dump(docs: list[dict[str, Any]], header: str) -> str:
 
 def conf_file(name: str, text: str) -> str:
     # The chart's "from the chart's values" line does not hold here.
-    lines = [f"# {name}: see the README's Configuration section"
+    lines = [f"# {name}: every key in docs/reference/config.md"
              if "from the chart's values" in ln else ln for ln in text.splitlines()]
     return "\n".join(lines).strip() + "\n"
 

@@ -2,6 +2,7 @@
 ``linkerd inject``)::
 
     sidecar inject -f deploy.yaml | kubectl apply -f -
+    sidecar inject -f deploy.yaml --image registry.example/cninfra-sidecar:0.1.0
     kubectl get deploy web -o yaml | sidecar inject -f - | kubectl apply -f -
     sidecar inject -f app.yaml --spec <(kubectl -n cninfra get configmap \\
         cninfra-operator-injection -o yaml)          # what your operator injects
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from typing import Any, TextIO
 
 import yaml
@@ -35,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what to inject: the operator's injection spec (spec.yaml, or its "
                              "ConfigMap as kubectl prints it); default: the operator chart's "
                              "default values")
+    parser.add_argument("--image", metavar="IMAGE",
+                        help="the sidecar image to inject (REGISTRY/cninfra-sidecar:TAG); "
+                             "default: the spec's")
     parser.add_argument("--kube-version", metavar="VERSION",
                         help="the cluster's Kubernetes version: a native sidecar from 1.29 on "
                              "(nativeSidecar: auto), else a second container; default: a "
@@ -49,6 +54,8 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | 
         if args.kube_version is not None:
             parse_kube_version(args.kube_version)
         spec = load_spec(args.spec)
+        if args.image:
+            spec = replace(spec, container={**spec.container, "image": args.image})
         if args.filename == "-":
             text = stdin.read()
         else:

@@ -88,6 +88,17 @@ def test_every_pod_template_of_the_stream_gets_the_sidecar(
     assert "deployment/web injected" in err and "cronjob/nightly injected" in err
 
 
+def test_image_names_the_sidecar_image_of_your_registry(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    image = "registry.example/team/cninfra-sidecar:0.1.0"
+    code, out, err = run(["-f", "-", "--image", image], yaml.safe_dump_all(stream()[1:2]),
+                         monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 0, err
+    spec = pod_specs(list(yaml.safe_load_all(out)))[0]
+    assert spec["initContainers"][0]["image"] == image
+    assert spec["containers"][0]["image"] == "nginx:1"  # the workload's own is untouched
+
+
 def test_running_it_again_changes_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,8 +13,8 @@ for every program event with only the ``SUPERVISOR_*`` variables set::
     print(result.started, result.stopped, result.restarted, result.unchanged)
     await supervisor.close()
 
-In the sidecar, ``supervisor.conf`` turns the plugin on (see the README's
-"Supervisor" section); the file is watched and changes are applied live.
+In the sidecar, ``supervisor.conf`` turns the plugin on (see docs/concepts/supervisor.md);
+the file is watched and changes are applied live.
 """
 
 from .api import (
