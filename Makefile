@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check sidecar tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir $(VENV)/site
 
 ## bench: every benchmark under bench/, 3 runs each, into BENCHMARKS.md (BENCH_ARGS=--quick: a smoke run;
 ##        BENCH_ARGS=probes: that module only, its figures updated in BENCHMARKS.md); wrk from apt

@@ -230,8 +230,8 @@ def test_the_readme_values_table_is_generated_from_values_yaml() -> None:
     res = values_table(CHART_DIR, "--check")
     assert res.returncode == 0, res.stderr
     readme = (CHART_DIR / "README.md").read_text()
-    assert ("| `sidecar.httpPort` | int | `9191` | The REST port (HTTP_PORT): probes, status, "
-            "log levels, /metrics.") in readme
+    assert ("| `sidecar.httpPort` | int | `9191` | The REST port (HTTP_PORT): status, log "
+            "levels, /metrics (and the probes, for other callers).") in readme
     assert "| `serviceAccount.name` | string | the release's full name" in readme
 
 
