@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any
 from sidecar.agent import DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, Agent, Plugin, deps_among
 from sidecar.config import ConfigError, ConfigSources
 from sidecar.health.probe import ProbePlugin
-from sidecar.health.statuscheck import StatusCheckConfig, StatusCheckPlugin, StatusPublisher
+from sidecar.health.statuscheck import (
+    StatusCheckConfig,
+    StatusCheckPlugin,
+    StatusPublisher,
+    check_names,
+)
 from sidecar.kvstore.etcd.config import EtcdConfig
 from sidecar.logging.levels import InvalidLevelError, parse_level
 from sidecar.logging.logmanager import LogManagerPlugin, LogsConfig
@@ -115,6 +120,12 @@ CONFIG_FILES = (
 )
 CONFIG_NAMES = tuple(file.name for file in CONFIG_FILES)
 
+#: The status checks of the built-in plugins: statuscheck.conf may name them whether or
+#: not their plugin is on (one file serves pods with different plugins).
+BUILTIN_CHECKS = ("etcd", "fleet", "k8s", "kafka", "process-manager", "supervisor")
+#: Checks named ``<prefix><name>``: supervisor programs and process-manager templates.
+CHECK_FAMILIES = ("program:", "process:")
+
 
 @dataclass(frozen=True)
 class Options:
@@ -157,8 +168,17 @@ class Sidecar:
     k8s: K8sPlugin | None = None
     #: With supervisor.conf: the programs and hooks (``reload_text``, ``add_listener``).
     supervisor: SupervisorPlugin | None = None
+    #: Where statuscheck.conf came from, for errors about the plugins it names.
+    statuscheck_source: str = "statuscheck.conf"
 
     def agent(self, *extra: Plugin) -> Agent:
+        """The agent of the built plugins and ``extra`` ones (your own).
+
+        Raises ConfigError when statuscheck.conf names a plugin that is neither
+        built in nor one of ``extra`` (with the closest name).
+        """
+        known = {*BUILTIN_CHECKS, *(p.name for p in extra)}
+        check_names(self.statuscheck.config, self.statuscheck_source, known, CHECK_FAMILIES)
         agent = Agent(*self.plugins, *extra, start_timeout=self.options.start_timeout,
                       stop_timeout=self.options.stop_timeout, tracer=self.tracer)
         agent.on_started(self.statuscheck.mark_started)
@@ -210,7 +230,7 @@ def build(options: Options | None = None) -> Sidecar:
                    probe=probe, etcd=etcd, plugins=[p for p in plugins if p is not None],
                    options=core.options, logmanager=logmanager, kafka=kafka, metrics=core.metrics,
                    tracer=tracer, process_manager=process_manager, k8s=k8s,
-                   supervisor=supervisor)
+                   supervisor=supervisor, statuscheck_source=_source(core.sources, "statuscheck"))
 
 
 def _core(options: Options) -> _Core:
@@ -361,6 +381,11 @@ def _initial_log_level(options: Options, env: Mapping[str, str]) -> int | None:
         raise ConfigError(str(exc)) from None
 
 
+def _source(sources: ConfigSources, name: str) -> str:
+    path, _ = sources.locate(name)
+    return str(path) if path is not None and path.exists() else f"{name}.conf"
+
+
 def _first(*candidates: tuple[str | None, str]) -> tuple[str | None, str]:
     for value, source in candidates:
         if value is not None and value != "":
@@ -373,5 +398,5 @@ def example_config_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "examples" / "config"
 
 
-__all__: Sequence[str] = ["CONFIG_FILES", "CONFIG_NAMES", "ConfigFile", "Options", "Sidecar",
-                          "build"]
+__all__: Sequence[str] = ["BUILTIN_CHECKS", "CHECK_FAMILIES", "CONFIG_FILES", "CONFIG_NAMES",
+                          "ConfigFile", "Options", "Sidecar", "build"]

@@ -88,7 +88,8 @@ def check(options: Options | None = None) -> Report:
     if report.ok:
         with _warnings_of("sidecar") as warnings:
             try:
-                build(options)
+                # The agent is made, not run: it checks the plugins statuscheck.conf names.
+                build(options).agent()
             except ConfigError as exc:
                 report.errors.extend(exc.messages)
                 _blame(report, exc.messages)

@@ -234,12 +234,13 @@ def _run(args: argparse.Namespace, extra_configs: dict[str, str]) -> int:
                           log_level=args.log_level, start_timeout=timeouts["start_timeout"],
                           stop_timeout=timeouts["stop_timeout"])
         sidecar = build(options)
+        agent = sidecar.agent()
     except ConfigError as exc:
         for message in exc.messages:  # every mistake of the file, one line each
             print(f"sidecar: config error: {message}", file=sys.stderr)
         return 2
     set_service_label(sidecar.servicelabel.agent_label())
-    return sidecar.agent().run()
+    return agent.run()
 
 
 def _version() -> int:
@@ -303,6 +304,12 @@ def format_status(status: dict[str, Any], now: float | None = None, *, wide: boo
         f"build    {status.get('build_version')} {status.get('build_date')} "
         f"{status.get('commit_hash')}",
     ]
+    group = status.get("group")
+    if isinstance(group, dict):
+        left_out = ", ".join(group.get("left_out") or ()) or "none"
+        lines.insert(1, f"{group.get('name', 'group'):<8} {state_name(group.get('state', -1))}"
+                        f"  (counts {len(group.get('counted') or ())} plugins, leaves out "
+                        f"{left_out})")
     return "\n".join([*lines, table] if rows else lines)
 
 

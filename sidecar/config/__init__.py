@@ -1,6 +1,6 @@
 """One config loader for every plugin: ``<name>.conf`` YAML files, flags and environment."""
 
-from ._decode import Parse, config_key, decode, keys_in_any_case
+from ._decode import Parse, config_key, decode, did_you_mean, keys_in_any_case
 from .duration import DURATION, format_duration, parse_duration
 from .errors import (
     ConfigError,
@@ -28,6 +28,7 @@ __all__ = [
     "config_key",
     "decode",
     "describe_yaml_error",
+    "did_you_mean",
     "env_name",
     "format_duration",
     "keys_in_any_case",

@@ -6,7 +6,7 @@ import dataclasses
 import difflib
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
@@ -84,6 +84,12 @@ def _match_keys(cls: type[Any], data: Mapping[Any, Any], fields: dict[str, Any],
         spelled[canonical] = str(key)
         matched[canonical] = value
     return matched
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or "" when none is close."""
+    hint = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean '{hint[0]}'?)" if hint else ""
 
 
 def decode(cls: type[T], data: Any, source: str, path: str = "", *,
@@ -240,4 +246,5 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-__all__ = ["DURATION", "KeyOf", "Parse", "config_key", "decode", "keys_in_any_case"]
+__all__ = ["DURATION", "KeyOf", "Parse", "config_key", "decode", "did_you_mean",
+           "keys_in_any_case"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Collection
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -51,7 +52,9 @@ class CacheHelper(Generic[V]):
     logged, counted in ``decode_errors`` and left out of the mapping.
 
     With ``statuscheck`` the cache reports under ``name``: INIT until the first
-    read, OK while it follows etcd, ERROR while it cannot.
+    read, OK while it follows etcd, ERROR while it cannot. It counts for the
+    health ``groups`` given (none by default: an etcd outage must not take every
+    pod out of service; ``("readiness",)`` when a pod cannot serve without it).
     """
 
     def __init__(
@@ -64,7 +67,7 @@ class CacheHelper(Generic[V]):
         decode: Decoder | type[Any] = json_value,
         name_of: NameFunction | None = None,
         statuscheck: StatusWriter | None = None,
-        fatal: bool = False,
+        groups: Collection[str] = (),
         page_size: int = DEFAULT_PAGE_SIZE,
         operation_timeout: float | None = None,
         retry_interval: float = 0.2,
@@ -83,7 +86,7 @@ class CacheHelper(Generic[V]):
         self._decode = as_decoder(decode)
         self._name_of = name_of or strip_prefix(prefix)
         self._statuscheck = statuscheck
-        self._fatal = fatal
+        self._groups = tuple(groups)
         self._page_size = page_size
         config = getattr(etcd, "config", None)
         self._timeout = operation_timeout or getattr(config, "operation_timeout", None) \
@@ -134,7 +137,7 @@ class CacheHelper(Generic[V]):
     # -- lifecycle -----------------------------------------------------------
     async def init(self) -> None:
         if self._statuscheck is not None:
-            self._statuscheck.register(self.name, fatal=self._fatal)
+            self._statuscheck.register(self.name, groups=self._groups)
         self._initialised = True
 
     async def after_init(self) -> None:

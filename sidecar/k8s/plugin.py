@@ -102,7 +102,8 @@ class K8sPlugin:
     async def init(self) -> None:
         if self.api is not None:
             return
-        self._statuscheck.register(NAME)
+        # Only reports: an API server outage must not fail any pod's probes.
+        self._statuscheck.register(NAME, groups=())
         # A kubeconfig may run an exec plugin: keep the loop free meanwhile.
         credentials = await asyncio.to_thread(find_credentials, self.config, self._env)
         if not self.pod.namespace:

@@ -28,7 +28,8 @@ class StatusCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         status = self._status.agent_status()
-        agent, ready, live, started, plugins, changed, build = self._families()
+        agent, ready, live, started, plugins, changed, group_state, group_up, build = \
+            self._families()
         agent.add_metric([], int(status.state))
         ready.add_metric([], 1 if status.ready else 0)
         live.add_metric([], 1 if status.live else 0)
@@ -36,14 +37,17 @@ class StatusCollector(Collector):
         for name, plugin in sorted(status.plugins.items()):
             plugins.add_metric([name], int(plugin.state))
             changed.add_metric([name], plugin.last_change)
+        for name, group in status.groups.items():
+            group_state.add_metric([name], int(group.state))
+            group_up.add_metric([name], 1 if group.up else 0)
         build.add_metric([], {"version": status.build_version, "commit": status.commit_hash,
                               "build_date": status.build_date})
-        return [agent, ready, live, started, plugins, changed, build]
+        return [agent, ready, live, started, plugins, changed, group_state, group_up, build]
 
     @staticmethod
     def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily,
                              GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily,
-                             InfoMetricFamily]:
+                             GaugeMetricFamily, GaugeMetricFamily, InfoMetricFamily]:
         return (
             GaugeMetricFamily("sidecar_agent_state",
                               "Agent state: 0 INIT, 1 OK, 2 ERROR (the logical AND of the "
@@ -57,6 +61,12 @@ class StatusCollector(Collector):
             GaugeMetricFamily("sidecar_plugin_last_change_timestamp_seconds",
                               "When the plugin's state last changed, Unix seconds.",
                               labels=["plugin"]),
+            GaugeMetricFamily("sidecar_health_group_state",
+                              "Health group state: 0 INIT, 1 OK, 2 ERROR (the AND of the "
+                              "plugins it counts).", labels=["group"]),
+            GaugeMetricFamily("sidecar_health_group_up",
+                              "1 when the group's probe (/liveness, /readiness, "
+                              "/health/<group>) answers 200.", labels=["group"]),
             InfoMetricFamily("sidecar_build", "Version, commit and build date of the sidecar."),
         )
 

@@ -138,3 +138,16 @@ def test_sidecar_run_warns_about_the_same_files(config_dir: Path, name: str,
     assert (f"{config_dir / name}: no plugin reads this file (did you mean {meant}?)"
             in proc.output())
     assert proc.stop(timeout=10) == 0
+
+
+def test_a_plugin_statuscheck_conf_misnames_is_an_error_with_a_did_you_mean(
+        config_dir: Path) -> None:
+    write(config_dir, {"statuscheck.conf": "readiness:\n  include: [etdc, 'program:*']\n"})
+    report = check(Options(config_dir=str(config_dir), env={}))
+    status = str(config_dir / "statuscheck.conf")
+    assert report.errors == [f"{status}: readiness.include[0]: no plugin 'etdc' (did you mean "
+                             "'etcd'?); the plugins are: etcd, fleet, k8s, kafka, "
+                             "process-manager, supervisor, program:<name>, process:<name>, or a "
+                             "pattern such as 'program:*'"]
+    (row,) = [r for r in report.files if r.file.name == "statuscheck"]
+    assert row.status == "error"

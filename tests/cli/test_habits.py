@@ -115,12 +115,14 @@ def test_status_log_and_programs_honour_http_port_and_output_options(
     status = sidecar("status", env=port)
     assert status.returncode == 1, status.stderr  # 'dies' gave up: the agent is ERROR
     assert status.stdout.startswith("agent    ERROR")
-    assert status.stdout.splitlines()[2].split() == ["PLUGIN", "STATE", "CHANGED", "ERROR"]
+    # The answer of /readiness, and what it counted ('dies' is the pod's own program).
+    assert status.stdout.splitlines()[1].startswith("readiness ERROR  (counts ")
+    assert status.stdout.splitlines()[3].split() == ["PLUGIN", "STATE", "CHANGED", "ERROR"]
     rows = sidecar("status", "--no-headers", env=port).stdout.splitlines()
     assert [row.split()[:2] for row in rows if row.startswith("program:")] == [
         ["program:dies", "ERROR"], ["program:idle", "OK"]]
     wide = sidecar("status", "-o", "wide", env=port).stdout.splitlines()
-    assert wide[2].split() == ["PLUGIN", "STATE", "CHANGED", "UPDATED", "ERROR"]
+    assert wide[3].split() == ["PLUGIN", "STATE", "CHANGED", "UPDATED", "ERROR"]
     as_json = json.loads(sidecar("status", "-o", "json", env=port).stdout)
     assert as_json["state"] == 2 and "program:idle" in as_json["plugins"]
 

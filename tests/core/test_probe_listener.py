@@ -87,6 +87,20 @@ async def test_the_probes_answer_on_their_own_port(running: Running) -> None:
     assert status == 200 and body == apart
 
 
+async def test_the_listener_serves_every_health_group(running: Running) -> None:
+    statuscheck = running.sidecar.statuscheck
+    statuscheck.register("etcd", groups=())  # only reports: no probe counts it
+    statuscheck.report_state_change("etcd", PluginState.ERROR, "etcd unreachable")
+    port = running.probe_port
+    readiness = await asyncio.to_thread(get, port, "/readiness")
+    assert readiness[0] == 200
+    assert json.loads(readiness[2])["group"]["left_out"] == ["etcd"]
+    assert (await asyncio.to_thread(get, port, "/health/readiness"))[2] == readiness[2]
+    liveness = await asyncio.to_thread(get, port, "/health/liveness")
+    assert (liveness[0], json.loads(liveness[2])["group"]["name"]) == (200, "liveness")
+    assert (await asyncio.to_thread(get, port, "/health/nope"))[0] == 404
+
+
 async def test_a_state_change_shows_at_once(running: Running) -> None:
     statuscheck = running.sidecar.statuscheck
     statuscheck.register("db")
@@ -115,7 +129,8 @@ async def test_last_update_refreshes_without_a_change(running: Running) -> None:
 
 async def test_keep_alive_pipelining_and_http_1_0(running: Running) -> None:
     port = running.probe_port
-    two = b"GET /liveness HTTP/1.1\r\nHost: x\r\n\r\nHEAD /readiness HTTP/1.1\r\nHost: x\r\n" \
+    # The same path twice: the HEAD's length is that of the GET (each group's body differs).
+    two = b"GET /readiness HTTP/1.1\r\nHost: x\r\n\r\nHEAD /readiness HTTP/1.1\r\nHost: x\r\n" \
           b"Connection: close\r\n\r\n"
     reply = await asyncio.to_thread(exchange, port, two)
     first, _, rest = reply.partition(b"\r\n\r\n")

@@ -9,10 +9,14 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from tests.faults.status import metric, only_failing, published, status_prefix
 from tests.k8s.cluster import PodEnv, wait_for
 from tests.probes import ProbePoller
+from tests.servers.etcd import EtcdServer
 from tests.servers.kube import KubeApiServer
 from tests.sidecar_proc import SidecarProcess
+
+LABEL = "faults-kube"
 
 
 def programs_text(*names: str) -> str:
@@ -27,16 +31,19 @@ def pids(proc: SidecarProcess) -> dict[str, Any]:
     return {row["name"]: row["pid"] for row in rows if row["running"]}
 
 
-def test_apiserver_stopped(own_kube_apiserver: KubeApiServer, config_dir: Path, tmp_path: Path,
+def test_apiserver_stopped(own_kube_apiserver: KubeApiServer, own_etcd: EtcdServer,
+                           config_dir: Path, tmp_path: Path,
                            sidecars: list[SidecarProcess]) -> None:
     env = PodEnv(own_kube_apiserver, tmp_path)
     cm = env.programs_configmap
     env.put_configmap(cm, {"supervisor.conf": programs_text("alpha")})
     (config_dir / "supervisor.conf").write_text("programs: []\n")
     (config_dir / "statuscheck.conf").write_text("probe-interval: 200ms\n")
+    (config_dir / "etcd.conf").write_text(
+        f"endpoints: ['{own_etcd.endpoint}']\ndial-timeout: 500ms\noperation-timeout: 1s\n")
     env.write_k8s_conf(config_dir, configmap={"name": cm}, error_grace="2s",
                        status={"min-interval": "500ms", "max-backoff": "1s"})
-    proc = SidecarProcess(config_dir, env=env.env())
+    proc = SidecarProcess(config_dir, "--microservice-label", LABEL, env=env.env())
     sidecars.append(proc)
     proc.start()
     wait_for(lambda: "alpha" in pids(proc), 15, "alpha started from the ConfigMap")
@@ -44,9 +51,29 @@ def test_apiserver_stopped(own_kube_apiserver: KubeApiServer, config_dir: Path, 
 
     with ProbePoller(proc.url) as probes:
         own_kube_apiserver.stop()
-        down = probes.wait_for(lambda a: a.plugin_state("k8s") == 2, 15,
-                               "the k8s plugin ERROR after error-grace")
-        assert down.status == 503
+        # The Pod has something new to show (a program that stops and goes on): the
+        # writes fail, and the k8s plugin says so once they have failed for error-grace.
+        alpha = pids(proc)["alpha"]
+        os.kill(alpha, signal.SIGSTOP)
+        probes.wait_for(lambda a: a.plugin_state("program:alpha") == 2, 10,
+                        "program:alpha ERROR (stopped)")
+        os.kill(alpha, signal.SIGCONT)
+        down = probes.wait_for(lambda a: a.plugin_state("k8s") == 2
+                               and a.plugin_state("program:alpha") == 1, 15,
+                               "the k8s plugin ERROR, program:alpha OK again")
+        # k8s only reports: the agent state says ERROR, the pod is back in service.
+        assert (down.status, down.body["state"]) == (200, 2)
+        assert "k8s" in down.body["group"]["left_out"]
+        assert metric(proc, "sidecar_plugin_state", plugin="k8s") == 2
+        assert metric(proc, "sidecar_agent_state") == 2
+        assert metric(proc, "sidecar_agent_ready") == 1
+
+        def k8s_error_in_etcd() -> dict[str, Any] | None:
+            keys = published(own_etcd, status_prefix(LABEL))
+            return keys if keys.get("plugin/k8s", {}).get("state") == 2 else None
+
+        keys = wait_for(k8s_error_in_etcd, 10, "the k8s plugin ERROR in etcd")
+        assert keys["agent"]["state"] == 2
 
         # Supervision does not need the API server: a killed program comes back.
         first = pids(proc)["alpha"]
@@ -55,8 +82,11 @@ def test_apiserver_stopped(own_kube_apiserver: KubeApiServer, config_dir: Path, 
                  "alpha restarted while the API server is away")
 
         own_kube_apiserver.start()
-        probes.wait_for(lambda a: a.status == 200, 30, "readiness 200 once it is back")
+        probes.wait_for(lambda a: a.plugin_state("k8s") == 1, 30,
+                        "the k8s plugin OK once it is back")
         wait_for(lambda: env.shown() == ("OK", "True"), 15, "the Pod showing OK again")
+        # What the Pod shows is the pod's state, never the sidecar's own API outage.
+        assert env.detail()["plugins"]["k8s"]["state"] == 1
         # The ConfigMap watch is back too: an edit after the outage is applied.
         second = pids(proc)["alpha"]
         env.put_configmap(cm, {"supervisor.conf": programs_text("alpha", "beta")})
@@ -64,5 +94,9 @@ def test_apiserver_stopped(own_kube_apiserver: KubeApiServer, config_dir: Path, 
         assert pids(proc)["alpha"] == second
 
     probes.assert_always_answered()
+    # The outage alone never took the pod out of service, however long it lasted.
+    alone = only_failing(probes.snapshot("/readiness"), "k8s")
+    assert alone, "no answer while only the k8s plugin was ERROR"
+    assert {a.status for a in alone} == {200}
     assert probes.statuses("/liveness") == {200}, probes.latency_summary()
     assert proc.stop() == 0

@@ -175,7 +175,8 @@ async def test_changes_made_during_an_outage_are_reconciled_on_reconnect(
         async with asyncio.timeout(10):
             await cache.wait_synced()
         assert state_of(statuscheck, "agents-cache") is PluginState.OK
-        assert not statuscheck.agent_status().plugins["agents-cache"].fatal
+        # A cache of a shared etcd only reports unless it is given groups.
+        assert statuscheck.agent_status().plugins["agents-cache"].groups == frozenset()
 
         await asyncio.to_thread(own_etcd.stop)
         await until(lambda: state_of(statuscheck, "agents-cache") is PluginState.ERROR, 10,

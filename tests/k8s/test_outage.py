@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.k8s.cluster import PodEnv, wait_for
-from tests.k8s.test_pod_status import readiness_error, start_sidecar, write_etcd_conf
+from tests.k8s.test_pod_status import plugin_error, start_sidecar, write_etcd_conf
 from tests.probes import ProbePoller
 from tests.servers.etcd import EtcdServer
 from tests.servers.kube import KubeApiServer
@@ -32,7 +32,7 @@ def test_apiserver_outage_never_breaks_the_probes_and_the_pod_catches_up(
         api.stop()
         # A change while the API server is away: the Pod cannot show it yet.
         own_etcd.stop()
-        wait_for(lambda: readiness_error(proc, "etcd"), 15, "the etcd plugin ERROR")
+        wait_for(lambda: plugin_error(proc, "etcd"), 15, "the etcd plugin ERROR")
         # After error-grace of failed writes the k8s plugin says so itself.
         wait_for(lambda: k8s_state(proc) == 2, 10, "the k8s plugin ERROR")
         k8s_error = proc.get("/readiness")[1]["plugins"]["k8s"]["error"]

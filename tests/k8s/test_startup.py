@@ -50,13 +50,15 @@ def test_an_unreachable_api_server_never_holds_the_start_or_the_probes(
     proc.start(timeout=10)
 
     status, body = proc.get("/liveness")
-    assert status == 200, body  # k8s is non-fatal
+    assert status == 200, body  # k8s only reports
 
     def k8s_error() -> tuple[int, dict[str, Any]] | None:
         answer = proc.get("/readiness")
         return answer if answer[1]["plugins"]["k8s"]["state"] == 2 else None
 
     readiness = wait_for(k8s_error, 15, "k8s ERROR after error-grace")
-    assert readiness[0] == 503
-    assert "Cannot connect" in readiness[1]["plugins"]["k8s"]["error"]
+    assert readiness[0] == 200  # k8s only reports: the pod stays in service
+    assert readiness[1]["state"] == 2
+    # aiohttp's "Cannot connect to host ..." or the OS's "Connect call failed ...".
+    assert "onnect" in readiness[1]["plugins"]["k8s"]["error"]
     assert proc.stop() == 0

@@ -139,7 +139,7 @@ def test_an_unreadable_tls_file_fails_the_start_up_naming_it(tmp_path: Path) -> 
 # -- outages: a real sidecar process and its probes -----------------------------------
 
 
-def test_broker_down_at_start_up_then_killed_readiness_follows_the_plugin(
+def test_broker_down_at_start_up_then_killed_the_status_follows_and_the_probes_stay_up(
         own_kafka: KafkaBroker, config_dir: Path, sidecars: list[SidecarProcess]) -> None:
     write_config(config_dir, own_kafka)
     own_kafka.stop()  # down before the sidecar starts
@@ -154,20 +154,23 @@ def test_broker_down_at_start_up_then_killed_readiness_follows_the_plugin(
     body = wait_until(lambda: kafka_is(PluginState.ERROR), 20, "kafka ERROR at start-up")
     assert isinstance(body, dict)
     assert own_kafka.bootstrap in body["plugins"]["kafka"]["error"]
-    assert proc.get("/readiness")[0] == 503
-    assert proc.get("/liveness")[0] == 200  # kafka is non-fatal: no restart by the kubelet
+    assert body["state"] == 2  # the agent state says so
+    # kafka only reports: no probe fails for it (no pod out of service, no restart).
+    assert "kafka" in body["group"]["left_out"]
+    assert proc.get("/readiness")[0] == 200 and proc.get("/liveness")[0] == 200
 
     own_kafka.start()
-    wait_until(lambda: proc.get("/readiness")[0] == 200, 30, "readiness 200 once Kafka is up")
-    assert kafka_is(PluginState.OK)
+    body = wait_until(lambda: kafka_is(PluginState.OK), 30, "kafka OK once Kafka is up")
+    assert isinstance(body, dict) and body["state"] == 1
 
     own_kafka.kill()
     body = wait_until(lambda: kafka_is(PluginState.ERROR), 20, "kafka ERROR after the kill")
     assert isinstance(body, dict) and body["plugins"]["kafka"].get("error")
-    assert proc.get("/readiness")[0] == 503 and proc.get("/liveness")[0] == 200
+    assert body["state"] == 2
+    assert proc.get("/readiness")[0] == 200 and proc.get("/liveness")[0] == 200
 
     own_kafka.start()
-    wait_until(lambda: proc.get("/readiness")[0] == 200, 30, "readiness 200 after the restart")
+    wait_until(lambda: kafka_is(PluginState.OK), 30, "kafka OK after the restart")
     assert proc.stop() == 0
 
 

@@ -246,7 +246,12 @@ async def test_etcd_publish_errors_are_counted(config_dir: Path) -> None:
         await until(errors_grow, 10, "publish errors counted")
         assert await run.value("sidecar_status_publish_commits_total") == 0
         assert await run.value("sidecar_plugin_state", plugin="etcd") == 2
-        assert await run.value("sidecar_agent_live") == 1  # etcd is non-fatal
+        assert await run.value("sidecar_agent_state") == 2
+        # etcd only reports: both probes answer 200, and the groups say why.
+        assert await run.value("sidecar_agent_live") == 1
+        assert await run.value("sidecar_agent_ready") == 1
+        assert await run.value("sidecar_health_group_state", group="readiness") == 1
+        assert await run.value("sidecar_health_group_up", group="liveness") == 1
     finally:
         await stop(run)
 

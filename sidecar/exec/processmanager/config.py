@@ -26,7 +26,7 @@ class ProcessManagerConfig:
     #: (a daemon's double fork) become the sidecar's to reap and to signal.
     subreaper: bool = False
     #: Report each template process started at init to the status check as
-    #: ``process:<name>`` (non-fatal: a crash loop fails readiness, not liveness).
+    #: ``process:<name>`` (readiness only: a crash loop fails readiness, not liveness).
     health_check: bool = True
 
     def __post_init__(self) -> None:

@@ -8,7 +8,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from sidecar.agent.api import deps_among
-from sidecar.health.statuscheck.api import PluginState, StatusWriter
+from sidecar.health.statuscheck.api import READINESS, PluginState, StatusWriter
 
 from ._spawn import is_child_subreaper, set_child_subreaper
 from .config import ProcessManagerConfig
@@ -114,7 +114,8 @@ class ProcessManagerPlugin:
                 continue
             if self.config.health_check and self._statuscheck is not None:
                 check = f"{HEALTH_PREFIX}{template.name}"
-                self._statuscheck.register(check, probe=self._probe(process), fatal=False)
+                self._statuscheck.register(check, probe=self._probe(process),
+                                            groups=(READINESS,))
                 self._health_names.append(check)
             try:
                 await process.start()

@@ -1,4 +1,5 @@
-"""``GET /liveness`` and ``GET /readiness``: the agent status as JSON, 200 or 503.
+"""``GET /liveness``, ``GET /readiness`` and ``GET /health/<group>``: a health group's
+answer, 200 or 503, with the agent status JSON and the group's own state.
 
 The answers (status and JSON body) are rendered in the event loop once per
 status revision: at once on every change of a state, and within
@@ -19,29 +20,59 @@ from aiohttp import web
 
 from sidecar.agent.api import deps_among
 from sidecar.agent.tasks import cancel_and_wait, spawn
+from sidecar.health.statuscheck.api import LIVENESS as LIVENESS_GROUP
+from sidecar.health.statuscheck.api import READINESS as READINESS_GROUP
 from sidecar.health.statuscheck.api import StatusReader
-from sidecar.health.statuscheck.schema import AGENT_STATUS_SCHEMA
-from sidecar.rest.api import HTTPHandlers, ProbeAnswer, Response, RouteDoc
+from sidecar.health.statuscheck.schema import PROBE_SCHEMA
+from sidecar.rest.api import (
+    HTTPHandlers,
+    Parameter,
+    ProbeAnswer,
+    Response,
+    RouteDoc,
+    error_response,
+)
 
 LIVENESS = "/liveness"
 READINESS = "/readiness"
+#: The path family of every group (``/health/liveness`` answers as ``/liveness``); the
+#: probe listener serves it too.
+HEALTH_PREFIX = "/health/"
 #: Seconds between checks for a new revision that no change announced (``last_update``).
 REFRESH = 0.5
 
 LIVENESS_DOC = RouteDoc(
-    "Liveness probe: is any fatal plugin in ERROR?",
-    {200: Response.json("no fatal plugin is ERROR", AGENT_STATUS_SCHEMA),
-     503: Response.json("a fatal plugin is ERROR (the kubelet restarts the container)",
-                        AGENT_STATUS_SCHEMA)},
-    description="Plugins listed as non-fatal in statuscheck.conf (etcd, kafka, k8s by "
-                "default) keep readiness down when they fail, but not liveness.",
+    "Liveness probe: is a plugin of the liveness group in ERROR?",
+    {200: Response.json("no plugin the liveness group counts is ERROR", PROBE_SCHEMA),
+     503: Response.json("a plugin the liveness group counts is ERROR (the kubelet restarts "
+                        "the container)", PROBE_SCHEMA)},
+    description="The liveness group counts user plugins, fatal programs, the process manager "
+                "and the supervisor by default; statuscheck.conf's liveness (and non-fatal) "
+                "change it. `state` is the agent state (all plugins); `group` says what "
+                "this answer counted and left out.",
     tags=("probes",))
 READINESS_DOC = RouteDoc(
-    "Readiness probe: is the agent state OK?",
-    {200: Response.json("the agent state is OK", AGENT_STATUS_SCHEMA),
-     503: Response.json("the agent is starting (INIT) or a plugin is ERROR",
-                        AGENT_STATUS_SCHEMA)},
+    "Readiness probe: is the readiness group OK?",
+    {200: Response.json("every plugin the readiness group counts is OK", PROBE_SCHEMA),
+     503: Response.json("the agent is starting, or a plugin the readiness group counts is "
+                        "INIT or ERROR", PROBE_SCHEMA)},
+    description="The readiness group counts every plugin but those that only report to a "
+                "shared server (etcd, kafka, k8s, fleet) by default: their outage must not "
+                "take every pod out of service. statuscheck.conf's readiness changes it.",
     tags=("probes",))
+
+
+def group_doc(groups: list[str]) -> RouteDoc:
+    return RouteDoc(
+        "One health group's answer",
+        {200: Response.json("the group is OK (liveness: not ERROR)", PROBE_SCHEMA),
+         503: Response.json("the group is not OK", PROBE_SCHEMA),
+         404: Response.error("no such group")},
+        description="liveness and readiness answer as /liveness and /readiness; the "
+                    "groups statuscheck.conf adds under groups answer here only.",
+        parameters=(Parameter("group", "a health group", schema={"type": "string",
+                                                                 "enum": groups}),),
+        tags=("probes",))
 
 
 class ProbePlugin:
@@ -66,9 +97,13 @@ class ProbePlugin:
         if revision == self._revision:
             return
         status = self._status.agent_status()
-        body = json.dumps(status.to_dict(), separators=(",", ":")).encode()
-        self._answers = {LIVENESS: ProbeAnswer(200 if status.live else 503, body),
-                         READINESS: ProbeAnswer(200 if status.ready else 503, body)}
+        answers: dict[str, ProbeAnswer] = {}
+        for name, group in status.groups.items():
+            body = json.dumps(status.probe_body(name), separators=(",", ":")).encode()
+            answers[HEALTH_PREFIX + name] = ProbeAnswer(200 if group.up else 503, body)
+        answers[LIVENESS] = answers[HEALTH_PREFIX + LIVENESS_GROUP]
+        answers[READINESS] = answers[HEALTH_PREFIX + READINESS_GROUP]
+        self._answers = answers
         self._revision = revision
 
     def probe_answer(self, path: str) -> ProbeAnswer | None:
@@ -90,7 +125,11 @@ class ProbePlugin:
 
     def _respond(self, path: str) -> web.Response:
         answer = self.probe_answer(path)
-        assert answer is not None
+        if answer is None:
+            groups = sorted(p.removeprefix(HEALTH_PREFIX) for p in self._answers
+                            if p.startswith(HEALTH_PREFIX))
+            return error_response(404, f"no health group {path.removeprefix(HEALTH_PREFIX)!r};"
+                                       f" the groups are: {', '.join(groups)}")
         return web.Response(body=answer.body, status=answer.status,
                             content_type=answer.content_type)
 
@@ -99,6 +138,9 @@ class ProbePlugin:
 
     async def readiness(self, request: web.Request) -> web.Response:
         return self._respond(READINESS)
+
+    async def group(self, request: web.Request) -> web.Response:
+        return self._respond(HEALTH_PREFIX + request.match_info["group"])
 
     async def _keep_fresh(self) -> None:
         while True:
@@ -115,6 +157,9 @@ class ProbePlugin:
         # Probes only read memory: no request-timeout wrapper on the hottest routes.
         self._rest.register("GET", READINESS, self.readiness, name="readiness",
                             doc=READINESS_DOC, bounded=False)
+        groups = list(self._status.agent_status().groups)
+        self._rest.register("GET", HEALTH_PREFIX + "{group}", self.group, name="health-group",
+                            doc=group_doc(groups), bounded=False)
         serve_probes = getattr(self._rest, "serve_probes", None)
         if serve_probes is not None:  # a REST server with a probe listener
             serve_probes(self)

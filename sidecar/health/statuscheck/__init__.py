@@ -1,8 +1,13 @@
 """statuscheck: plugin states aggregated into the agent's, published to etcd and HTTP."""
 
 from .api import (
+    DEFAULT_GROUPS,
+    LIVENESS,
+    PROBE_GROUPS,
+    READINESS,
     AgentStatus,
     ChangeListener,
+    GroupStatus,
     PluginState,
     PluginStatus,
     Probe,
@@ -11,16 +16,22 @@ from .api import (
     StatusReadWriter,
     StatusWriter,
 )
-from .config import DEFAULT_NON_FATAL, StatusCheckConfig
-from .plugin import StatusCheck, StatusCheckPlugin, aggregate
+from .config import GroupConfig, StatusCheckConfig
+from .groups import aggregate, check_names
+from .plugin import StatusCheck, StatusCheckPlugin
 from .publisher import AGENT_KEY, PLUGIN_KEY_PREFIX, StatusPublisher, status_documents
 
 __all__ = [
     "AGENT_KEY",
-    "DEFAULT_NON_FATAL",
+    "DEFAULT_GROUPS",
+    "LIVENESS",
     "PLUGIN_KEY_PREFIX",
+    "PROBE_GROUPS",
+    "READINESS",
     "AgentStatus",
     "ChangeListener",
+    "GroupConfig",
+    "GroupStatus",
     "PluginState",
     "PluginStatus",
     "Probe",
@@ -33,5 +44,6 @@ __all__ = [
     "StatusReader",
     "StatusWriter",
     "aggregate",
+    "check_names",
     "status_documents",
 ]

@@ -1,31 +1,33 @@
-"""The status check plugin: a registry of plugin states, aggregated with a logical AND."""
+"""The status check plugin: a registry of plugin states, aggregated with a logical AND:
+over all plugins for the agent state, over each health group's plugins for its probe."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from sidecar.agent.errors import reason
 from sidecar.agent.tasks import cancel_and_wait, spawn
 from sidecar.buildinfo import BuildInfo
 from sidecar.buildinfo import current as current_build
 
-from .api import AgentStatus, ChangeListener, PluginState, PluginStatus, Probe, ProbeObserver
+from .api import (
+    AgentStatus,
+    ChangeListener,
+    GroupStatus,
+    PluginState,
+    PluginStatus,
+    Probe,
+    ProbeObserver,
+)
 from .config import StatusCheckConfig
+from .groups import GroupRules, Membership, aggregate, default_groups, evaluate
 
 log = logging.getLogger("sidecar.statuscheck")
-
-
-def aggregate(states: list[PluginState], started: bool) -> PluginState:
-    """ERROR if any plugin is ERROR, else INIT while starting or if any is INIT, else OK."""
-    if PluginState.ERROR in states:
-        return PluginState.ERROR
-    if not started or PluginState.INIT in states:
-        return PluginState.INIT
-    return PluginState.OK
 
 
 def _probe_result(result: object) -> tuple[PluginState, str | None]:
@@ -41,7 +43,11 @@ def _probe_result(result: object) -> tuple[PluginState, str | None]:
 
 
 class StatusCheckPlugin:
-    """Registry and aggregation; probes and publishers run as background tasks."""
+    """Registry and aggregation; probes and publishers run as background tasks.
+
+    A plugin's ERROR counts for a group once it has lasted the plugin's grace in
+    that group; a timer re-evaluates the groups when the first grace runs out.
+    """
 
     name = "statuscheck"
 
@@ -57,6 +63,12 @@ class StatusCheckPlugin:
         now = int(clock())
         self._start_time = now
         self._plugins: dict[str, PluginStatus] = {}
+        self._rules = GroupRules(self.config)
+        self._members: dict[str, Membership] = {}
+        #: Plugins in ERROR: name -> (time.monotonic() when it began, the state before).
+        self._errored: dict[str, tuple[float, PluginState]] = {}
+        self._groups: dict[str, GroupStatus] = {}
+        self._grace_timer: asyncio.TimerHandle | None = None
         self._probes: dict[str, Probe] = {}
         self._running_probes: dict[str, asyncio.Task[object]] = {}
         self._listeners: list[ChangeListener] = []
@@ -68,20 +80,26 @@ class StatusCheckPlugin:
         self._revision = 0
         self._cached: AgentStatus | None = None
         self._probe_task: asyncio.Task[None] | None = None
+        self._groups = self._evaluate_groups(now)
 
     # -- write side ---------------------------------------------------------
-    def register(self, name: str, probe: Probe | None = None, *, fatal: bool | None = None) -> None:
+    def register(self, name: str, probe: Probe | None = None, *, fatal: bool | None = None,
+                 groups: Collection[str] | None = None, grace: float = 0.0) -> None:
         if not name:
             raise ValueError("a status check name must not be empty")
-        # The operator's non-fatal list wins over what the plugin asks for.
-        is_fatal = name not in self.config.non_fatal and fatal is not False
+        if grace < 0:
+            raise ValueError(f"{name}: a grace must not be negative")
+        # statuscheck.conf has the last word over what the plugin declares.
+        membership = self._rules.membership(name, default_groups(groups, fatal), grace)
+        self._members[name] = membership
         now = int(self._clock())
         previous = self._plugins.get(name)
         if previous is None:
-            self._plugins[name] = PluginStatus(PluginState.INIT, now, now, None, is_fatal)
+            self._plugins[name] = PluginStatus(PluginState.INIT, now, now, None,
+                                               membership.groups)
         else:
             self._plugins[name] = PluginStatus(previous.state, previous.last_change, now,
-                                               previous.error, is_fatal)
+                                               previous.error, membership.groups)
         if probe is not None:
             self._probes[name] = probe
         else:
@@ -91,6 +109,8 @@ class StatusCheckPlugin:
     def unregister(self, name: str) -> None:
         """Forget ``name`` (for example a removed program); its published key is deleted."""
         self._probes.pop(name, None)
+        self._members.pop(name, None)
+        self._errored.pop(name, None)
         if self._plugins.pop(name, None) is not None:
             self._changed()
 
@@ -108,14 +128,17 @@ class StatusCheckPlugin:
             error = None
         if previous.state is state and previous.error == error:
             self._plugins[name] = PluginStatus(state, previous.last_change, now, error,
-                                               previous.fatal)
+                                               previous.groups)
             self._touch(now)
             return
         if state is PluginState.ERROR:
             log.warning("plugin %s is ERROR: %s", name, error or "no reason given")
+            if previous.state is not PluginState.ERROR:
+                self._errored[name] = (time.monotonic(), previous.state)
         elif previous.state is PluginState.ERROR:
             log.info("plugin %s recovered: %s", name, state.name)
-        self._plugins[name] = PluginStatus(state, now, now, error, previous.fatal)
+            self._errored.pop(name, None)
+        self._plugins[name] = PluginStatus(state, now, now, error, previous.groups)
         self._changed()
 
     def mark_started(self) -> None:
@@ -136,12 +159,46 @@ class StatusCheckPlugin:
             log.info("agent state %s -> %s", self._state.name, state.name)
             self._state = state
             self._last_change = now
+        self._groups = self._evaluate_groups(now)
         self._touch(now)
         for listener in list(self._listeners):
             try:
                 listener()
             except Exception:
                 log.exception("status listener %r failed", listener)
+
+    def _evaluate_groups(self, now: int) -> dict[str, GroupStatus]:
+        """Every group's status; a timer is set for the first grace that runs out."""
+        clock = time.monotonic()
+        first_expiry = math.inf
+        groups: dict[str, GroupStatus] = {}
+        for group in self._rules.names:
+            held: dict[str, tuple[PluginState, int]] = {}
+            for name, (since, before) in self._errored.items():
+                left = since + self._members[name].grace.get(group, 0.0) - clock
+                if left > 0:
+                    held[name] = (before, math.ceil(now + left))
+                    first_expiry = min(first_expiry, left)
+            status = evaluate(group, self._plugins, self._started, held)
+            previous = self._groups.get(group)
+            if previous is not None and previous.state is not status.state:
+                log.info("%s group %s -> %s", group, previous.state.name, status.state.name)
+            groups[group] = status
+        self._set_grace_timer(first_expiry)
+        return groups
+
+    def _set_grace_timer(self, delay: float) -> None:
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
+        if delay == math.inf:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (a synchronous test): the next change re-evaluates
+        # A millisecond late, so that the grace has surely run out when it fires.
+        self._grace_timer = loop.call_later(delay + 0.001, self._changed)
 
     # -- read side -----------------------------------------------------------
     @property
@@ -166,6 +223,7 @@ class StatusCheckPlugin:
                 last_change=self._last_change,
                 last_update=self._last_update,
                 plugins=dict(self._plugins),
+                groups=dict(self._groups),
             )
         return self._cached
 
@@ -225,7 +283,7 @@ class StatusCheckPlugin:
         for name, status in self._plugins.items():
             if name not in self._probes and status.last_update != now:
                 self._plugins[name] = PluginStatus(status.state, status.last_change, now,
-                                                   status.error, status.fatal)
+                                                   status.error, status.groups)
         self._touch(now)
 
     async def _probe_loop(self) -> None:
@@ -248,6 +306,7 @@ class StatusCheckPlugin:
     async def close(self) -> None:
         task, self._probe_task = self._probe_task, None
         await cancel_and_wait(task)
+        self._set_grace_timer(math.inf)
         for running in self._running_probes.values():
             running.cancel()
         self._running_probes.clear()

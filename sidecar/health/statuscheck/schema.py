@@ -41,4 +41,27 @@ AGENT_STATUS_SCHEMA: dict[str, Any] = {
     },
 }
 
-__all__ = ["AGENT_STATUS_SCHEMA", "PLUGIN_STATUS_SCHEMA"]
+_NAMES: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
+
+GROUP_STATUS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "state", "counted", "left_out"],
+    "properties": {
+        "name": {"type": "string", "description": "liveness, readiness or an extra group"},
+        "state": {**_STATE, "description": "the logical AND of the plugins it counts"},
+        "counted": {**_NAMES, "description": "the plugins whose state this answer counts"},
+        "left_out": {**_NAMES, "description": "the plugins it does not count"},
+        "in_grace": {"type": "object", "additionalProperties": _SECONDS,
+                     "description": "counted plugins in ERROR within their grace (they count "
+                                    "as their state before) -> when their ERROR counts"},
+    },
+}
+
+#: A probe's body: the agent status (the seed's fields) and the group that answered.
+PROBE_SCHEMA: dict[str, Any] = {
+    **AGENT_STATUS_SCHEMA,
+    "required": [*AGENT_STATUS_SCHEMA["required"], "group"],
+    "properties": {**AGENT_STATUS_SCHEMA["properties"], "group": GROUP_STATUS_SCHEMA},
+}
+
+__all__ = ["AGENT_STATUS_SCHEMA", "GROUP_STATUS_SCHEMA", "PLUGIN_STATUS_SCHEMA", "PROBE_SCHEMA"]

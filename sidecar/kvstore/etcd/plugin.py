@@ -110,7 +110,8 @@ class EtcdPlugin:
 
         self._client = EtcdClient(self.config, self.endpoint)
         if self._statuscheck is not None:
-            self._statuscheck.register(self.name)
+            # Only reports: an outage of the shared etcd must not fail any probe.
+            self._statuscheck.register(self.name, groups=())
 
     async def after_init(self) -> None:
         self._task = spawn(

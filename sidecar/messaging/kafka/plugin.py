@@ -1,8 +1,8 @@
 """The Kafka plugin: the agent's multiplexer, its status, and status events to Kafka.
 
 Brokers that are down at start-up never stop the agent: the plugin is ERROR
-(non-fatal by default, so readiness goes down and liveness stays up), keeps
-trying in the background and turns OK by itself: INIT -> ERROR -> OK, never
+(in neither probe group by default: the probes stay up, the agent state says
+ERROR), keeps trying in the background and turns OK by itself: INIT -> ERROR -> OK, never
 back to INIT. Until then the connection loop reports the state; once
 connected, it comes from the brokers' metadata, fetched by a pull probe.
 """
@@ -95,7 +95,8 @@ class KafkaPlugin:
             await asyncio.to_thread(sasl.resolve_password)
         if self._statuscheck is not None:
             # INIT until the first attempt; the probe joins once connected (see _connect_loop).
-            self._statuscheck.register(self.name)
+            # Only reports: a broker outage must not fail any probe.
+            self._statuscheck.register(self.name, groups=())
 
     async def after_init(self) -> None:
         if self._summary_task is None:
@@ -155,7 +156,7 @@ class KafkaPlugin:
             if self._statuscheck is not None:
                 # Only now: a probe taken while connecting could answer "connecting" after
                 # an attempt had already failed, taking the plugin from ERROR back to INIT.
-                self._statuscheck.register(self.name, probe=self._probe)
+                self._statuscheck.register(self.name, probe=self._probe, groups=())
             return
 
     async def _probe(self) -> object:
