@@ -213,12 +213,12 @@ class K8sPlugin:
         if not now.state or before.state == now.state:
             return
         if now.state == PluginState.ERROR.name:
-            self._post_event("Warning", "AgentError", now.message)
+            self._post_event("Warning", "AgentError", now.summary)
         elif now.state == PluginState.OK.name:
             reason = "AgentRecovered" if before.state == PluginState.ERROR.name else "AgentReady"
-            self._post_event("Normal", reason, now.message)
+            self._post_event("Normal", reason, now.summary)
         elif before.state:
-            self._post_event("Normal", "AgentStarting", now.message)
+            self._post_event("Normal", "AgentStarting", now.summary)
 
     def _on_program_event(self, event: ProgramEventLike) -> None:
         """Crashes, automatic restarts and given-up programs become Events."""

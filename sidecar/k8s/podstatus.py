@@ -1,4 +1,8 @@
-"""The aggregated state on the sidecar's own Pod: annotations and a readiness-gate condition.
+"""The state on the sidecar's own Pod: annotations and a readiness-gate condition.
+
+The annotations show the agent state (the AND of every plugin) in full; the
+``cninfra.io/ready`` condition follows the readiness group, exactly as
+``/readiness`` does, so that the readiness gate and the probe never disagree.
 
 One strategic-merge PATCH of ``pods/<name>/status`` carries both the
 annotations (``metadata`` is writable through the status subresource) and
@@ -17,12 +21,12 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from sidecar.agent.tasks import cancel_and_wait, spawn
-from sidecar.health.statuscheck import AgentStatus, PluginState, StatusReader
+from sidecar.health.statuscheck import READINESS, AgentStatus, PluginState, StatusReader
 
 from ._api import STRATEGIC_MERGE, ApiClient, pod_path
 from ._health import ApiHealth
@@ -39,8 +43,9 @@ MAX_MESSAGE = 1024
 _MAX_ERROR = 256
 _MIN_BACKOFF = 0.2
 
-_REASONS = {PluginState.OK: "AgentOK", PluginState.INIT: "AgentStarting",
-            PluginState.ERROR: "PluginError"}
+#: The condition's reason: the readiness group's state.
+_REASONS = {PluginState.OK: "ReadinessOK", PluginState.INIT: "ReadinessStarting",
+            PluginState.ERROR: "ReadinessError"}
 
 
 @dataclass(frozen=True)
@@ -61,33 +66,35 @@ class PodStatus:
     ready: bool | None = None
     reason: str = ""
     message: str = ""
+    #: The agent state in a line, for Events (the Pod does not store it: never compared).
+    summary: str = field(default="", compare=False)
 
     @classmethod
     def of(cls, status: AgentStatus) -> PodStatus:
         """The Pod's view of an agent status (no ``last_update``: it must not churn)."""
         plugins: dict[str, Any] = {}
-        failing: list[str] = []
-        starting: list[str] = []
         for name, plugin in sorted(status.plugins.items()):
             entry: dict[str, Any] = {"state": int(plugin.state), "last_change": plugin.last_change}
             if plugin.error:
                 entry["error"] = _clip(plugin.error, _MAX_ERROR)
             plugins[name] = entry
-            if plugin.state is PluginState.ERROR:
-                failing.append(f"{name}: {plugin.error or 'ERROR'}")
-            elif plugin.state is PluginState.INIT:
-                starting.append(name)
         detail = json.dumps({"state": int(status.state), "last_change": status.last_change,
                              "plugins": plugins}, separators=(",", ":"))
-        if status.state is PluginState.ERROR:
-            message = "; ".join(failing)
-        elif status.state is PluginState.INIT:
-            message = ("waiting for " + ", ".join(starting)) if starting else "starting"
-        else:
-            message = f"all {len(plugins)} plugins are OK"
-        return cls(state=status.state.name, detail=detail,
-                   ready=status.state is PluginState.OK, reason=_REASONS[status.state],
-                   message=_clip(message, MAX_MESSAGE))
+        group = status.groups.get(READINESS)
+        counted = status.plugins.keys() if group is None else group.counted
+        state = status.state if group is None else group.state
+        in_grace = {} if group is None else group.in_grace
+        message = _describe(status, state, [n for n in counted if n not in in_grace])
+        if group is not None:
+            if in_grace:
+                message += "; within their grace: " + _failing(status, list(in_grace))
+            left_out = [n for n in group.left_out if status.plugins[n].state is PluginState.ERROR]
+            if left_out:
+                message += "; not counted: " + _failing(status, left_out)
+        return cls(state=status.state.name, detail=detail, ready=status.ready,
+                   reason=_REASONS[state], message=_clip(message, MAX_MESSAGE),
+                   summary=_clip(_describe(status, status.state, list(status.plugins)),
+                                 MAX_MESSAGE))
 
     @classmethod
     def from_pod(cls, pod: Mapping[str, Any]) -> PodStatus:
@@ -110,6 +117,21 @@ class PodStatus:
         if not config.condition:
             shown = replace(shown, ready=None, reason="", message="")
         return shown
+
+
+def _failing(status: AgentStatus, names: list[str]) -> str:
+    return "; ".join(f"{n}: {status.plugins[n].error or 'ERROR'}" for n in sorted(names))
+
+
+def _describe(status: AgentStatus, state: PluginState, names: list[str]) -> str:
+    """A line about ``names`` (all plugins or a group's) in the ``state`` they add up to."""
+    plugins = {n: status.plugins[n] for n in names}
+    if state is PluginState.ERROR:
+        return _failing(status, [n for n, p in plugins.items() if p.state is PluginState.ERROR])
+    if state is PluginState.INIT:
+        starting = sorted(n for n, p in plugins.items() if p.state is PluginState.INIT)
+        return ("waiting for " + ", ".join(starting)) if starting else "starting"
+    return f"all {len(plugins)} plugins are OK"
 
 
 def find_condition(pod: Mapping[str, Any]) -> dict[str, Any] | None:

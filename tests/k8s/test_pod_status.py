@@ -20,11 +20,11 @@ from tests.servers.kube import KubeApiServer
 from tests.sidecar_proc import SidecarProcess
 
 
-def write_etcd_conf(config_dir: Path, etcd: EtcdServer) -> None:
+def write_etcd_conf(config_dir: Path, etcd: EtcdServer, statuscheck: str = "") -> None:
     (config_dir / "etcd.conf").write_text(
         f"endpoints: ['{etcd.endpoint}']\ndial-timeout: 500ms\noperation-timeout: 1s\n"
         "reconnect-interval: 500ms\n")
-    (config_dir / "statuscheck.conf").write_text("probe-interval: 200ms\n")
+    (config_dir / "statuscheck.conf").write_text("probe-interval: 200ms\n" + statuscheck)
 
 
 def start_sidecar(config_dir: Path, env: PodEnv, sidecars: list[SidecarProcess]) -> SidecarProcess:
@@ -52,10 +52,11 @@ def test_plugin_error_flips_the_pod_condition_and_annotation_and_back(
         kube_apiserver: KubeApiServer, own_etcd: EtcdServer, config_dir: Path, tmp_path: Path,
         sidecars: list[SidecarProcess]) -> None:
     # Each flip is written at once (no periodic resync exists that could do it later) and
-    # by its first PATCH: none failed and waited for a retry.
+    # by its first PATCH: none failed and waited for a retry. etcd counts for readiness
+    # here (cn-infra's behaviour), so that its outage flips the condition too.
     env = PodEnv(kube_apiserver, tmp_path)
     env.write_k8s_conf(config_dir)
-    write_etcd_conf(config_dir, own_etcd)
+    write_etcd_conf(config_dir, own_etcd, "readiness:\n  include: [etcd]\n")
     proc = start_sidecar(config_dir, env, sidecars)
 
     wait_for(lambda: env.shown() == ("OK", "True"), 15, "the Pod showing OK / Ready")
@@ -71,7 +72,7 @@ def test_plugin_error_flips_the_pod_condition_and_annotation_and_back(
     assert patch_failures(proc) == 0
     condition = env.condition()
     assert condition is not None
-    assert condition["reason"] == "PluginError"
+    assert condition["reason"] == "ReadinessError"
     assert condition["message"].startswith("etcd: ")
     assert env.detail()["plugins"]["etcd"]["error"] == error[:256] or \
         env.detail()["plugins"]["etcd"]["state"] == 2
@@ -80,7 +81,7 @@ def test_plugin_error_flips_the_pod_condition_and_annotation_and_back(
     wait_for(lambda: proc.get("/readiness")[0] == 200, 15, "readiness back to 200")
     wait_for(lambda: env.shown() == ("OK", "True"), 10, "the Pod showing OK / Ready again")
     assert patch_failures(proc) == 0
-    assert env.condition()["reason"] == "AgentOK"  # type: ignore[index]
+    assert env.condition()["reason"] == "ReadinessOK"  # type: ignore[index]
 
     # The transitions are Events on the Pod (with its uid: kubectl describe lists them).
     wait_for(lambda: env.events("AgentError") and env.events("AgentRecovered"), 5,

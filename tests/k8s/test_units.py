@@ -64,8 +64,9 @@ def test_pod_status_of_an_agent_in_error_names_the_failing_plugins() -> None:
     shown = PodStatus.of(check.agent_status())
     assert shown.state == "ERROR"
     assert shown.ready is False
-    assert shown.reason == "PluginError"
+    assert shown.reason == "ReadinessError"
     assert shown.message == "kafka: no broker reachable"
+    assert shown.summary == "kafka: no broker reachable"
     detail = json.loads(shown.detail)
     assert detail["state"] == 2
     assert detail["plugins"]["kafka"]["error"] == "no broker reachable"
@@ -75,11 +76,29 @@ def test_pod_status_of_an_agent_in_error_names_the_failing_plugins() -> None:
 def test_pod_status_of_ok_and_starting_agents() -> None:
     ok = PodStatus.of(status_with(("etcd", PluginState.OK, None)).agent_status())
     assert (ok.state, ok.ready, ok.reason, ok.message) == (
-        "OK", True, "AgentOK", "all 1 plugins are OK")
+        "OK", True, "ReadinessOK", "all 1 plugins are OK")
     starting = StatusCheck()
     starting.register("kafka")
     init = PodStatus.of(starting.agent_status())
     assert (init.state, init.ready, init.message) == ("INIT", False, "waiting for kafka")
+
+
+def test_the_condition_follows_the_readiness_group_and_the_annotations_every_plugin() -> None:
+    check = StatusCheck()
+    check.register("etcd", groups=())  # only reports
+    check.register("program:web", fatal=False)
+    check.report_state_change("etcd", PluginState.ERROR, "etcd unreachable")
+    check.report_state_change("program:web", PluginState.OK)
+    check.mark_started()
+    shown = PodStatus.of(check.agent_status())
+    assert (shown.state, shown.ready, shown.reason) == ("ERROR", True, "ReadinessOK")
+    assert shown.message == "all 1 plugins are OK; not counted: etcd: etcd unreachable"
+    assert json.loads(shown.detail)["plugins"]["etcd"]["error"] == "etcd unreachable"
+    assert shown.summary == "etcd: etcd unreachable"  # what an AgentError Event says
+    check.report_state_change("program:web", PluginState.ERROR, "crash-looping")
+    shown = PodStatus.of(check.agent_status())
+    assert (shown.ready, shown.reason) == (False, "ReadinessError")
+    assert shown.message == "program:web: crash-looping; not counted: etcd: etcd unreachable"
 
 
 def test_long_errors_are_clipped() -> None:
