@@ -98,9 +98,10 @@ class K8sConfig:
     events: EventsConfig = field(default_factory=EventsConfig)
     #: Deadline of each API request (the ConfigMap watch excepted).
     request_timeout: Annotated[float, DURATION] = 5.0
-    #: How long the API server may fail before the plugin reports ERROR: a
-    #: short outage (an API server rollout) does not flip every pod's readiness.
-    #: Errors that will not heal by themselves (401, 403, 404) count at once.
+    #: The k8s check's grace: how long its ERROR lasts before it counts for a
+    #: health group that includes k8s (none does by default), so that an API
+    #: server rollout does not flip the pod's readiness. statuscheck.conf's
+    #: ``grace`` for k8s wins over it.
     error_grace: Annotated[float, DURATION] = 30.0
 
     def __post_init__(self) -> None:

@@ -3,7 +3,7 @@
 Nothing here waits for the API server in ``init`` or ``after_init``: the Pod
 is read, written and watched by background tasks, so the agent starts (and
 the probes answer) with the API server away; the plugin is INIT until the
-Pod has been read, and ERROR only as :class:`ApiHealth` decides.
+Pod has been read, and ERROR while its API calls fail (:class:`ApiHealth`).
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class K8sPlugin:
                 "is not enabled (add supervisor.conf or SUPERVISOR_CONFIG)")
         self.credentials: Credentials | None = None
         self.api: ApiClient | None = None
-        self.health = ApiHealth(statuscheck, NAME, config.error_grace)
+        self.health = ApiHealth(statuscheck, NAME)
         self.events: EventRecorder | None = None
         self.writer: PodStatusWriter | None = None
         self.applier: ConfigMapApplier | None = None
@@ -102,8 +102,10 @@ class K8sPlugin:
     async def init(self) -> None:
         if self.api is not None:
             return
-        # Only reports: an API server outage must not fail any pod's probes.
-        self._statuscheck.register(NAME, groups=())
+        # Only reports: an API server outage must not fail any pod's probes. Where
+        # statuscheck.conf counts it, its ERROR waits out error-grace (an API server
+        # rollout is no reason to take the pod out of service).
+        self._statuscheck.register(NAME, groups=(), grace=self.config.error_grace)
         # A kubeconfig may run an exec plugin: keep the loop free meanwhile.
         credentials = await asyncio.to_thread(find_credentials, self.config, self._env)
         if not self.pod.namespace:

@@ -37,6 +37,8 @@ from sidecar.k8s._credentials import find_credentials, in_cluster_credentials
 from sidecar.k8s._health import ApiHealth
 from sidecar.k8s._operator import _agent_keeps_signals, _ForeverBackoffs
 from sidecar.k8s.podstatus import patch_body
+from tests._wait import until
+from tests.servers._util import free_port
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "optional" / "k8s.conf"
 
@@ -144,37 +146,52 @@ def test_token_bucket_allows_a_burst_then_the_rate() -> None:
     assert sum(bucket.take() for _ in range(10)) == 3  # never more than the burst
 
 
-def test_api_health_waits_out_the_grace_for_outages_but_not_for_refusals() -> None:
+def test_api_health_is_error_from_the_first_failed_call_until_one_succeeds() -> None:
     check = StatusCheck()
-    clock = Clock()
-    health = ApiHealth(check, "k8s", grace=30, clock=clock)
-    outage = ApiUnavailableError("PATCH", "/p", 0, "connection refused")
-
-    def state() -> PluginState | None:
-        status = check.plugin_status("k8s")
-        return None if status is None else status.state
+    health = ApiHealth(check, "k8s")
 
     def failing() -> bool:  # not the property itself: mypy would keep it narrowed across steps
         return health.failing
 
-    health.failed(outage)
-    clock.now += 29
-    health.failed(outage)
-    assert check.plugin_status("k8s") is None  # never reported: still INIT for the agent
-    assert failing()
-    clock.now += 1
-    health.failed(outage)
+    health.failed(ApiUnavailableError("PATCH", "/p", 0, "connection refused"))
     status = check.plugin_status("k8s")
-    assert status is not None
-    assert status.state is PluginState.ERROR
+    assert status is not None and status.state is PluginState.ERROR
     assert status.error == "PATCH /p: connection refused"
+    assert failing()
     health.ok()
-    assert state() is PluginState.OK
+    assert check.plugin_status("k8s").state is PluginState.OK  # type: ignore[union-attr]
     assert not failing()
 
-    health.failed(ApiError("PATCH", "/p", 403, "forbidden"))
-    assert state() is PluginState.ERROR
-    assert failing()
+
+async def test_error_grace_is_the_k8s_checks_grace_in_the_groups_that_count_it(
+        config_dir: Path) -> None:
+    # An API server nobody listens on: the first read of the Pod fails at once.
+    kubeconfig = config_dir / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{free_port()}",
+                                               "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    (config_dir / "k8s.conf").write_text(
+        f"kubeconfig: {kubeconfig}\npod-name: p\nnamespace: ns\nerror-grace: 3s\n")
+    (config_dir / "statuscheck.conf").write_text("liveness:\n  include: [k8s]\n")
+    (config_dir / "http.conf").write_text("endpoint: 127.0.0.1:0\n")
+    sidecar = build(Options(config_dir=str(config_dir), env={}))
+    async with sidecar.agent():
+        check = sidecar.statuscheck
+
+        def k8s_error() -> str | None:
+            status = check.plugin_status("k8s")
+            return status.error if status is not None and status.state is PluginState.ERROR \
+                else None
+
+        await until(k8s_error, 10, "the k8s plugin ERROR")
+        status = check.agent_status()
+        assert status.state is PluginState.ERROR  # in the status at once
+        assert status.live and "k8s" in status.groups["liveness"].in_grace
+        assert not status.groups["readiness"].in_grace  # readiness does not count k8s
+        await until(lambda: not check.agent_status().live, 10, "liveness down after 3 s")
 
 
 def test_api_errors_say_whether_a_retry_may_help() -> None:
