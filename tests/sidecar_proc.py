@@ -68,6 +68,11 @@ class SidecarProcess:
                 self.log_path = self.log_path.with_name(f"sidecar-{self.port}.log")
         return self
 
+    def wait_started(self, timeout: float = 15.0) -> SidecarProcess:
+        """After ``start(wait=False)``: until it answers (a port taken meanwhile fails)."""
+        self._wait_answering(timeout)
+        return self
+
     def _spawn(self) -> None:
         cmd = [sys.executable, "-m", "sidecar", "run", "--config-dir", str(self.config_dir),
                "--http-port", str(self.port), *self.args]

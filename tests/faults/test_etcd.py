@@ -1,28 +1,30 @@
-"""etcd killed (SIGKILL), or stopped, and restarted under running sidecars."""
+"""etcd killed (SIGKILL), or stopped, and restarted under running sidecars.
+
+etcd only reports: its outage shows in the status JSON, /metrics and the Pod's
+annotations (the agent state ERROR), never in a probe or the Pod's readiness."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tests._wait import wait_until
+from tests.faults import status
+from tests.faults.status import metric, only_failing, status_prefix
+from tests.k8s.cluster import PodEnv
 from tests.probes import ProbePoller
 from tests.servers.etcd import EtcdServer, EtcdWatcher, lease_ids, leased_keys
+from tests.servers.kube import KubeApiServer
 from tests.sidecar_proc import SidecarProcess
 
 LABEL = "faults-etcd"
-PREFIX = f"/vnf-agent/{LABEL}/check/status/v1/"
+PREFIX = status_prefix(LABEL)
 
 
 def published(etcd: EtcdServer, prefix: str = PREFIX) -> dict[str, dict[str, Any]]:
-    """Every status key of the agent: suffix -> JSON value."""
-    out = etcd.etcdctl("get", prefix, "--prefix")
-    lines = out.splitlines()
-    return {key.removeprefix(prefix): json.loads(value)
-            for key, value in zip(lines[::2], lines[1::2], strict=True)}
+    return status.published(etcd, prefix)
 
 
 def write_config(config_dir: Path, etcd: EtcdServer, stop_file: Path) -> None:
@@ -41,11 +43,14 @@ def write_config(config_dir: Path, etcd: EtcdServer, stop_file: Path) -> None:
         "    backoff-cap: 200ms\n")
 
 
-def test_etcd_killed_and_restarted(own_etcd: EtcdServer, config_dir: Path, tmp_path: Path,
+def test_etcd_killed_and_restarted(own_etcd: EtcdServer, kube_apiserver: KubeApiServer,
+                                   config_dir: Path, tmp_path: Path,
                                    sidecars: list[SidecarProcess]) -> None:
     stop_file = tmp_path / "stop"
     write_config(config_dir, own_etcd, stop_file)
-    proc = SidecarProcess(config_dir, "--microservice-label", LABEL)
+    pod = PodEnv(kube_apiserver, tmp_path)
+    pod.write_k8s_conf(config_dir, status={"min-interval": "200ms"})
+    proc = SidecarProcess(config_dir, "--microservice-label", LABEL, env=pod.env())
     sidecars.append(proc)
     proc.start()
 
@@ -54,14 +59,22 @@ def test_etcd_killed_and_restarted(own_etcd: EtcdServer, config_dir: Path, tmp_p
         wait_until(lambda: published(own_etcd).get("agent", {}).get("state") == 1, 10,
                    "the agent key OK in etcd")
         assert published(own_etcd)["plugin/program:looper"]["state"] == 1
+        wait_until(lambda: pod.shown() == ("OK", "True"), 10, "the Pod showing OK / Ready")
 
         own_etcd.kill()
         killed = time.monotonic()
         down = probes.wait_for(lambda a: a.plugin_state("etcd") == 2, 10,
                                "the etcd plugin ERROR")
         assert "etcd unreachable" in down.plugins["etcd"]["error"]
-        # etcd only reports: the agent state says ERROR, the pod stays in service.
+        # etcd only reports: the agent state says ERROR, the pod stays in service...
         assert (down.status, down.body["state"]) == (200, 2)
+        assert "etcd" in down.body["group"]["left_out"]
+        assert metric(proc, "sidecar_plugin_state", plugin="etcd") == 2
+        assert metric(proc, "sidecar_agent_state") == 2
+        assert metric(proc, "sidecar_agent_ready") == 1
+        # ...and so does the Pod: the annotations say ERROR, the readiness gate stays True.
+        wait_until(lambda: pod.shown() == ("ERROR", "True"), 10, "the Pod showing ERROR / Ready")
+        assert pod.detail()["plugins"]["etcd"]["state"] == 2
 
         # While etcd is away, a program starts crash-looping: only the sidecar knows.
         stop_file.touch()
@@ -69,6 +82,7 @@ def test_etcd_killed_and_restarted(own_etcd: EtcdServer, config_dir: Path, tmp_p
                                   "program:looper ERROR")
         assert "crash-looping" in looping.plugins["program:looper"]["error"]
         assert looping.status == 503  # the pod's own program counts for readiness
+        wait_until(lambda: pod.shown() == ("ERROR", "False"), 10, "the Pod not ready")
         time.sleep(max(0.0, 6 - (time.monotonic() - killed)))  # longer than the lease TTL
 
         own_etcd.start()
@@ -94,7 +108,11 @@ def test_etcd_killed_and_restarted(own_etcd: EtcdServer, config_dir: Path, tmp_p
                    "another restart of the looping program")
 
     probes.assert_always_answered()
-    # etcd and programs are non-fatal: the kubelet would never have restarted the sidecar.
+    # The outage alone never took the pod out of service.
+    alone = only_failing(probes.snapshot("/readiness"), "etcd")
+    assert alone, "no answer while only the etcd plugin was ERROR"
+    assert {a.status for a in alone} == {200}
+    # etcd and programs are not fatal: the kubelet would never have restarted the sidecar.
     assert probes.statuses("/liveness") == {200}, probes.latency_summary()
     assert proc.stop() == 0
     assert published(own_etcd) == {}  # the lease is revoked on a clean stop

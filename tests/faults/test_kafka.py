@@ -13,8 +13,12 @@ from typing import Any
 from sidecar.messaging.kafka import OFFSET_OLDEST, ClientConfig, PartitionConsumer
 from sidecar.messaging.kafka.client import ConsumerMessage
 from tests._wait import wait_until
+from tests.faults.status import metric, only_failing, published, status_prefix
+from tests.k8s.cluster import PodEnv
 from tests.probes import ProbePoller
+from tests.servers.etcd import EtcdServer
 from tests.servers.kafka import KafkaBroker
+from tests.servers.kube import KubeApiServer
 from tests.sidecar_proc import SidecarProcess, request
 
 
@@ -56,9 +60,15 @@ def records_of_error(records: list[Any]) -> dict[str, Any]:
                 if r["type"] == "agent-state" and r["state"] == 2)
 
 
-def test_broker_killed_and_restarted(own_kafka: KafkaBroker, config_dir: Path,
-                                     sidecars: list[SidecarProcess]) -> None:
+def test_broker_killed_and_restarted(own_kafka: KafkaBroker, etcd_server: EtcdServer,
+                                     kube_apiserver: KubeApiServer, config_dir: Path,
+                                     tmp_path: Path, sidecars: list[SidecarProcess]) -> None:
     topic = f"status-{uuid.uuid4().hex[:8]}"
+    label = f"faults-kafka-{topic}"
+    # Where else the sidecar reports: etcd, and its Pod.
+    (config_dir / "etcd.conf").write_text(f"endpoints: ['{etcd_server.endpoint}']\n")
+    pod = PodEnv(kube_apiserver, tmp_path)
+    pod.write_k8s_conf(config_dir, status={"min-interval": "200ms"})
     (config_dir / "kafka.conf").write_text(
         f"addrs: ['{own_kafka.bootstrap}']\nstatus-topic: {topic}\n"
         "request-timeout: 3s\nreconnect-interval: 1s\n")
@@ -73,7 +83,7 @@ def test_broker_killed_and_restarted(own_kafka: KafkaBroker, config_dir: Path,
         "    restarts: -1\n"
         "    backoff-base: 100ms\n"
         "    backoff-reset-after: 200ms\n")
-    proc = SidecarProcess(config_dir, "--microservice-label", "faults-kafka")
+    proc = SidecarProcess(config_dir, "--microservice-label", label, env=pod.env())
     sidecars.append(proc)
     proc.start()
 
@@ -87,8 +97,20 @@ def test_broker_killed_and_restarted(own_kafka: KafkaBroker, config_dir: Path,
         own_kafka.kill()
         down = probes.wait_for(lambda a: a.plugin_state("kafka") == 2, 20,
                                "the kafka plugin ERROR")
-        # kafka only reports: the agent state says ERROR, the pod stays in service.
+        # kafka only reports: the agent state says ERROR, the pod stays in service, and
+        # etcd, /metrics and the Pod's annotations show why.
         assert (down.status, down.body["state"]) == (200, 2)
+        assert "kafka" in down.body["group"]["left_out"]
+        assert metric(proc, "sidecar_plugin_state", plugin="kafka") == 2
+        assert metric(proc, "sidecar_agent_ready") == 1
+
+        def kafka_error_in_etcd() -> dict[str, Any] | None:
+            keys = published(etcd_server, status_prefix(label))
+            return keys if keys.get("plugin/kafka", {}).get("state") == 2 else None
+
+        assert wait_until(kafka_error_in_etcd, 10, "kafka ERROR in etcd")["agent"]["state"] == 2
+        wait_until(lambda: pod.shown() == ("ERROR", "True"), 10, "the Pod showing ERROR / Ready")
+        assert pod.detail()["plugins"]["kafka"]["state"] == 2
         during = ticker_restarts()
         wait_until(lambda: ticker_restarts() >= during + 10, 15,
                    "ten more restarts while Kafka is down (supervision goes on)")
@@ -126,5 +148,8 @@ def test_broker_killed_and_restarted(own_kafka: KafkaBroker, config_dir: Path,
     assert records_of_error(records)["kafka"]["state"] == 2
 
     probes.assert_always_answered()
+    alone = only_failing(probes.snapshot("/readiness"), "kafka")
+    assert alone, "no answer while only the kafka plugin was ERROR"
+    assert {a.status for a in alone} == {200}  # the outage never took the pod out of service
     assert probes.statuses("/liveness") == {200}, probes.latency_summary()
     assert proc.stop() == 0

@@ -154,3 +154,40 @@ def test_a_program_log_on_a_full_filesystem(runner: Runner, config_dir: Path, tm
     probes.assert_always_answered()
     assert probes.statuses("/liveness") == {200}, probes.latency_summary()
     assert proc.stop() == 0
+
+
+def test_a_fatal_crash_loop_fails_readiness_at_once_and_liveness_past_its_grace(
+        config_dir: Path, tmp_path: Path, sidecars: list[SidecarProcess]) -> None:
+    broken = tmp_path / "broken"
+    Runner("supervisor").configure(config_dir, "vital", NEEDS_NO_FILE, str(broken))
+    program = json.loads((config_dir / "supervisor.conf").read_text())
+    program["programs"][0]["fatal"] = True
+    (config_dir / "supervisor.conf").write_text(json.dumps(program))
+    (config_dir / "statuscheck.conf").write_text(
+        "probe-interval: 200ms\nliveness:\n  grace:\n    'program:*': 2s\n")
+    check = "program:vital"
+    proc = start(config_dir, sidecars)
+
+    with ProbePoller(proc.url) as probes:
+        probes.wait_for(lambda a: a.status == 200, 15, "readiness 200")
+        broken.touch()  # from now on it crash-loops
+        looping = probes.wait_for(lambda a: a.plugin_state(check) == 2, 15, f"{check} ERROR")
+        assert looping.status == 503  # readiness: at once
+        dead = probes.wait_for(lambda a: a.status == 503, 15, "liveness 503 past the grace",
+                               path="/liveness")
+        assert dead.plugin_state(check) == 2 and check not in dead.body["group"].get("in_grace", {})
+        since_error = [a for a in probes.snapshot("/liveness", since=looping.sent)
+                       if a.sent < dead.sent and a.plugin_state(check) == 2]
+        # Meanwhile liveness said 200, and when the crash loop would count.
+        assert since_error, "no liveness answer within the grace"
+        assert all(a.status == 200 and check in a.body["group"].get("in_grace", {})
+                   for a in since_error)
+        assert dead.sent - since_error[0].sent > 1.0  # 2 s of grace, less the polling gaps
+
+        broken.unlink()
+        probes.wait_for(lambda a: a.status == 200 and a.plugin_state(check) == 1, 15,
+                        "readiness 200 once the program runs for backoff-reset-after")
+        probes.wait_for(lambda a: a.status == 200, 5, "liveness 200 again", path="/liveness")
+
+    probes.assert_always_answered()
+    assert proc.stop() == 0
