@@ -34,6 +34,7 @@ def test_example_config_serves_ready_probes_and_stops_on_sigterm(
                            capture_output=True, text=True, timeout=10, check=False)
     assert shown.returncode == 0
     assert shown.stdout.startswith("agent    OK")
+    assert "\nreadiness OK  (counts " in shown.stdout
 
     assert proc.stop(timeout=10) == 0
 
@@ -77,8 +78,13 @@ def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
     ({}, [], {"MICROSERVICE_LABEL": "x" * 300}, "the limit is 253"),
     ({"etcd.conf": "endpoints: []\n"}, [], {}, "at least one etcd endpoint"),
     ({}, ["--start-timeout", "forever"], {}, "--start-timeout: expected a duration"),
+    ({"statuscheck.conf": "readiness:\n  include: [etdc]\n"}, [], {},
+     "statuscheck.conf: readiness.include[0]: no plugin 'etdc' (did you mean 'etcd'?)"),
+    ({"statuscheck.conf": "groups:\n  startup: {}\n"}, [], {},
+     "statuscheck.conf: groups.startup.include: name the plugins this group counts"),
 ], ids=["yaml", "unknown-key", "duration", "type", "port-flag", "port-env", "port-file",
-        "label-slash", "label-empty", "label-long", "etcd-endpoints", "timeout-flag"])
+        "label-slash", "label-empty", "label-long", "etcd-endpoints", "timeout-flag",
+        "group-plugin", "group-empty"])
 def test_bad_input_exits_non_zero_with_one_clear_line(
     tmp_path: Path, files: dict[str, str], args: list[str], env: dict[str, str], expected: str
 ) -> None:
