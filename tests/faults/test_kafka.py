@@ -92,7 +92,9 @@ def test_broker_killed_and_restarted(own_kafka: KafkaBroker, etcd_server: EtcdSe
         return int(proc.get("/supervisor/programs/ticker")[1]["restarts"])
 
     with ProbePoller(proc.url) as probes:
-        probes.wait_for(lambda a: a.status == 200, 30, "readiness 200")
+        # Readiness does not wait for Kafka (kafka only reports): the plugin must be OK.
+        probes.wait_for(lambda a: a.status == 200 and a.plugin_state("kafka") == 1, 30,
+                        "readiness 200 and the kafka plugin OK")
         wait_until(lambda: ticker_restarts() >= 3, 10, "the ticker restarting")
 
         own_kafka.kill()
