@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests._wait import wait_until
+from tests.faults.status import only_failing, status_prefix
 from tests.probes import ProbePoller
 from tests.servers.etcd import EtcdWatcher, etcdctl, lease_ids, leased_keys
 from tests.sidecar_proc import SidecarProcess
@@ -20,10 +21,6 @@ OPERATION_TIMEOUT = 1.0
 DIAL_TIMEOUT = 0.5
 #: statuscheck.conf: every key re-put this often.
 PUBLISH_INTERVAL = 2.0
-
-
-def status_prefix(label: str) -> str:
-    return f"/vnf-agent/{label}/check/status/v1/"
 
 
 @dataclass
@@ -156,13 +153,16 @@ def assert_nothing_lost(endpoints: Sequence[str], agents: Sequence[Agent], watch
 
 
 def assert_probes_held(agents: Sequence[Agent]) -> None:
-    """Every probe answered within the kubelet's 1 s, and liveness never failed
-    (etcd is non-fatal for liveness: the kubelet would never restart the sidecar)."""
+    """Every probe answered within the kubelet's 1 s, liveness never failed and readiness
+    never failed for etcd (etcd only reports: the kubelet would never restart the sidecar
+    nor take the pod out of service for it)."""
     for agent in agents:
         agent.probes.stop()
         agent.probes.assert_always_answered()
         assert agent.probes.statuses("/liveness") == {200}, (
             agent.label, agent.probes.latency_summary())
+        alone = only_failing(agent.probes.snapshot("/readiness"), "etcd")
+        assert {a.status for a in alone} <= {200}, (agent.label, "readiness failed for etcd")
 
 
 def etcd_error_span(agent: Agent, since: float) -> float:

@@ -30,12 +30,12 @@ from tests.faults._fleet import (
     key_revision,
     published,
     start_agents,
-    status_prefix,
     stop_agents,
     wait_etcd_ok,
     wait_fleet_view,
     wait_published,
 )
+from tests.faults.status import status_prefix
 from tests.servers.etcd import lease_ids
 from tests.servers.etcd_cluster import EtcdCluster, EtcdMember
 from tests.sidecar_proc import SidecarProcess

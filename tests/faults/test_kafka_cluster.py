@@ -342,7 +342,7 @@ def check_probes(publishers: Sequence[Publisher]) -> None:
                                   f"{publisher.label}: kafka OK", path="/liveness")
         publisher.probes.stop()
         publisher.probes.assert_always_answered()
-        # kafka is non-fatal: the kubelet would never have restarted the sidecar.
+        # kafka only reports: the kubelet would never have restarted the sidecar.
         assert publisher.probes.statuses("/liveness") == {200}, (
             publisher.label, publisher.probes.latency_summary())
         assert publisher.proc.stop() == 0
