@@ -45,6 +45,9 @@ from tests.sidecar_proc import SidecarProcess
 #: operation-timeout; the next member is dialled after 0.2 s (dial-timeout at most).
 FAILOVER_BOUND = LEASE_TTL / 3 + OPERATION_TIMEOUT + 0.2 + DIAL_TIMEOUT
 
+# Three members, three sidecars and a fault on two shared cores: more than the default.
+pytestmark = pytest.mark.timeout(240)
+
 
 def rotated(endpoints: Sequence[str], first: int) -> list[str]:
     return [*endpoints[first:], *endpoints[:first]]
@@ -94,8 +97,9 @@ def test_leader_killed(cluster: EtcdCluster, tmp_path: Path,
         assert_nothing_lost(cluster.urls, agents, watch, leases)
         wait_fleet_view(agents[0], agents)
         for agent in agents[:2]:
-            # A killed member closes its connections: the sidecar is at once on another.
-            assert etcd_error_span(agent, killed) < FAILOVER_BOUND, agent.label
+            # A killed member closes its connections: the sidecar moves at once, and is
+            # on another member (once a new leader answers) well before its lease ends.
+            assert etcd_error_span(agent, killed) < LEASE_TTL, agent.label
 
         cluster.start_member(leader)
         assert_nothing_lost(cluster.urls, agents, watch, leases)

@@ -33,11 +33,21 @@ from tests.sidecar_proc import SidecarProcess, request
 SIDECARS = 3
 PARTITIONS = 3
 
+# Three JVMs, three sidecars and a fault on two shared cores: more than the default.
+pytestmark = pytest.mark.timeout(300)
+
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[KafkaCluster]:
+def running_cluster() -> Iterator[KafkaCluster]:
     with KafkaCluster() as running:
         yield running
+
+
+@pytest.fixture
+def cluster(running_cluster: KafkaCluster) -> KafkaCluster:
+    """The module's cluster, whole again whatever the test before did to it."""
+    running_cluster.heal()
+    return running_cluster
 
 
 # -- the topic ------------------------------------------------------------------------
@@ -271,7 +281,7 @@ def start_publishers(cluster: KafkaCluster, topic: str, tmp_path: Path,
     return publishers
 
 
-def flowing(group: Group, since: float, count: int = 5, timeout: float = 60) -> float:
+def flowing(group: Group, since: float, count: int = 5, timeout: float = 90) -> float:
     """Until the group has read ``count`` new records of every sidecar since ``since``;
     how long after ``since`` that was."""
     def enough() -> bool:

@@ -229,6 +229,13 @@ class KafkaCluster:
     def rejoin(self, node: KafkaNode) -> None:
         self.network.rejoin(node.node_id)
 
+    def heal(self) -> None:
+        """Every node back on the network and running (after a test that broke it, and
+        perhaps failed before it could mend it)."""
+        for node in self.nodes:
+            self.rejoin(node)
+        self.start_all()
+
     def close(self) -> None:
         for node in self.nodes:
             node.kill()
