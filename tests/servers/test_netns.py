@@ -25,11 +25,14 @@ def test_an_isolated_member_is_cut_off_from_the_others_but_not_from_clients() ->
         holders = [cluster.network.hub.pid, *(m.pid for m in cluster.network.members)]
         own = Path("/proc/self/ns/net").stat().st_ino
         assert all(Path(f"/proc/{pid}/ns/net").stat().st_ino != own for pid in holders)
-        cut, *others = cluster.members
+        leader = cluster.leader()
+        cut = next(m for m in cluster.members if m is not leader)
+        others = [m for m in cluster.members if m is not cut]
         cluster.isolate(cut)
         # Clients still reach it (it answers for itself) while it has no quorum.
         assert cluster.status(cut)["header"]["member_id"]
-        cluster.etcdctl("put", "/while-cut", "1", members=others)
+        wait_until(lambda: cluster.etcdctl("put", "/while-cut", "1", members=others), 20,
+                   "a write on the majority side")
         assert cluster.etcdctl("get", "/while-cut", "--consistency=s", members=[cut]) == ""
         cluster.rejoin(cut)
         cluster.wait_healthy([cut])
