@@ -37,10 +37,12 @@ _TRUE, _FALSE = "true", "false"
 #: Where the chart's container template puts each variable an override sets: after
 #: the first of these that the container has (the chart's order, checked by a test).
 _ENV_AFTER = {
-    "MICROSERVICE_LABEL": ("HTTP_PORT", "CONFIG_DIR", "POD_UID", "POD_NAMESPACE", "POD_NAME"),
+    "MICROSERVICE_LABEL": ("PROBE_PORT", "HTTP_PORT", "CONFIG_DIR", "POD_UID", "POD_NAMESPACE",
+                           "POD_NAME"),
     api.PROGRAMS_CONFIGMAP_ENV: ("SUPERVISOR_CONFIG",),
     "INITIAL_LOGLVL": (api.PROGRAMS_CONFIGMAP_ENV, "SUPERVISOR_CONFIG", "MICROSERVICE_LABEL",
-                       "HTTP_PORT", "CONFIG_DIR", "POD_UID", "POD_NAMESPACE", "POD_NAME"),
+                       "PROBE_PORT", "HTTP_PORT", "CONFIG_DIR", "POD_UID", "POD_NAMESPACE",
+                       "POD_NAME"),
 }
 
 
