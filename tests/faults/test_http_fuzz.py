@@ -129,6 +129,11 @@ def send(port: int, raw: bytes, half_close: bool = False) -> Reply:
                 chunks.append(chunk)
         except ConnectionResetError:
             pass
+        except TimeoutError:
+            # A followed program log (?follow=true) streams for as long as the client
+            # stays: an answer whose head has come is an answer; silence is not.
+            if b"\r\n\r\n" not in b"".join(chunks):
+                raise
     data = b"".join(chunks)
     if not data:
         return Reply(None)
@@ -335,6 +340,8 @@ def known_names(proc: SidecarProcess) -> dict[str, list[str]]:
         "state": ["OK", "error", "2", "INIT,OK", "bogus"],
         "action": ["start", "stop", "restart", "kill"],
         "name[]": ["sidecar_plugin_state", "nope"],
+        "lines": ["0", "3", "-1", "many"],
+        "follow": ["false", "yes"],  # "true" streams until the client leaves
     }
     status, programs = proc.get("/supervisor/programs")
     if status == 200:

@@ -232,10 +232,10 @@ def _log_query(request: web.Request) -> tuple[int, bool]:
         raise ValueError(f"lines: expected a number of lines, got {text!r}") from None
     if lines < 0:
         raise ValueError(f"lines: must not be negative, got {lines}")
-    follow = request.query.get("follow", "false").lower()
-    if follow not in ("true", "false", "1", "0"):
+    follow = request.query.get("follow", "false")
+    if follow not in ("true", "false"):
         raise ValueError(f"follow: expected true or false, got {follow!r}")
-    return lines, follow in ("true", "1")
+    return lines, follow == "true"
 
 
 async def _aiter(lines: list[str]) -> AsyncIterator[str]:
