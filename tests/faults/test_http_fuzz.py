@@ -409,7 +409,10 @@ def test_fuzz_every_plugin_admin_from_loopback(etcd_server: EtcdServer, config_d
     (config_dir / "process-manager.conf").write_text(f"template-path: {templates}\n")
     proc = start(config_dir, sidecars)
     with ProbePoller(proc.url) as probes:
-        probes.wait_for(lambda a: a.status == 200, 15, "readiness 200")
+        # Every plugin OK, the fleet view's etcd read included (readiness does not wait
+        # for it: fleet only reports).
+        probes.wait_for(lambda a: a.status == 200 and a.body["state"] == 1, 30,
+                        "readiness 200 and every plugin OK")
         fuzz = run_fuzz(proc, FULL_OPERATIONS, FULL_MALFORMED)
     probes.assert_always_answered()
     assert fuzz.sent >= (FULL_OPERATIONS + FULL_MALFORMED) * 0.95

@@ -27,6 +27,11 @@ NEEDS_NO_FILE = ("import os, sys, time\n"
                  "if os.path.exists(sys.argv[1]): sys.exit(3)\n"
                  "while True: time.sleep(1)\n")
 
+#: A program that runs until ``argv[1]`` exists, then exits (and, restarted, at once).
+EXITS_ONCE_FILE = ("import os, sys, time\n"
+                   "while not os.path.exists(sys.argv[1]): time.sleep(0.05)\n"
+                   "sys.exit(3)\n")
+
 #: Writes a line every 5 ms to stdout (its log file). The limit makes every write past
 #: LIMIT bytes of the file fail with EFBIG, as ENOSPC would on a full filesystem; the
 #: program dies of it, as most do when they cannot log.
@@ -159,7 +164,7 @@ def test_a_program_log_on_a_full_filesystem(runner: Runner, config_dir: Path, tm
 def test_a_fatal_crash_loop_fails_readiness_at_once_and_liveness_past_its_grace(
         config_dir: Path, tmp_path: Path, sidecars: list[SidecarProcess]) -> None:
     broken = tmp_path / "broken"
-    Runner("supervisor").configure(config_dir, "vital", NEEDS_NO_FILE, str(broken))
+    Runner("supervisor").configure(config_dir, "vital", EXITS_ONCE_FILE, str(broken))
     program = json.loads((config_dir / "supervisor.conf").read_text())
     program["programs"][0]["fatal"] = True
     (config_dir / "supervisor.conf").write_text(json.dumps(program))
