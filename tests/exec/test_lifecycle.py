@@ -165,3 +165,24 @@ async def test_the_plugin_becomes_a_subreaper_and_reaps_when_asked() -> None:
         await plugin.close()
         set_child_subreaper(False)
     assert plugin.manager.reaper is not None and not plugin.manager.reaper.running
+
+
+async def test_a_subreapers_stop_spares_the_children_its_host_already_had() -> None:
+    """A library user's own child (here: the test run's servers) was never adopted, so the
+    plugin's stop of adopted orphans must leave it running."""
+    from sidecar.exec.processmanager import (
+        ProcessManagerConfig,
+        ProcessManagerPlugin,
+        set_child_subreaper,
+    )
+
+    own = subprocess.Popen(["sleep", "60"])
+    plugin = ProcessManagerPlugin(ProcessManagerConfig(subreaper=True))
+    try:
+        await plugin.init()
+        await plugin.close()
+        assert own.poll() is None, "the host's own child was stopped as an orphan"
+    finally:
+        set_child_subreaper(False)
+        own.kill()
+        own.wait()

@@ -15,7 +15,7 @@ from .config import ProcessManagerConfig
 from .errors import ProcessStartError, TemplateError
 from .manager import ProcessManager
 from .process import Process
-from .reaper import stop_orphans
+from .reaper import child_pids, stop_orphans
 from .status import ProcessState, describe_exit
 
 if TYPE_CHECKING:
@@ -65,6 +65,7 @@ class ProcessManagerPlugin:
         self._registry = registry
         self._collector: Any = None
         self._health_names: list[str] = []
+        self._children_before: frozenset[int] = frozenset()
         self.template_errors: list[TemplateError] = []
         self.manager = ProcessManager(
             template_path=self.config.template_path or None,
@@ -81,6 +82,9 @@ class ProcessManagerPlugin:
 
     async def init(self) -> None:
         if self.config.subreaper:
+            # Children the host already had (a library user's own servers) were not
+            # adopted: the stop of the orphans at close leaves them alone.
+            self._children_before = frozenset(child_pids())
             set_child_subreaper(True)
         if self._statuscheck is not None:
             self._statuscheck.register(self.name)
@@ -140,7 +144,7 @@ class ProcessManagerPlugin:
             await self.manager.close()
             if self.config.subreaper:
                 # What the programs left behind was adopted by us: it goes with us.
-                await stop_orphans(ORPHAN_GRACE)
+                await stop_orphans(ORPHAN_GRACE, self._children_before)
         finally:
             if self._statuscheck is not None:
                 for check in self._health_names:

@@ -119,10 +119,10 @@ def reap_group_orphans(pgid: int) -> int:
     return count
 
 
-def _live_orphans() -> list[int]:
+def _live_orphans(spared: frozenset[int] = frozenset()) -> list[int]:
     live = []
     for pid in child_pids():
-        if pid in _claimed:
+        if pid in _claimed or pid in spared:
             continue
         try:
             if read_stat(pid).state is not ProcessState.ZOMBIE:
@@ -138,14 +138,15 @@ def _reap(pids: list[int]) -> None:
             os.waitpid(pid, os.WNOHANG)
 
 
-async def stop_orphans(grace: float) -> int:
+async def stop_orphans(grace: float, spared: frozenset[int] = frozenset()) -> int:
     """SIGTERM every live child no managed process claims (a subreaper's adopted orphans:
     a daemon's double fork), SIGKILL what is left after ``grace`` s, reap them; how many.
 
     For the end of a subreaper's stop, once the managed processes are gone: nothing
-    the programs started outlives a graceful stop of the sidecar.
+    the programs started outlives a graceful stop of the sidecar. ``spared``: children
+    the host process had before it became a subreaper (they were never adopted).
     """
-    orphans = _live_orphans()
+    orphans = _live_orphans(spared)
     if not orphans:
         return 0
     log.info("stopping %d orphaned process(es) the sidecar adopted: %s", len(orphans),
@@ -158,7 +159,7 @@ async def stop_orphans(grace: float) -> int:
     while left:
         await asyncio.sleep(0.02)
         _reap(left)
-        alive = set(_live_orphans())
+        alive = set(_live_orphans(spared))
         left = [pid for pid in left if pid in alive]
         if left and not killed and time.monotonic() >= deadline:
             killed = True
