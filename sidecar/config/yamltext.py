@@ -79,6 +79,9 @@ def _plain_words(problem: str, context: str) -> tuple[str, bool]:
         if f"expected ',' or '{closer}'" in problem:
             return (f"a {kind} opened with '{opener}' here is not closed with '{closer}' "
                     "(or two of its items lack a ',' between them)", True)
+    if problem == "expected the node content, but found '<stream end>'":
+        return ("the file ends where a value was expected (an unclosed '[' or '{', or a "
+                "key or '-' with nothing after it)", False)
     if "quoted scalar" in context and "end of stream" in problem:
         return "a quoted value that starts here has no closing quote", True
     if "could not find expected ':'" in problem:

@@ -227,6 +227,7 @@ def test_every_mistake_in_a_file_is_reported_at_once(tmp_path: Path) -> None:
     ("a: @x\n", "line 1, column 4: a value cannot start with '@': put the value in quotes"),
     ("a: 1\n- b\n", "line 2, column 1: a list item where a key was expected"),
     ("a: 1\n---\nb: 2\n", "line 2, column 1: a second document after '---'"),
+    ("endpoint: [\n", "line 2, column 1: the file ends where a value was expected"),
 ])
 def test_yaml_errors_say_what_is_wrong_in_plain_words(text: str, expected: str) -> None:
     with pytest.raises(YamlError) as caught:
