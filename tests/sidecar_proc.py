@@ -25,7 +25,7 @@ class PortTaken(RuntimeError):
 class SidecarProcess:
     def __init__(self, config_dir: Path, *args: str, env: dict[str, str] | None = None,
                  port: int | None = None, probe_listener: bool = False,
-                 open_files: int | None = None) -> None:
+                 open_files: int | None = None, separate_stderr: bool = False) -> None:
         self.config_dir = config_dir
         #: A port of our choosing may be taken between free_port() and the bind: then the
         #: start is tried again on another one. A port given by the test is kept.
@@ -40,6 +40,8 @@ class SidecarProcess:
         self.env.pop("CONFIG_DIR", None)
         # Logs go beside the test's temp files, never into a config dir from the repo.
         self.log_path = Path(tempfile.mkdtemp(prefix="sidecar-log-")) / f"sidecar-{self.port}.log"
+        #: With ``separate_stderr``: stderr goes here, stdout alone to ``log_path``.
+        self.separate_stderr = separate_stderr
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -85,10 +87,16 @@ class SidecarProcess:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
         log = open(self.log_path, "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=self.env,
+        err = open(self.stderr_path, "ab") if self.separate_stderr else log  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=err, env=self.env,
                                      stdin=subprocess.DEVNULL,
                                      preexec_fn=limit_open_files if limit else None)  # noqa: PLW1509
         log.close()
+        err.close()
+
+    @property
+    def stderr_path(self) -> Path:
+        return self.log_path.with_suffix(".stderr")
 
     def _wait_answering(self, timeout: float) -> None:
         """Until /liveness answers; an exit ends the wait at once with the sidecar's output."""
@@ -111,7 +119,15 @@ class SidecarProcess:
         return request("GET", self.url + path, timeout=timeout)
 
     def output(self) -> str:
+        """What the sidecar wrote (stdout, then stderr when they are kept apart)."""
+        return self.stdout() + (self.stderr() if self.separate_stderr else "")
+
+    def stdout(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stderr(self) -> str:
+        path = self.stderr_path
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def log_lines(self) -> list[str]:
         """The sidecar's log so far, line by line."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import signal
@@ -237,7 +238,11 @@ def _run(args: argparse.Namespace, extra_configs: dict[str, str]) -> int:
         agent = sidecar.agent()
     except ConfigError as exc:
         for message in exc.messages:  # every mistake of the file, one line each
-            print(f"sidecar: config error: {message}", file=sys.stderr)
+            if args.log_format == "json":  # JSON lines only, also for a start that fails
+                logging.getLogger("sidecar.config").error(
+                    "config error: %s", message, extra={"event": "config.error"})
+            else:
+                print(f"sidecar: config error: {message}", file=sys.stderr)
         return 2
     set_service_label(sidecar.servicelabel.agent_label())
     return agent.run()

@@ -4,17 +4,22 @@ JSON lines are for cluster log collectors (Fluent Bit, Vector, Loki, ...): one
 object per line with ``time`` (RFC 3339, UTC), ``level`` (cn-infra's names),
 ``logger``, ``message``, ``plugin`` (when a plugin's code logged it),
 ``service_label``, ``exception`` (a traceback, if any) and any ``extra=``
-fields the caller passed.
+fields the caller passed. In JSON mode nothing else reaches stdout or stderr
+as raw text: supervised programs' output becomes objects too
+(:mod:`.output`), and Python's warnings and uncaught exceptions become log
+records.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-from datetime import UTC, datetime
+import threading
+from types import TracebackType
 from typing import Any
 
+from . import output
+from .audit import pin_level
 from .context import current_plugin
 from .levels import level_name, parse_level
 
@@ -35,9 +40,8 @@ class JsonFormatter(logging.Formatter):
         self.service_label = service_label
 
     def format(self, record: logging.LogRecord) -> str:
-        stamp = datetime.fromtimestamp(record.created, tz=UTC)
         doc: dict[str, Any] = {
-            "time": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "time": output.rfc3339(record.created),
             "level": level_name(record.levelno),
             "logger": record.name,
             "message": record.getMessage(),
@@ -56,14 +60,15 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRS and not key.startswith("_") and key not in doc:
                 doc[key] = value
-        return json.dumps(doc, default=str, ensure_ascii=False, separators=(",", ":"))
+        return output.json_line(doc)
 
 
 def setup_logging(level: int | str = logging.INFO, fmt: str = "text",
                   service_label: str | None = None) -> logging.Handler:
     """Send every logger's records to stderr as ``fmt``; called once by ``sidecar run``.
 
-    ``level`` is a number or a cn-infra level name; it becomes the root level.
+    ``level`` is a number or a cn-infra level name; it becomes the root level (the
+    audit logger stays at info). Supervised programs' output follows ``fmt`` too.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown log format {fmt!r}; expected one of: {', '.join(FORMATS)}")
@@ -76,11 +81,41 @@ def setup_logging(level: int | str = logging.INFO, fmt: str = "text",
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric)
+    pin_level()
+    output.use_format(fmt, service_label)
+    if fmt == "json":
+        _route_stray_output()
     return handler
 
 
+def _route_stray_output() -> None:
+    """Warnings and uncaught exceptions as log records, not raw text on stderr."""
+    logging.captureWarnings(True)
+    crash = logging.getLogger("sidecar.crash")
+
+    def on_exception(kind: type[BaseException], exc: BaseException,
+                     tb: TracebackType | None) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            sys.__excepthook__(kind, exc, tb)
+            return
+        crash.critical("uncaught %s: %s", kind.__name__, exc, exc_info=(kind, exc, tb))
+
+    def on_thread_exception(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit or args.exc_value is None:
+            return
+        name = args.thread.name if args.thread is not None else "?"
+        crash.critical("uncaught %s in thread %s: %s", args.exc_type.__name__, name,
+                       args.exc_value,
+                       exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+    sys.excepthook = on_exception
+    threading.excepthook = on_thread_exception
+
+
 def set_service_label(label: str) -> None:
-    """Stamp ``label`` on the JSON lines of the root logger's handlers (known after config)."""
+    """Stamp ``label`` on the JSON lines of the root logger's handlers and of programs'
+    output (known after config)."""
+    output.set_service_label(label)
     for handler in logging.getLogger().handlers:
         if isinstance(handler.formatter, JsonFormatter):
             handler.formatter.service_label = label

@@ -45,25 +45,35 @@ class AdminAccess:
             address = address.ipv4_mapped
         return any(address in net for net in self.networks)
 
+    def token_valid(self, authorization: str | None) -> bool:
+        """Whether ``authorization`` is ``Bearer <the admin token>``."""
+        if not authorization or not authorization.isascii() or self._token is None:
+            return False
+        scheme, _, credentials = authorization.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            credentials.strip().encode(), self._token)
+
     def check(self, peer: str | None, authorization: str | None) -> Verdict:
         if authorization and not authorization.isascii():
             # Bytes that are not ASCII (aiohttp hands them on as surrogates): no token has them.
             return Verdict.MALFORMED
         if authorization:
-            scheme, _, credentials = authorization.partition(" ")
-            if (self._token is not None and scheme.lower() == "bearer"
-                    and hmac.compare_digest(credentials.strip().encode(), self._token)):
+            if self.token_valid(authorization):
                 return Verdict.ALLOWED
             return Verdict.ALLOWED if self.peer_allowed(peer) else Verdict.BAD_TOKEN
         return Verdict.ALLOWED if self.peer_allowed(peer) else Verdict.NEEDS_TOKEN
 
     def check_request(self, request: web.Request) -> Verdict:
-        peer = None
-        if request.transport is not None:
-            peername = request.transport.get_extra_info("peername")
-            if isinstance(peername, tuple) and peername:
-                peer = str(peername[0])
-        return self.check(peer, request.headers.get("Authorization"))
+        return self.check(peer_of(request), request.headers.get("Authorization"))
+
+
+def peer_of(request: web.Request) -> str | None:
+    """The socket peer's address (never a header's claim); None without one."""
+    if request.transport is not None:
+        peername = request.transport.get_extra_info("peername")
+        if isinstance(peername, tuple) and peername:
+            return str(peername[0])
+    return None
 
 
 def refuse(verdict: Verdict) -> web.Response:

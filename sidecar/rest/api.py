@@ -9,6 +9,8 @@ from typing import Any, Literal, Protocol
 
 from aiohttp import web
 
+from sidecar.logging.audit import Caller
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
@@ -25,6 +27,23 @@ def time_left(request: web.Request) -> float | None:
     if deadline is None:
         return None
     return deadline - asyncio.get_running_loop().time()
+
+
+#: Who made an admin request: put there by the admin check, before the handler runs.
+ADMIN_CALLER: web.RequestKey[Caller] = web.RequestKey("sidecar.rest.admin_caller", Caller)
+#: Set once the handler has taken the request's audit line on (see :func:`admin_caller`).
+AUDITED: web.RequestKey[bool] = web.RequestKey("sidecar.rest.audited", bool)
+
+
+def admin_caller(request: web.Request) -> Caller | None:
+    """Who made this admin request (address, whether a valid token came), for the audit
+    line of what the handler changes (:func:`sidecar.logging.audit.audit`); None on a
+    route that is not admin.
+
+    Asking takes the audit on: without it, the REST plugin logs a generic
+    ``admin.request`` line for every admin request that may change state."""
+    request[AUDITED] = True
+    return request.get(ADMIN_CALLER)
 
 
 Schema = Mapping[str, Any]

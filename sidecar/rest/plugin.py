@@ -26,11 +26,23 @@ from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDict
 
 from sidecar._version import __version__
+from sidecar.logging.audit import Caller, audit
+from sidecar.logging.context import bind_plugin_async
 
 from ._accept import Acceptor, ListenerStats, bind
 from ._ratelimit import RateLimitedLog
-from .access import AdminAccess, Verdict, refuse
-from .api import DEADLINE, Handler, Middleware, ProbeSource, Response, RouteDoc, error_response
+from .access import AdminAccess, Verdict, peer_of, refuse
+from .api import (
+    ADMIN_CALLER,
+    AUDITED,
+    DEADLINE,
+    Handler,
+    Middleware,
+    ProbeSource,
+    Response,
+    RouteDoc,
+    error_response,
+)
 from .config import HTTPConfig, connection_limit, split_endpoint
 from .openapi import RouteInfo, openapi_document
 from .probeserver import ProbeServer, ProbeStats
@@ -208,7 +220,10 @@ class RestPlugin:
     ) -> None:
         if self._runner is not None:
             raise RuntimeError(f"route {method} {path} registered after the server started")
-        wrapped = self._guard(handler) if admin else handler
+        # The handler runs as the plugin that registered it (registered in its init), not
+        # as the server: its log lines, and those of the tasks it starts, name that plugin.
+        wrapped = bind_plugin_async(handler)
+        wrapped = self._guard(wrapped) if admin else wrapped
         if expensive:
             wrapped = self._bounded_render(wrapped, path)
         if bounded:
@@ -263,7 +278,25 @@ class RestPlugin:
                                 request.method, request.path[:200], request.remote,
                                 verdict.value)
                 return refuse(verdict)
-            return await handler(request)
+            authorization = request.headers.get("Authorization")
+            caller = Caller(peer_of(request), access.token_valid(authorization))
+            request[ADMIN_CALLER] = caller
+            if request.method in _NO_BODY_METHODS:
+                return await handler(request)
+            status = 500
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            else:
+                status = response.status
+                return response
+            finally:
+                if not request.get(AUDITED):  # the handler logged no audit line of its own
+                    path = request.rel_url.raw_path[:200]  # as sent: no decoded newline
+                    audit("admin.request", "%s %s answered %d", request.method, path, status,
+                          caller=caller, method=request.method, path=path, status=status)
 
         guarded.__dict__["admin"] = True
         return guarded

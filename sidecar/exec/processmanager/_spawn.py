@@ -32,7 +32,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from .options import LinePrefix, OutputTarget
+from .options import LinePrefix, OutputTarget, is_line_sink
 from .status import ProcessState, all_stat_lines
 
 log = logging.getLogger("sidecar.exec.processmanager")
@@ -40,8 +40,12 @@ log = logging.getLogger("sidecar.exec.processmanager")
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_GET_CHILD_SUBREAPER = 37
-#: A line longer than this is passed on in pieces.
+#: A line longer than this is cut there (its sink is told its full length); the rest of
+#: it is read and skipped, never kept.
 MAX_LINE = 64 * 1024
+
+#: Gets each line read from a pipe (without its newline) and the line's full length.
+RawSink = Callable[[bytes, int], None]
 
 
 @cache
@@ -152,7 +156,7 @@ class StreamPlan:
     """How one output stream is wired: what Popen gets, and what the sidecar reads."""
 
     popen_arg: int | None = None
-    sink: Callable[[str], None] | None = None
+    sink: RawSink | None = None
     read_fd: int | None = None
     close_after_spawn: list[int] = field(default_factory=list)
 
@@ -168,8 +172,9 @@ class StreamPlan:
             self.read_fd = None
 
 
-def plan_stream(target: OutputTarget) -> StreamPlan:
-    """Resolve a writer option; opens log files and pipes (closed by the caller)."""
+def plan_stream(target: OutputTarget, stream: str = "stdout") -> StreamPlan:
+    """Resolve a writer option for ``stream`` (stdout or stderr); opens log files and
+    pipes (closed by the caller)."""
     if target is None:
         return StreamPlan()
     if isinstance(target, bool):
@@ -182,7 +187,13 @@ def plan_stream(target: OutputTarget) -> StreamPlan:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         return StreamPlan(popen_arg=fd, close_after_spawn=[fd])
     if isinstance(target, LinePrefix):
-        return _pipe(target.write_line)
+        return _pipe(_text_sink(target.write_line))
+    if is_line_sink(target):
+        write_output = target.write_output
+
+        def to_sink(line: bytes, length: int) -> None:
+            write_output(stream, line, length)
+        return _pipe(to_sink)
     fileno = getattr(target, "fileno", None)
     if fileno is not None:
         try:
@@ -193,13 +204,19 @@ def plan_stream(target: OutputTarget) -> StreamPlan:
     if write is not None:
         def write_line(line: str) -> None:
             write(line + "\n")
-        return _pipe(write_line)
+        return _pipe(_text_sink(write_line))
     if callable(target):
-        return _pipe(target)
+        return _pipe(_text_sink(target))
     raise TypeError(f"cannot write process output to {target!r}")
 
 
-def _pipe(sink: Callable[[str], None]) -> StreamPlan:
+def _text_sink(sink: Callable[[str], None]) -> RawSink:
+    def decoded(line: bytes, length: int) -> None:
+        sink(line.decode("utf-8", "replace"))
+    return decoded
+
+
+def _pipe(sink: RawSink) -> StreamPlan:
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     os.set_blocking(read_fd, False)
     return StreamPlan(popen_arg=write_fd, sink=sink, read_fd=read_fd,
@@ -207,15 +224,22 @@ def _pipe(sink: Callable[[str], None]) -> StreamPlan:
 
 
 class PipeReader:
-    """Reads a child's pipe in the event loop and hands each line to a sink (no task needed)."""
+    """Reads a child's pipe in the event loop and hands each line to a sink (no task needed).
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, sink: Callable[[str], None],
+    A line over :data:`MAX_LINE` bytes is passed on cut there, with its full length,
+    once its newline comes; what lies between is skipped as it is read, so a line
+    without end costs no memory.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, sink: RawSink,
                  what: str) -> None:
         self._loop = loop
         self._fd: int | None = fd
         self._sink = sink
         self._what = what
         self._buffer = b""
+        #: While a long line is skipped: its full length so far (its head is the buffer).
+        self._skipped: int | None = None
         self._failed = False
         loop.add_reader(fd, self._readable)
 
@@ -237,19 +261,28 @@ class PipeReader:
         if not data:
             self.close()
             return
+        if self._skipped is not None:
+            end = data.find(b"\n")
+            if end < 0:
+                self._skipped += len(data)
+                return
+            self._skipped += end
+            self._deliver(self._buffer, self._skipped)
+            self._buffer, self._skipped = b"", None
+            data = data[end + 1:]
         self._buffer += data
         *lines, self._buffer = self._buffer.split(b"\n")
         for line in lines:
-            self._deliver(line)
-        while len(self._buffer) >= MAX_LINE:
-            self._deliver(self._buffer[:MAX_LINE])
-            self._buffer = self._buffer[MAX_LINE:]
+            self._deliver(line[:MAX_LINE], len(line))
+        if len(self._buffer) > MAX_LINE:
+            self._skipped = len(self._buffer)
+            self._buffer = self._buffer[:MAX_LINE]
 
-    def _deliver(self, raw: bytes) -> None:
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
+    def _deliver(self, raw: bytes, length: int) -> None:
+        if raw.endswith(b"\r") and length == len(raw):
+            raw, length = raw[:-1], length - 1
         try:
-            self._sink(raw.decode("utf-8", "replace"))
+            self._sink(raw, length)
         except Exception:
             if not self._failed:  # one report, not one per line
                 self._failed = True
@@ -261,9 +294,9 @@ class PipeReader:
         if fd is None:
             return
         self._loop.remove_reader(fd)
-        if self._buffer:
-            self._deliver(self._buffer)
-            self._buffer = b""
+        if self._buffer or self._skipped is not None:
+            self._deliver(self._buffer, self._skipped or len(self._buffer))
+            self._buffer, self._skipped = b"", None
         os.close(fd)
 
 

@@ -13,6 +13,8 @@ from enum import StrEnum
 from types import TracebackType
 from typing import Any
 
+from sidecar.logging.context import bind_plugin
+
 from .status import ProcessState
 
 log = logging.getLogger("sidecar.exec.processmanager")
@@ -144,7 +146,9 @@ class Fanout:
     def __init__(self) -> None:
         self._subscriptions: list[Subscription] = []
         self._queues: list[asyncio.Queue[ProcessEvent]] = []
-        self._listeners: list[Listener] = []
+        #: Each as given (to remove it) and as called: as the plugin that added it, not
+        #: as the watcher that reports the event (whose plugin log lines would name).
+        self._listeners: list[tuple[Listener, Listener]] = []
         self._warned: set[int] = set()
 
     def subscribe(self, maxsize: int = DEFAULT_BUFFER) -> Subscription:
@@ -160,20 +164,22 @@ class Fanout:
         self._queues.append(queue)
 
     def add_listener(self, listener: Listener) -> None:
-        self._listeners.append(listener)
+        self._listeners.append((listener, bind_plugin(listener)))
 
     def remove_listener(self, listener: Listener) -> None:
-        with contextlib.suppress(ValueError):
-            self._listeners.remove(listener)
+        for entry in self._listeners:
+            if entry[0] == listener:
+                self._listeners.remove(entry)
+                return
 
     def emit(self, event: ProcessEvent) -> None:
         for subscription in list(self._subscriptions):
             subscription.push(event)
         for queue in self._queues:
             _put_dropping_oldest(queue, event, self._warned)
-        for listener in list(self._listeners):
+        for listener, bound in list(self._listeners):
             try:
-                listener(event)
+                bound(event)
             except Exception:
                 log.exception("process event listener %r failed on %s", listener, event)
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import IO, TYPE_CHECKING, Protocol, TypeAlias
+from typing import IO, TYPE_CHECKING, Protocol, TypeAlias, TypeGuard
 
 if TYPE_CHECKING:
     from .events import ProcessEvent
@@ -46,13 +46,29 @@ class LinePrefix:
         stream.flush()
 
 
+class LineSink(Protocol):
+    """Gets a process's output line by line as bytes, told the stream (``stdout`` or
+    ``stderr``) and the line's full length (a line over 64 KiB comes cut there).
+
+    :class:`sidecar.logging.output.ProgramOutput` is one: a program's output as
+    lines of the sidecar's own output, JSON in JSON mode, capped and rate-limited.
+    """
+
+    def write_output(self, stream: str, data: bytes, length: int) -> None: ...
+
+
+def is_line_sink(target: object) -> TypeGuard[LineSink]:
+    return callable(getattr(target, "write_output", None))
+
+
 #: Where a process's stdout or stderr goes:
 #: ``None`` the sidecar's own stream (inherited); ``DEVNULL`` nowhere; a path (``str`` or
 #: ``os.PathLike``) a log file, created if missing and appended to; an ``int`` file
 #: descriptor or a file object with a real ``fileno()``, passed to the process as it is;
-#: a text stream without a descriptor, a ``Callable[[str], None]`` or a :class:`LinePrefix`
-#: gets the output line by line through a pipe.
-OutputTarget: TypeAlias = "int | str | os.PathLike[str] | IO[str] | IO[bytes] | LinePrefix | Callable[[str], None] | None"  # noqa: E501
+#: a :class:`LineSink`, a text stream without a descriptor, a ``Callable[[str], None]`` or
+#: a :class:`LinePrefix` gets the output line by line through a pipe (undecodable bytes
+#: replaced; a line over 64 KiB cut there).
+OutputTarget: TypeAlias = "int | str | os.PathLike[str] | IO[str] | IO[bytes] | LinePrefix | LineSink | Callable[[str], None] | None"  # noqa: E501
 
 #: Where notifications go: an ``asyncio.Queue`` (the oldest event is dropped when it is
 #: full, so a slow reader never blocks the watcher), a callback (called in the event loop;

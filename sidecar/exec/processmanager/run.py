@@ -62,8 +62,8 @@ class ProcessRun:
         """Start ``command``; the run and the readers of its piped output. ProcessStartError."""
         plans: list[StreamPlan] = []
         try:
-            plans.append(plan_stream(options.stdout))
-            plans.append(plan_stream(options.stderr))
+            plans.append(plan_stream(options.stdout, "stdout"))
+            plans.append(plan_stream(options.stderr, "stderr"))
             env = dict(options.env) if options.env is not None else None
             popen = spawn([command, *options.args], env=env,
                           cwd=options.working_dir, detach=options.detach,

@@ -36,6 +36,7 @@ from sidecar.config import (
     parse_duration,
     parse_yaml,
 )
+from sidecar.logging.output import ProgramOutput, json_mode
 
 from .errors import TemplateError
 from .options import Backoff, ProcessOptions, parse_cpu_list, parse_signal
@@ -69,6 +70,8 @@ class TemplateOptions:
 
     args: tuple[str, ...] = ()
     #: Output to the sidecar's stdout/stderr; false discards it (unless a file is named).
+    #: With ``--log-format json`` (and not detached) each line becomes a JSON object on
+    #: the sidecar's stdout, as a supervised program's does.
     out_writer: bool = False
     err_writer: bool = False
     #: Automatic restarts: 0 none, N at most N, -1 always.
@@ -156,6 +159,10 @@ class Template:
             mask = opts.cpu_affinity_mask
             affinity = parse_cpu_list(mask if mask.lower().startswith("0x") else f"0x{mask}")
         kwargs: dict[str, Any] = {}
+        # The sidecar's streams: inherited (no cost to the sidecar), but read and turned
+        # into JSON objects when the sidecar writes JSON lines.
+        mine: ProgramOutput | None = (
+            ProgramOutput(self.name) if json_mode() and not opts.detach else None)
         if opts.stop_signal:
             kwargs["stop_signal"] = parse_signal(opts.stop_signal)
         if opts.stop_timeout:
@@ -165,8 +172,8 @@ class Template:
                 args=opts.args,
                 restarts=opts.restart,
                 backoff=backoff,
-                stdout=opts.out_file or (None if opts.out_writer else subprocess.DEVNULL),
-                stderr=opts.err_file or (None if opts.err_writer else subprocess.DEVNULL),
+                stdout=opts.out_file or (mine if opts.out_writer else subprocess.DEVNULL),
+                stderr=opts.err_file or (mine if opts.err_writer else subprocess.DEVNULL),
                 detach=opts.detach,
                 env=opts.env,
                 working_dir=opts.working_dir or None,

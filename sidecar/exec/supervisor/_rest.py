@@ -12,11 +12,13 @@ from urllib.parse import quote
 from aiohttp import web
 
 from sidecar.config import parse_duration
+from sidecar.logging.audit import audit
 from sidecar.rest.api import (
     HTTPHandlers,
     Parameter,
     Response,
     RouteDoc,
+    admin_caller,
     error_response,
     time_left,
 )
@@ -146,33 +148,43 @@ def register_routes(rest: HTTPHandlers, supervisor: Programs) -> None:
 
     async def control(request: web.Request) -> web.Response:
         name, action = request.match_info["name"], request.match_info["action"]
+        caller = admin_caller(request)
+        response, result = await _control(name, action, request)
+        # One audit line per request, with what came of it (also of a refused one).
+        audit(f"program.{action}", "program %s: %s (%s)", name, action, result, caller=caller,
+              program=name, action=action, status=response.status, result=result)
+        return response
+
+    async def _control(name: str, action: str,
+                       request: web.Request) -> tuple[web.Response, str]:
         try:
             wait = _wait(request)
         except ValueError as exc:
-            return error_response(400, f"wait: {exc}")
+            return error_response(400, f"wait: {exc}"), "bad request"
         try:
             operation = supervisor.begin(name, action)
         except ProgramNotFoundError as exc:
-            return _not_found(exc)
+            return _not_found(exc), "no such program"
         except SupervisorError as exc:  # stopping with the sidecar
-            return error_response(503, str(exc))
+            return error_response(503, str(exc)), "refused: the supervisor is stopping"
         # Waiting never cancels the operation: it is the supervisor's task, not ours.
         done, _ = await asyncio.wait({operation}, timeout=wait)
         if not done:
             watch = f"/supervisor/programs/{quote(name, safe='')}"
             return web.json_response(
                 {"program": supervisor.program_row(name), "action": action, "watch": watch},
-                status=202, headers={"Location": watch})
+                status=202, headers={"Location": watch}), "pending"
         try:
             changed = operation.result()
         except ProgramNotFoundError as exc:  # removed by a reload before its turn came
-            return _not_found(exc)
+            return _not_found(exc), "no such program"
         except ProgramStartError as exc:
-            return error_response(500, str(exc), program=supervisor.program_row(name))
+            return (error_response(500, str(exc), program=supervisor.program_row(name)),
+                    f"failed: {exc}")
         except SupervisorError as exc:  # stopping with the sidecar
-            return error_response(503, str(exc))
+            return error_response(503, str(exc)), "refused: the supervisor is stopping"
         return web.json_response({"program": supervisor.program_row(name), "action": action,
-                                  "changed": changed})
+                                  "changed": changed}), "changed" if changed else "unchanged"
 
     async def program_log(request: web.Request) -> web.StreamResponse:
         try:

@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import signal
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -44,10 +43,10 @@ from sidecar.exec.processmanager import (
     DEFAULT_STOP_TIMEOUT,
     Backoff,
     CPUAffinity,
-    LinePrefix,
     ProcessOptions,
     parse_signal,
 )
+from sidecar.logging.output import ProgramOutput
 
 from .api import HOOK_STATES
 from .output import OutputLog
@@ -165,10 +164,9 @@ class ProgramConfig:
                         output_log: OutputLog | None = None) -> ProcessOptions:
         """How the process manager runs it; ``base_env`` defaults to the sidecar's environment.
         Without a logfile its output goes to the sidecar's stdout, and to ``output_log``."""
-        output: str | LinePrefix | Callable[[str], None] = self.logfile_path or LinePrefix(
-            f"[{self.name}] ")
-        if isinstance(output, LinePrefix) and output_log is not None:
-            output = output_log.writer(output)
+        output: str | ProgramOutput = self.logfile_path or (
+            output_log.program_output(self.name) if output_log is not None
+            else ProgramOutput(self.name))
         env = None
         if self.env:
             env = {**(os.environ if base_env is None else base_env), **self.env}

@@ -1,7 +1,9 @@
 """What a program wrote, for ``GET /supervisor/programs/<name>/log`` (``sidecar programs tail``).
 
-A program without ``logfile-path`` writes to the sidecar's stdout behind ``[name] ``;
-its :class:`OutputLog` keeps the last lines of that and hands new ones to followers.
+A program without ``logfile-path`` writes to the sidecar's stdout behind ``[name] ``
+(as JSON objects in JSON mode; see :mod:`sidecar.logging.output`); its
+:class:`OutputLog` keeps the last lines of that (long ones cut, but none dropped by
+the rate limit of the sidecar's stdout) and hands new ones to followers.
 A program with a logfile is tailed from the file, which it writes directly (the
 sidecar keeps nothing of it), as ``tail -f`` does: read what was added, every
 quarter of a second, from the start again when the file was truncated or replaced.
@@ -13,10 +15,10 @@ import asyncio
 import contextlib
 import os
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-from sidecar.exec.processmanager import LinePrefix
+from sidecar.logging.output import ProgramOutput
 
 #: Lines kept of each program's output (what ``tail -n`` can reach back to).
 KEEP_LINES = 1000
@@ -34,13 +36,14 @@ class OutputLog:
         self._lines: deque[str] = deque(maxlen=keep)
         self._followers: set[asyncio.Queue[str | None]] = set()
         self.closed = asyncio.Event()
+        self._output: ProgramOutput | None = None
 
-    def writer(self, prefix: LinePrefix) -> Callable[[str], None]:
-        """A line sink that prints behind ``prefix`` as before, and keeps the line here."""
-        def write(line: str) -> None:
-            prefix.write_line(line)
-            self.append(line)
-        return write
+    def program_output(self, program: str) -> ProgramOutput:
+        """The writer of ``program``'s output: to the sidecar's stdout, and kept here.
+        One for every run, so that one rate limit covers the program's restarts."""
+        if self._output is None or self._output.program != program:
+            self._output = ProgramOutput(program, tee=self.append)
+        return self._output
 
     def append(self, line: str) -> None:
         self._lines.append(line)
@@ -68,6 +71,8 @@ class OutputLog:
 
     def close(self) -> None:
         """End every follow (the program was removed, or the supervisor stops)."""
+        if self._output is not None:
+            self._output.flush()  # what was dropped is said, not lost with the timer
         self.closed.set()
         for queue in self._followers:
             if queue.full():

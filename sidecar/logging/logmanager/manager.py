@@ -2,7 +2,9 @@
 
 Pure logic on the :mod:`logging` module; the REST plugin sits on top. A
 temporary level (``ttl``) is reverted by a timer on the event loop to the level
-the logger had before the temporary change began.
+the logger had before the temporary change began. Every change is an audit line
+(``log.level.set``, ``log.level.reset``, ``log.level.expired``), written before the
+change takes effect: quieting the audit logger is itself on record.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from sidecar.config.duration import format_duration
+from sidecar.logging.audit import AUDIT_LOGGER, Caller, audit
 from sidecar.logging.levels import level_name, parse_level
 
 from .api import MAX_TTL, ROOT, ChangeListener, LoggerLevel
@@ -35,7 +38,8 @@ class LevelManager:
         self.config = config or LogsConfig()
         self.default_level = (default_level if default_level is not None
                               else parse_level(self.config.default_level))
-        self._configured: dict[str, int] = {ROOT: self.default_level}
+        # The audit trail stays at info when the default is quieter (unless listed).
+        self._configured: dict[str, int] = {ROOT: self.default_level, AUDIT_LOGGER: logging.INFO}
         for entry in self.config.loggers:
             self._configured[entry.name] = parse_level(entry.level)
         self._original: dict[str, int] = {}
@@ -82,8 +86,10 @@ class LevelManager:
         return self._configured.get(name, logging.NOTSET)
 
     # -- changes -------------------------------------------------------------
-    def set(self, name: str, level: str | int, ttl: float | None = None) -> LoggerLevel:
+    def set(self, name: str, level: str | int, ttl: float | None = None,
+            caller: Caller | None = None) -> LoggerLevel:
         """Give ``name`` ``level``; with ``ttl`` (seconds) revert it after that long.
+        ``caller`` (an admin request's) goes into the audit line.
 
         Raises :class:`UnknownLoggerError` or ``InvalidLevelError`` (a ValueError).
         """
@@ -92,6 +98,10 @@ class LevelManager:
         if ttl is not None and not 0 < ttl <= MAX_TTL:  # NaN fails this too
             raise ValueError(f"ttl must be greater than zero and at most "
                              f"{format_duration(MAX_TTL)}, got {ttl!r}s")
+        until = f" for {format_duration(ttl)}" if ttl is not None else ""
+        fields: dict[str, object] = {"ttl": ttl} if ttl is not None else {}
+        audit("log.level.set", "log level of %s set to %s%s", name, level_name(numeric), until,
+              caller=caller, target_logger=name, target_level=level_name(numeric), **fields)
         previous = self._temporary.pop(name, None)
         if previous is not None:
             previous.handle.cancel()
@@ -101,21 +111,20 @@ class LevelManager:
             handle = asyncio.get_running_loop().call_later(ttl, self._expire, name)
             self._temporary[name] = _Temporary(time.time() + ttl, revert_to, handle)
         self._set_level(logger, numeric)
-        until = f" for {format_duration(ttl)}" if ttl is not None else ""
-        log.info("log level of %s set to %s%s", name, level_name(numeric), until)
         self._notify(name, numeric, "set")
         return self.get(name)
 
-    def reset(self, name: str) -> LoggerLevel:
+    def reset(self, name: str, caller: Caller | None = None) -> LoggerLevel:
         """Return ``name`` to its configured level and cancel a pending revert."""
         logger = self._known(name)
+        level = self.configured_level(name)
+        shown = level_name(level) if level else "inherited"
+        audit("log.level.reset", "log level of %s reset to %s", name, shown, caller=caller,
+              target_logger=name, target_level=shown)
         temporary = self._temporary.pop(name, None)
         if temporary is not None:
             temporary.handle.cancel()
-        level = self.configured_level(name)
         self._set_level(logger, level)
-        log.info("log level of %s reset to %s", name,
-                 level_name(level) if level else "inherited")
         self._notify(name, level, "reset")
         return self.get(name)
 
@@ -123,9 +132,10 @@ class LevelManager:
         temporary = self._temporary.pop(name, None)
         if temporary is None:
             return
+        shown = level_name(temporary.revert_to) if temporary.revert_to else "inherited"
+        audit("log.level.expired", "log level of %s reverted to %s: its ttl expired", name,
+              shown, target_logger=name, target_level=shown)
         self._set_level(_logger(name), temporary.revert_to)
-        log.info("log level of %s reverted to %s: its ttl expired", name,
-                 level_name(temporary.revert_to) if temporary.revert_to else "inherited")
         self._notify(name, temporary.revert_to, "expired")
 
     def _set_level(self, logger: logging.Logger, level: int) -> None:

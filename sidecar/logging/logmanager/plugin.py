@@ -14,7 +14,14 @@ from prometheus_client import CollectorRegistry, Counter
 from sidecar.agent.api import deps_among
 from sidecar.config import format_duration, parse_duration
 from sidecar.logging.levels import LEVELS, InvalidLevelError, level_name
-from sidecar.rest.api import HTTPHandlers, Parameter, Response, RouteDoc, error_response
+from sidecar.rest.api import (
+    HTTPHandlers,
+    Parameter,
+    Response,
+    RouteDoc,
+    admin_caller,
+    error_response,
+)
 
 from .api import MAX_TTL
 from .config import CN_INFRA_HOOKS, LogsConfig
@@ -99,7 +106,8 @@ class LogManagerPlugin:
                 return error_response(400, f"ttl: must be greater than zero and at most "
                                            f"{format_duration(MAX_TTL)}, got {ttl_text!r}")
         try:
-            row = self.levels.set(name, request.match_info["level"], ttl)
+            row = self.levels.set(name, request.match_info["level"], ttl,
+                                  caller=admin_caller(request))
         except InvalidLevelError as exc:
             return error_response(400, str(exc), valid_levels=list(LEVELS))
         except UnknownLoggerError as exc:
@@ -108,7 +116,7 @@ class LogManagerPlugin:
 
     async def reset_level(self, request: web.Request) -> web.Response:
         try:
-            row = self.levels.reset(request.match_info["logger"])
+            row = self.levels.reset(request.match_info["logger"], caller=admin_caller(request))
         except UnknownLoggerError as exc:
             return error_response(404, str(exc))
         return web.json_response(row.to_dict())

@@ -9,7 +9,6 @@ import pytest
 
 from sidecar.builder import example_config_dir
 from sidecar.config import ConfigError
-from sidecar.exec.processmanager import LinePrefix
 from sidecar.exec.supervisor import (
     HOOK_STATES,
     ProgramConfig,
@@ -17,6 +16,7 @@ from sidecar.exec.supervisor import (
     parse_supervisor_config,
     read_config_file,
 )
+from sidecar.logging.output import ProgramOutput
 
 EXAMPLE = example_config_dir().parent / "optional" / "supervisor.conf"
 
@@ -80,8 +80,10 @@ watch-interval: 250ms
     assert (options.backoff.base, options.backoff.cap, options.backoff.factor,
             options.backoff.reset_after) == (0.05, 2.0, 3.0, 60.0)
     assert options.cpu_affinity == frozenset({0, 2})
-    # Without a log file, both streams go to the sidecar's stdout behind the name.
-    assert options.stdout == options.stderr == LinePrefix("[web] ")
+    # Without a log file, both streams go to the sidecar's stdout behind the name, through
+    # one writer: one rate limit for the program.
+    assert isinstance(options.stdout, ProgramOutput) and options.stdout is options.stderr
+    assert options.stdout.program == "web"
     hook = config.hooks[0]
     assert hook.matches("web", "terminated") and not hook.matches("web", "started")
     assert config.hook_timeout_of(hook) == 2.0
