@@ -239,8 +239,9 @@ def _run(args: argparse.Namespace, extra_configs: dict[str, str]) -> int:
     except ConfigError as exc:
         for message in exc.messages:  # every mistake of the file, one line each
             if args.log_format == "json":  # JSON lines only, also for a start that fails
-                logging.getLogger("sidecar.config").error(
-                    "config error: %s", message, extra={"event": "config.error"})
+                config_log = logging.getLogger("sidecar.config")
+                config_log.error("config error: %s", message,
+                                 extra={"event": "config.error"})
             else:
                 print(f"sidecar: config error: {message}", file=sys.stderr)
         return 2
