@@ -60,11 +60,19 @@ class AdminAccess:
         if authorization:
             if self.token_valid(authorization):
                 return Verdict.ALLOWED
+            if self._token is not None and _is_bearer(authorization):
+                # A credential presented and wrong is refused even from the allow-list
+                # (kube-apiserver does the same): a caller guessing tokens learns nothing.
+                return Verdict.BAD_TOKEN
             return Verdict.ALLOWED if self.peer_allowed(peer) else Verdict.BAD_TOKEN
         return Verdict.ALLOWED if self.peer_allowed(peer) else Verdict.NEEDS_TOKEN
 
     def check_request(self, request: web.Request) -> Verdict:
         return self.check(peer_of(request), request.headers.get("Authorization"))
+
+
+def _is_bearer(authorization: str) -> bool:
+    return authorization.partition(" ")[0].lower() == "bearer"
 
 
 def peer_of(request: web.Request) -> str | None:

@@ -28,6 +28,10 @@ def test_access_rules() -> None:
     assert access.check("127.0.0.2", "Bearer wrong") is Verdict.BAD_TOKEN
     assert access.check("127.0.0.2", "Basic s3cret") is Verdict.BAD_TOKEN
     assert AdminAccess(["127.0.0.1/32"]).check("127.0.0.2", "Bearer x") is Verdict.BAD_TOKEN
+    # A wrong token is refused even from the allow-list; another scheme is not ours to judge.
+    assert access.check("127.0.0.1", "Bearer wrong") is Verdict.BAD_TOKEN
+    assert access.check("127.0.0.1", "Basic dXNlcjpwdw==") is Verdict.ALLOWED
+    assert AdminAccess(["127.0.0.1/32"]).check("127.0.0.1", "Bearer x") is Verdict.ALLOWED
 
 
 def test_admin_routes_closed_to_everyone_are_reported(caplog: pytest.LogCaptureFixture) -> None:
