@@ -120,8 +120,9 @@ else
   bah commit --quiet --rm "$ctr" "$base_ref" >&2
   rm -rf "$work"
   # The base images of older keys (their layers stay while an image still uses them).
-  bah images --format '{{.Name}}:{{.Tag}}' | grep '^localhost/cninfra-python:' \
-    | grep -vxF "$base_ref" | while read -r old; do bah rmi "$old" >/dev/null 2>&1 || true; done
+  # (`|| true`: on a fresh machine there is none, and grep's exit 1 would end the script.)
+  { bah images --format '{{.Name}}:{{.Tag}}' | grep '^localhost/cninfra-python:' \
+    | grep -vxF "$base_ref" || true; } | while read -r old; do bah rmi "$old" >/dev/null 2>&1 || true; done
   echo "$me: base image built in $(( $(date +%s) - start ))s" >&2
 fi
 
