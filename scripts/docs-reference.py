@@ -9,7 +9,8 @@
     docs/reference/rest.md         every route (GET /openapi.json of a sidecar with
     docs/reference/openapi.json    every plugin on; the JSON is the document itself)
     docs/reference/cli.md          every command, its options and exit statuses (argparse)
-    docs/reference/metrics.md      every metric family, its type and labels (the registry)
+    docs/reference/metrics.md      every metric family, its type and labels (the registry
+                                   of the sidecar, and the collectors of `sidecar operator`)
 
 The REST and metrics pages come from a sidecar built with every plugin enabled
 and started against servers that are not there (nothing is reached; the plugins
@@ -115,7 +116,7 @@ def _every_plugin(directory: Path) -> Path:
     configs = {
         "http": "endpoint: 127.0.0.1:0\n",
         "etcd": f"endpoints: ['{dead}']\ndial-timeout: 100ms\n",
-        "kafka": f"addrs: ['{dead}']\n",
+        "kafka": f"addrs: ['{dead}']\nstatus-topic: cninfra-status\n",
         "process-manager": f"template-path: {directory / 'templates'}\n",
         "supervisor": "programs: []\n",
         "k8s": f"kubeconfig: {kubeconfig}\npod-name: p\nnamespace: ns\n",
@@ -223,19 +224,48 @@ def _anchor(method: str, path: str) -> str:
 _SUFFIXES = {"counter": "_total", "info": "_info", "histogram": "_bucket, _sum, _count"}
 
 
-def metrics_page(families: list[tuple[str, str, list[str], str]]) -> str:
+Family = tuple[str, str, list[str], str]
+
+
+def operator_families() -> list[Family]:
+    """What ``sidecar operator`` serves on its own /metrics (its collectors' families)."""
+    from sidecar.fleet.metrics import FleetCollector
+    from sidecar.operator.metrics import OperatorCollector
+
+    return [(f.name, f.type, list(getattr(f, "_labelnames", ()) or ()), f.documentation)
+            for f in (*OperatorCollector._families(), *FleetCollector._families())]
+
+
+def metrics_page(families: list[Family], operator: list[Family] | None = None) -> str:
+    operator = operator_families() if operator is None else operator
     out = [HEADER, "# Metrics\n\n",
+           "Every metric the sidecar and `sidecar operator` define is named `cninfra_*`. "
            "`GET /metrics` (open to every caller, like the probes) serves these families, "
            "each only when its plugin runs, in the text exposition format (OpenMetrics when "
            "asked for); with `default-registry: true` (`metrics.conf`) also "
-           "prometheus_client's `process_*` and `python_*`. A counter's samples end in "
+           "prometheus_client's `process_*` and `python_*`, which are the sidecar's own "
+           "process (its programs are `cninfra_program_*`). A counter's samples end in "
            "`_total`, a histogram's in `_bucket`, `_sum` and `_count`, an info's in "
-           "`_info`.\n\n",
+           "`_info`; no family has `_created` samples. A `state` label of the agent, the "
+           "plugins and the health groups takes `init`, `ok` and `error`: each has its "
+           "series, 1 on the current state and 0 on the others.\n\n",
+           "## The sidecar\n\n",
            "| family | type | labels | meaning |\n|---|---|---|---|\n"]
+    out += _family_rows(families)
+    out += ["\n## sidecar operator\n\n",
+            "The operator's Deployment serves these on its own `/metrics` (the fleet view's "
+            "families are the same as the sidecar's fleet plugin's).\n\n",
+            "| family | type | labels | meaning |\n|---|---|---|---|\n"]
+    out += _family_rows(operator)
+    return "".join(out)
+
+
+def _family_rows(families: list[Family]) -> list[str]:
+    rows = []
     for name, kind, labels, doc in sorted(families):
         shown = ", ".join(f"`{label}`" for label in labels)
-        out.append(f"| `{name}` | {kind} | {shown} | {cell(doc)} |\n")
-    return "".join(out)
+        rows.append(f"| `{name}` | {kind} | {shown} | {cell(doc)} |\n")
+    return rows
 
 
 # -- CLI ---------------------------------------------------------------------------------

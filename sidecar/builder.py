@@ -330,7 +330,8 @@ def _kafka(core: _Core) -> KafkaPlugin | None:
     from sidecar.messaging.kafka import KafkaConfig, KafkaPlugin
 
     return KafkaPlugin(core.sources.load("kafka", KafkaConfig), core.statuscheck,
-                       core.servicelabel.agent_label(), status_reader=core.statuscheck)
+                       core.servicelabel.agent_label(), status_reader=core.statuscheck,
+                       registry=core.registry)
 
 
 def _supervisor(core: _Core, process_manager: ProcessManagerPlugin | None,

@@ -54,7 +54,7 @@ def test_plain_sidecar_does_not_load_heavy_clients() -> None:
             f"build(Options(config_dir={str(example_config_dir())!r}, env={{}})); "
             "print(sorted(m for m in ('aetcd', 'grpc', 'aiokafka', 'kopf', 'kubernetes', "
             "'google.protobuf', 'sidecar.k8s', 'sidecar.exec', 'sidecar.messaging', "
-            "'sidecar.fleet', 'sidecar.idxmap') if m in sys.modules))")
+            "'sidecar.fleet', 'sidecar.idxmap', 'psutil') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, check=True)
     assert done.stdout.strip() == "[]"

@@ -27,7 +27,8 @@ class FleetCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         agents, synced, resyncs, resumes, compactions, events, bad = families = self._families()
         for state in PluginState:
-            agents.add_metric([state.name], len(self._agents.list_names("state", state.name)))
+            agents.add_metric([state.name.lower()],
+                              len(self._agents.list_names("state", state.name)))
         cache = self._cache
         synced.add_metric([], 1 if cache.synced else 0)
         resyncs.add_metric([], cache.resyncs)
@@ -42,19 +43,20 @@ class FleetCollector(Collector):
                              CounterMetricFamily, CounterMetricFamily, CounterMetricFamily,
                              CounterMetricFamily]:
         return (
-            GaugeMetricFamily("sidecar_fleet_agents",
-                              "Agents in the fleet view by published state.", labels=["state"]),
-            GaugeMetricFamily("sidecar_fleet_synced",
+            GaugeMetricFamily("cninfra_fleet_agents",
+                              "Agents in the fleet view by published state (init, ok, error).",
+                              labels=["state"]),
+            GaugeMetricFamily("cninfra_fleet_synced",
                               "1 while the fleet cache follows its store (etcd, the API "
                               "server), else 0."),
-            CounterMetricFamily("sidecar_fleet_cache_resyncs",
+            CounterMetricFamily("cninfra_fleet_cache_resyncs",
                                 "Full reads of the agents' statuses (start, compaction, "
                                 "new store)."),
-            CounterMetricFamily("sidecar_fleet_cache_resumes",
+            CounterMetricFamily("cninfra_fleet_cache_resumes",
                                 "Watches resumed where they stopped after a lost connection."),
-            CounterMetricFamily("sidecar_fleet_cache_compactions",
+            CounterMetricFamily("cninfra_fleet_cache_compactions",
                                 "Watches that found their history compacted away."),
-            CounterMetricFamily("sidecar_fleet_cache_events", "Watch events applied."),
-            CounterMetricFamily("sidecar_fleet_cache_rejected_values",
+            CounterMetricFamily("cninfra_fleet_cache_events", "Watch events applied."),
+            CounterMetricFamily("cninfra_fleet_cache_rejected_values",
                                 "Status values left out because they were not agent statuses."),
         )

@@ -1,4 +1,4 @@
-"""``sidecar_k8s_*`` metrics, read at scrape time from the plugin's counters."""
+"""``cninfra_k8s_*`` metrics, read at scrape time from the plugin's counters."""
 
 from __future__ import annotations
 
@@ -59,17 +59,17 @@ class K8sCollector(Collector):
     @staticmethod
     def _families() -> tuple[CounterMetricFamily, ...]:
         return (
-            CounterMetricFamily("sidecar_k8s_pod_status_patches",
+            CounterMetricFamily("cninfra_k8s_pod_status_patches",
                                 "PATCHes of the Pod's status annotations and condition."),
-            CounterMetricFamily("sidecar_k8s_pod_status_patch_failures",
+            CounterMetricFamily("cninfra_k8s_pod_status_patch_failures",
                                 "PATCHes of the Pod's status that failed (each is retried)."),
-            CounterMetricFamily("sidecar_k8s_events",
+            CounterMetricFamily("cninfra_k8s_events",
                                 "Events for the Pod: posted, dropped by the rate limit, or "
                                 "failed.", labels=["result"]),
-            CounterMetricFamily("sidecar_k8s_configmap_reloads",
+            CounterMetricFamily("cninfra_k8s_configmap_reloads",
                                 "supervisor.conf texts from the ConfigMap, applied or rejected.",
                                 labels=["result"]),
-            CounterMetricFamily("sidecar_k8s_api_requests",
+            CounterMetricFamily("cninfra_k8s_api_requests",
                                 "Requests to the API server by the plugin itself (not kopf's "
                                 "watch), by verb and status code (0: no answer).",
                                 labels=["verb", "code"]),

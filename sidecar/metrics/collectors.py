@@ -30,15 +30,15 @@ class StatusCollector(Collector):
         status = self._status.agent_status()
         agent, ready, live, started, plugins, changed, group_state, group_up, build = \
             self._families()
-        agent.add_metric([], int(status.state))
+        _states(agent, [], status.state)
         ready.add_metric([], 1 if status.ready else 0)
         live.add_metric([], 1 if status.live else 0)
         started.add_metric([], status.start_time)
         for name, plugin in sorted(status.plugins.items()):
-            plugins.add_metric([name], int(plugin.state))
+            _states(plugins, [name], plugin.state)
             changed.add_metric([name], plugin.last_change)
         for name, group in status.groups.items():
-            group_state.add_metric([name], int(group.state))
+            _states(group_state, [name], group.state)
             group_up.add_metric([name], 1 if group.up else 0)
         build.add_metric([], {"version": status.build_version, "commit": status.commit_hash,
                               "build_date": status.build_date})
@@ -49,26 +49,41 @@ class StatusCollector(Collector):
                              GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily,
                              GaugeMetricFamily, GaugeMetricFamily, InfoMetricFamily]:
         return (
-            GaugeMetricFamily("sidecar_agent_state",
-                              "Agent state: 0 INIT, 1 OK, 2 ERROR (the logical AND of the "
-                              "plugins)."),
-            GaugeMetricFamily("sidecar_agent_ready", "1 when /readiness answers 200."),
-            GaugeMetricFamily("sidecar_agent_live", "1 when /liveness answers 200."),
-            GaugeMetricFamily("sidecar_agent_start_time_seconds",
+            GaugeMetricFamily("cninfra_agent_state",
+                              "The agent's state (the logical AND of the plugins): 1 on the "
+                              "series of the current state (init, ok, error), 0 on the others.",
+                              labels=["state"]),
+            GaugeMetricFamily("cninfra_agent_ready", "1 when /readiness answers 200."),
+            GaugeMetricFamily("cninfra_agent_live", "1 when /liveness answers 200."),
+            GaugeMetricFamily("cninfra_agent_start_time_seconds",
                               "When the agent started, Unix seconds."),
-            GaugeMetricFamily("sidecar_plugin_state",
-                              "Plugin state: 0 INIT, 1 OK, 2 ERROR.", labels=["plugin"]),
-            GaugeMetricFamily("sidecar_plugin_last_change_timestamp_seconds",
+            GaugeMetricFamily("cninfra_plugin_state",
+                              "Each plugin's state: 1 on the series of its current state "
+                              "(init, ok, error), 0 on the others.", labels=["plugin", "state"]),
+            GaugeMetricFamily("cninfra_plugin_last_change_timestamp_seconds",
                               "When the plugin's state last changed, Unix seconds.",
                               labels=["plugin"]),
-            GaugeMetricFamily("sidecar_health_group_state",
-                              "Health group state: 0 INIT, 1 OK, 2 ERROR (the AND of the "
-                              "plugins it counts).", labels=["group"]),
-            GaugeMetricFamily("sidecar_health_group_up",
+            GaugeMetricFamily("cninfra_health_group_state",
+                              "Each health group's state (the AND of the plugins it counts): 1 "
+                              "on the series of its current state (init, ok, error), 0 on the "
+                              "others.", labels=["group", "state"]),
+            GaugeMetricFamily("cninfra_health_group_up",
                               "1 when the group's probe (/liveness, /readiness, "
                               "/health/<group>) answers 200.", labels=["group"]),
-            InfoMetricFamily("sidecar_build", "Version, commit and build date of the sidecar."),
+            InfoMetricFamily("cninfra_build", "Version, commit and build date of the sidecar."),
         )
+
+
+def state_label(state: PluginState) -> str:
+    """The ``state`` label's value: ``init``, ``ok`` or ``error``."""
+    return state.name.lower()
+
+
+def _states(family: GaugeMetricFamily, labels: list[str], current: PluginState) -> None:
+    """One series per state, 1 on the current one: ``sum by (state)`` counts, and an alert
+    on ``{state="error"} == 1`` needs no knowledge of the numbers."""
+    for state in PluginState:
+        family.add_metric([*labels, state_label(state)], 1 if state is current else 0)
 
 
 class TransitionCounter:
@@ -102,13 +117,13 @@ class TransitionCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         family = self._family()
         for (name, state), count in sorted(self._counter.counts.items()):
-            family.add_metric([name, state.name], count)
+            family.add_metric([name, state_label(state)], count)
         yield family
 
     @staticmethod
     def _family() -> CounterMetricFamily:
-        return CounterMetricFamily("sidecar_plugin_state_changes",
-                                   "Times a plugin entered a state (INIT, OK, ERROR).",
+        return CounterMetricFamily("cninfra_plugin_state_changes",
+                                   "Times a plugin entered a state (init, ok, error).",
                                    labels=["plugin", "state"])
 
 
@@ -128,9 +143,9 @@ class PublisherCollector(Collector):
     @staticmethod
     def _families() -> tuple[CounterMetricFamily, CounterMetricFamily]:
         return (
-            CounterMetricFamily("sidecar_status_publish_commits",
+            CounterMetricFamily("cninfra_status_publish_commits",
                                 "Status transactions written to etcd."),
-            CounterMetricFamily("sidecar_status_publish_errors",
+            CounterMetricFamily("cninfra_status_publish_errors",
                                 "Status writes to etcd that failed (etcd unreachable or no "
                                 "session); each is retried."),
         )

@@ -74,10 +74,10 @@ class HTTPStats(Collector):
     @staticmethod
     def _families() -> tuple[CounterMetricFamily, HistogramMetricFamily]:
         return (
-            CounterMetricFamily("sidecar_http_requests",
+            CounterMetricFamily("cninfra_http_requests",
                                 "HTTP requests by route, method and status.",
                                 labels=["route", "method", "status"]),
-            HistogramMetricFamily("sidecar_http_request_duration_seconds",
+            HistogramMetricFamily("cninfra_http_request_duration_seconds",
                                   "Time to answer HTTP requests, by route.", labels=["route"]),
         )
 

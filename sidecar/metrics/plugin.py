@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 
 from aiohttp import hdrs, web
 from aiohttp.web_response import ContentCoding
-from prometheus_client import REGISTRY, CollectorRegistry, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram, disable_created_metrics
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -59,6 +59,10 @@ class MetricsPlugin:
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.config = config or MetricsConfig()
+        # prometheus_client's own Counters and Histograms (ours, and those of user code in
+        # the global registry) would add a ``_created`` series each: timestamps nobody
+        # queries, that double the series of every counter. Process-wide, and idempotent.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.deps = deps_among(rest, statuscheck)
         self._rest = rest
         self._statuscheck = statuscheck
@@ -71,7 +75,7 @@ class MetricsPlugin:
             self._transitions = TransitionCounter(statuscheck)
             self.registry.register(TransitionCollector(self._transitions))
             self._probe_durations = Histogram(
-                "sidecar_probe_duration_seconds",
+                "cninfra_probe_duration_seconds",
                 "Time each pull probe took (a timed-out probe counts its timeout).",
                 ["plugin"], buckets=PROBE_BUCKETS, registry=self.registry)
         sources: list[Collector] = [self.registry]

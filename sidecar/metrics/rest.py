@@ -56,34 +56,34 @@ class RestCollector(Collector):
                              CounterMetricFamily, CounterMetricFamily]:
         listener = ["listener"]
         return (
-            CounterMetricFamily("sidecar_http_admin_refused",
+            CounterMetricFamily("cninfra_http_admin_refused",
                                 "Admin requests refused, by reason (needs-token 401, "
                                 "bad-token 403, malformed 400).", labels=["reason"]),
-            CounterMetricFamily("sidecar_http_busy",
+            CounterMetricFamily("cninfra_http_busy",
                                 "Requests to expensive routes answered 503 (too many at "
                                 "once), by route.", labels=["route"]),
-            CounterMetricFamily("sidecar_http_cached_renders",
+            CounterMetricFamily("cninfra_http_cached_renders",
                                 "Requests to expensive routes answered from a cached render, "
                                 "by route.", labels=["route"]),
-            CounterMetricFamily("sidecar_http_body_too_large",
+            CounterMetricFamily("cninfra_http_body_too_large",
                                 "Requests with a body over max-body-size (413)."),
-            GaugeMetricFamily("sidecar_http_connections",
+            GaugeMetricFamily("cninfra_http_connections",
                               "Connections held, by listener (rest, probe).", labels=listener),
-            CounterMetricFamily("sidecar_http_connections_accepted",
+            CounterMetricFamily("cninfra_http_connections_accepted",
                                 "Connections accepted, by listener.", labels=listener),
-            CounterMetricFamily("sidecar_http_connections_evicted",
+            CounterMetricFamily("cninfra_http_connections_evicted",
                                 "Idle connections closed to make room at the connection limit, "
                                 "by listener.", labels=listener),
-            CounterMetricFamily("sidecar_http_connections_refused",
+            CounterMetricFamily("cninfra_http_connections_refused",
                                 "New connections closed at once at the limit (silent ones, or "
                                 "every held one busy), by listener.", labels=listener),
-            CounterMetricFamily("sidecar_http_accept_errors",
+            CounterMetricFamily("cninfra_http_accept_errors",
                                 "accept() failures (out of descriptors), by listener.",
                                 labels=listener),
-            CounterMetricFamily("sidecar_probe_listener_requests",
+            CounterMetricFamily("cninfra_probe_listener_requests",
                                 "Requests the probe listener answered, by path and status.",
                                 labels=["path", "status"]),
-            CounterMetricFamily("sidecar_probe_listener_stalls",
+            CounterMetricFamily("cninfra_probe_listener_stalls",
                                 "Times the probe listener found the event loop stalled past "
                                 "probe-stall-limit (the probes answered 503)."),
         )

@@ -7,7 +7,7 @@ carry a sidecar (label ``cninfra.io/sidecar``, which the chart and the
 injector put on them), keeps one status document per Pod in a NamedMapping
 indexed by state, and serves it with the etcd fleet view's own code
 (:class:`sidecar.fleet.FleetView`): the same ``/fleet`` JSON, the same
-``?state=`` filter, the same ``sidecar_fleet_*`` metrics. Every replica
+``?state=`` filter, the same ``cninfra_fleet_*`` metrics. Every replica
 follows the Pods (peering pauses kopf's handlers, not this watch), so any of
 them answers.
 """

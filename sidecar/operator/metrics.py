@@ -49,20 +49,20 @@ class OperatorCollector(Collector):
     def _families() -> tuple[CounterMetricFamily, GaugeMetricFamily, CounterMetricFamily,
                              CounterMetricFamily, HistogramMetricFamily]:
         return (
-            CounterMetricFamily("sidecar_operator_admissions",
+            CounterMetricFamily("cninfra_operator_admissions",
                                 "Pods reviewed by the injection webhook, by webhook and "
                                 "result (injected, present, not-asked, opted-out, denied).",
                                 labels=["webhook", "result"]),
-            GaugeMetricFamily("sidecar_operator_pods_not_injected",
+            GaugeMetricFamily("cninfra_operator_pods_not_injected",
                               "Pods that asked for the sidecar and run without it (the "
                               "webhook was unreachable: failurePolicy Ignore), by namespace; "
                               "kept by the active replica.", labels=["namespace"]),
-            CounterMetricFamily("sidecar_operator_not_injected_events",
+            CounterMetricFamily("cninfra_operator_not_injected_events",
                                 "SidecarNotInjected Events posted."),
-            CounterMetricFamily("sidecar_operator_certificate_loads",
+            CounterMetricFamily("cninfra_operator_certificate_loads",
                                 "Serving certificates loaded by the webhook (the first "
                                 "included)."),
-            HistogramMetricFamily("sidecar_operator_admission_duration_seconds",
+            HistogramMetricFamily("cninfra_operator_admission_duration_seconds",
                                   "Time the operator spends on one review (its decision and "
                                   "mutation; not the network, not kopf's dispatch)."),
         )

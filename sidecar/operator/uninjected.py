@@ -6,7 +6,7 @@ trusted). The active replica sees every Pod (kopf's watch, listing included,
 so pods created while it was away are found when it comes back) and reports
 each such pod once: an Event ``SidecarNotInjected`` (named after the pod's
 uid, so a restarted operator does not post it twice) and the gauge
-``sidecar_operator_pods_not_injected``.
+``cninfra_operator_pods_not_injected``.
 """
 
 from __future__ import annotations

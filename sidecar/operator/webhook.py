@@ -25,7 +25,7 @@ log = logging.getLogger("sidecar.operator")
 #: Seconds: a review is a dict copy and a few look-ups; the API server's own histogram
 #: (apiserver_admission_webhook_admission_duration_seconds) adds the network and TLS.
 DURATION_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
-#: Results counted by ``sidecar_operator_admissions_total``.
+#: Results counted by ``cninfra_operator_admissions_total``.
 RESULTS = ("injected", "present", "not-asked", "opted-out", "denied")
 _RESULT = {Decision.INJECT: "injected", Decision.PRESENT: "present",
            Decision.NOT_ASKED: "not-asked", Decision.OPTED_OUT: "opted-out"}

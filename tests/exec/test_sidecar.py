@@ -51,11 +51,11 @@ def test_templates_start_with_the_sidecar_and_stop_with_it(
     assert plugins["process:web"]["state"] == 1
     assert "broken.json" in sidecar.output()  # the bad file is named in the log
 
-    sleeping = 'sidecar_process_state{process="web",state="sleeping"} 1.0'
+    sleeping = 'cninfra_program_state{program="web",state="sleeping"} 1.0'
     text = wait_until(lambda: sleeping in (body := request("GET", sidecar.url + "/metrics")[1])
                       and body, 10, "the sleeping state in /metrics")
-    assert 'sidecar_process_up{process="web"} 1.0' in str(text)
-    assert 'sidecar_process_restarts_total{process="web"} 0.0' in str(text)
+    assert 'cninfra_program_up{program="web"} 1.0' in str(text)
+    assert 'cninfra_program_restarts_total{program="web"} 0.0' in str(text)
 
     assert sidecar.stop(timeout=15) == 0
     assert not running(pid)

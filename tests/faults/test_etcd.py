@@ -69,9 +69,9 @@ def test_etcd_killed_and_restarted(own_etcd: EtcdServer, kube_apiserver: KubeApi
         # etcd only reports: the agent state says ERROR, the pod stays in service...
         assert (down.status, down.body["state"]) == (200, 2)
         assert "etcd" in down.body["group"]["left_out"]
-        assert metric(proc, "sidecar_plugin_state", plugin="etcd") == 2
-        assert metric(proc, "sidecar_agent_state") == 2
-        assert metric(proc, "sidecar_agent_ready") == 1
+        assert metric(proc, "cninfra_plugin_state", plugin="etcd", state="error") == 1
+        assert metric(proc, "cninfra_agent_state", state="error") == 1
+        assert metric(proc, "cninfra_agent_ready") == 1
         # ...and so does the Pod: the annotations say ERROR, the readiness gate stays True.
         wait_until(lambda: pod.shown() == ("ERROR", "True"), 10, "the Pod showing ERROR / Ready")
         assert pod.detail()["plugins"]["etcd"]["state"] == 2

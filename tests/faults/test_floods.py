@@ -77,7 +77,7 @@ def test_a_metrics_flood_at_256_connections_fails_no_probe(
     lines = new_lines(sidecar, before)
     assert len(lines) <= log_bound(kinds=0, seconds=FLOOD), lines
     # The flood was answered from the cached render: a render a second, not 1000s.
-    _, text = sidecar.get("/metrics?name[]=sidecar_http_cached_renders_total")
+    _, text = sidecar.get("/metrics?name[]=cninfra_http_cached_renders_total")
     assert 'route="/metrics"' in text, text
 
 
@@ -102,7 +102,7 @@ def test_descriptor_exhaustion_at_a_1024_limit_fails_no_probe(
     assert not any("Traceback" in line or "out of system resource" in line for line in lines)
     # The REST port serves as before, and its limit is below the open-files limit.
     assert sidecar.get("/readiness")[0] == 200
-    metrics = sidecar.get("/metrics?name[]=sidecar_http_connections_evicted_total")[1]
+    metrics = sidecar.get("/metrics?name[]=cninfra_http_connections_evicted_total")[1]
     assert 'listener="rest"' in metrics and 'listener="probe"' in metrics, metrics
 
 
@@ -131,8 +131,8 @@ def test_refused_admin_requests_are_counted_and_logged_once_per_interval(
     assert f"refused PUT /log/sidecar/debug from 127.0.0.1: {reason}" in lines[0]
     assert not any("Traceback" in line for line in lines)
     # Every refusal is counted, none lost to the log's limit.
-    text = sidecar.get("/metrics?name[]=sidecar_http_admin_refused_total")[1]
-    sample = f'sidecar_http_admin_refused_total{{reason="{reason}"}} '
+    text = sidecar.get("/metrics?name[]=cninfra_http_admin_refused_total")[1]
+    sample = f'cninfra_http_admin_refused_total{{reason="{reason}"}} '
     counted = float(next(line for line in text.splitlines() if line.startswith(sample))
                     .split()[-1])
     assert counted == result["requests"]
@@ -172,7 +172,7 @@ def test_out_of_descriptors_accept_errors_are_logged_once_and_probes_keep_a_rese
     assert 1 <= len(accept_lines) <= log_bound(kinds=1, seconds=FLOOD), lines
     assert len(lines) <= log_bound(kinds=2, seconds=FLOOD), lines
     assert not any("Traceback" in line or "out of system resource" in line for line in lines)
-    text = sidecar.get("/metrics?name[]=sidecar_http_accept_errors_total")[1]
+    text = sidecar.get("/metrics?name[]=cninfra_http_accept_errors_total")[1]
     errors = next(line for line in text.splitlines()
-                  if line.startswith('sidecar_http_accept_errors_total{listener="rest"}'))
+                  if line.startswith('cninfra_http_accept_errors_total{listener="rest"}'))
     assert float(errors.split()[-1]) > 0

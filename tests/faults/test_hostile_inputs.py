@@ -147,8 +147,8 @@ def test_a_supervisor_conf_that_is_not_utf8_is_a_rejection(
         assert f"{conf}: not UTF-8 text (byte 0xe9 at offset" in config["last_error"]["error"]
         line = next(line for line in sidecar.log_lines() if "rejected" in line)
         assert "not UTF-8" in line and str(conf) in line
-        metrics = sidecar.get("/metrics?name[]=sidecar_supervisor_reloads_total")[1]
-        assert 'sidecar_supervisor_reloads_total{result="rejected"} 1.0' in metrics
+        metrics = sidecar.get("/metrics?name[]=cninfra_supervisor_reloads_total")[1]
+        assert 'cninfra_supervisor_reloads_total{result="rejected"} 1.0' in metrics
         # Nothing changed; a good file is applied again as usual.
         assert sidecar.get("/supervisor/programs/web")[1]["pid"] == pid
         conf.write_text(good.replace("3600", "3601"))

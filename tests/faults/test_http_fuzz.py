@@ -339,7 +339,7 @@ def known_names(proc: SidecarProcess) -> dict[str, list[str]]:
         "ttl": ["1s", "15m", "0", "-1s", "soon"],
         "state": ["OK", "error", "2", "INIT,OK", "bogus"],
         "action": ["start", "stop", "restart", "kill"],
-        "name[]": ["sidecar_plugin_state", "nope"],
+        "name[]": ["cninfra_plugin_state", "nope"],
         "lines": ["0", "3", "-1", "many"],
         "follow": ["false", "yes"],  # "true" streams until the client leaves
     }

@@ -104,8 +104,8 @@ def test_broker_killed_and_restarted(own_kafka: KafkaBroker, etcd_server: EtcdSe
         # etcd, /metrics and the Pod's annotations show why.
         assert (down.status, down.body["state"]) == (200, 2)
         assert "kafka" in down.body["group"]["left_out"]
-        assert metric(proc, "sidecar_plugin_state", plugin="kafka") == 2
-        assert metric(proc, "sidecar_agent_ready") == 1
+        assert metric(proc, "cninfra_plugin_state", plugin="kafka", state="error") == 1
+        assert metric(proc, "cninfra_agent_ready") == 1
 
         def kafka_error_in_etcd() -> dict[str, Any] | None:
             keys = published(etcd_server, status_prefix(label))

@@ -64,9 +64,9 @@ def test_apiserver_stopped(own_kube_apiserver: KubeApiServer, own_etcd: EtcdServ
         # k8s only reports: the agent state says ERROR, the pod is back in service.
         assert (down.status, down.body["state"]) == (200, 2)
         assert "k8s" in down.body["group"]["left_out"]
-        assert metric(proc, "sidecar_plugin_state", plugin="k8s") == 2
-        assert metric(proc, "sidecar_agent_state") == 2
-        assert metric(proc, "sidecar_agent_ready") == 1
+        assert metric(proc, "cninfra_plugin_state", plugin="k8s", state="error") == 1
+        assert metric(proc, "cninfra_agent_state", state="error") == 1
+        assert metric(proc, "cninfra_agent_ready") == 1
 
         def k8s_error_in_etcd() -> dict[str, Any] | None:
             keys = published(own_etcd, status_prefix(LABEL))

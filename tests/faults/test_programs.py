@@ -82,7 +82,7 @@ class Runner:
         if self.kind == "supervisor":
             return int(proc.get(f"/supervisor/programs/{name}")[1]["restarts"])
         _, text = proc.get("/metrics")
-        found = re.search(rf'^sidecar_process_restarts_total{{process="{name}"}} (\S+)$',
+        found = re.search(rf'^cninfra_program_restarts_total{{program="{name}"}} (\S+)$',
                           str(text), re.M)
         assert found, f"no restart count of {name} in /metrics"
         return int(float(found.group(1)))

@@ -100,9 +100,9 @@ def test_fleet_lists_the_agents_of_one_etcd_by_state(
     # Prometheus sees the same numbers.
     status, text = viewer.get("/metrics")
     assert status == 200
-    assert 'sidecar_fleet_agents{state="ERROR"} 0.0' in text
-    assert 'sidecar_fleet_agents{state="OK"} 3.0' in text
-    assert "sidecar_fleet_synced 1.0" in text
+    assert 'cninfra_fleet_agents{state="error"} 0.0' in text
+    assert 'cninfra_fleet_agents{state="ok"} 3.0' in text
+    assert "cninfra_fleet_synced 1.0" in text
 
     # The viewer reports the fleet cache among its plugins; the workers have none.
     assert viewer.get("/readiness")[1]["plugins"]["fleet"]["state"] == 1

@@ -43,8 +43,8 @@ def plugin_error(proc: SidecarProcess, plugin: str) -> str | None:
 def patch_failures(proc: SidecarProcess) -> float:
     """PATCHes of the Pod status that failed (and were retried), from the sidecar's /metrics."""
     _, text = proc.get("/metrics")
-    found = re.search(r"^sidecar_k8s_pod_status_patch_failures_total (\S+)$", str(text), re.M)
-    assert found, "no sidecar_k8s_pod_status_patch_failures_total in /metrics"
+    found = re.search(r"^cninfra_k8s_pod_status_patch_failures_total (\S+)$", str(text), re.M)
+    assert found, "no cninfra_k8s_pod_status_patch_failures_total in /metrics"
     return float(found.group(1))
 
 

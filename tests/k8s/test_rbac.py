@@ -78,11 +78,11 @@ def running(proc: SidecarProcess) -> set[str]:
 
 
 def api_requests_by_code(proc: SidecarProcess) -> dict[str, float]:
-    """The sidecar's own ``sidecar_k8s_api_requests_total`` by status code."""
+    """The sidecar's own ``cninfra_k8s_api_requests_total`` by status code."""
     status, text = proc.get("/metrics")
     assert status == 200, text
     counts: dict[str, float] = {}
-    for match in re.finditer(r'^sidecar_k8s_api_requests_total\{([^}]*)\} (\S+)$', str(text),
+    for match in re.finditer(r'^cninfra_k8s_api_requests_total\{([^}]*)\} (\S+)$', str(text),
                              re.MULTILINE):
         code = re.search(r'code="(\d+)"', match[1])
         assert code is not None, match[0]

@@ -39,7 +39,7 @@ def test_ignore_admits_the_pod_uninjected_and_the_operator_reports_it(
                                       "SidecarNotInjected"), 30, "the SidecarNotInjected Event")
     assert found[0]["type"] == "Warning"
     assert "asked for the cninfra sidecar but was created without it" in found[0]["message"]
-    assert wait_until(lambda: operator.metric("sidecar_operator_pods_not_injected",
+    assert wait_until(lambda: operator.metric("cninfra_operator_pods_not_injected",
                                               namespace=ns), 10, "the gauge") == 1.0
     # A pod that did not ask is nobody's concern.
     assert not events(webhook_api, ns, plain["metadata"]["uid"], "SidecarNotInjected")
@@ -48,7 +48,7 @@ def test_ignore_admits_the_pod_uninjected_and_the_operator_reports_it(
     assert containers(created(webhook_api, ns, app_pod("next", INJECT)))[0] == "cninfra-sidecar"
     status, out = webhook_api.request("DELETE", f"/api/v1/namespaces/{ns}/pods/missed")
     assert status == 200, out
-    wait_until(lambda: operator.metric("sidecar_operator_pods_not_injected",
+    wait_until(lambda: operator.metric("cninfra_operator_pods_not_injected",
                                        namespace=ns) is None, 10, "the gauge cleared")
 
     # A restarted operator finds the Event posted and does not post it again.
@@ -57,7 +57,7 @@ def test_ignore_admits_the_pod_uninjected_and_the_operator_reports_it(
     operator.start()
     wait_until(lambda: events(webhook_api, ns, again["metadata"]["uid"], "SidecarNotInjected"),
                30, "the Event for the pod created while it was away")
-    assert operator.metric("sidecar_operator_not_injected_events_total") == 1.0
+    assert operator.metric("cninfra_operator_not_injected_events_total") == 1.0
 
 
 def test_fail_refuses_pods_until_the_operator_answers(

@@ -101,15 +101,15 @@ def test_fleet_lists_every_sidecar_pod_by_its_annotations(
 
 def test_per_state_gauges(webhook_api: KubeApiServer, operator: OperatorProcess) -> None:
     ns = namespace(webhook_api, "gauges")
-    before = {s: operator.metric("sidecar_fleet_agents", state=s) or 0.0
-              for s in ("INIT", "OK", "ERROR")}
+    before = {s: operator.metric("cninfra_fleet_agents", state=s) or 0.0
+              for s in ("init", "ok", "error")}
     created(webhook_api, ns, sidecar_pod("a"))
     created(webhook_api, ns, sidecar_pod("b"))
     show(webhook_api, ns, "b", 2)
-    wait_until(lambda: operator.metric("sidecar_fleet_agents", state="ERROR")
-               == before["ERROR"] + 1 and operator.metric("sidecar_fleet_agents", state="INIT")
-               == before["INIT"] + 1, 15, "the gauges counting the new pods")
-    assert operator.metric("sidecar_fleet_synced") == 1.0
+    wait_until(lambda: operator.metric("cninfra_fleet_agents", state="error")
+               == before["error"] + 1 and operator.metric("cninfra_fleet_agents", state="init")
+               == before["init"] + 1, 15, "the gauges counting the new pods")
+    assert operator.metric("cninfra_fleet_synced") == 1.0
 
 
 def test_a_real_sidecar_shows_up_as_it_reports(

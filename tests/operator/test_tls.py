@@ -100,7 +100,7 @@ def test_self_signed_tls_is_made_trusted_and_renewed_without_a_refused_pod(
     assert len(serving) >= 4, "the serving certificate was renewed about every 4 s"
     assert len(cas) >= 2, "the CA was renewed at 10 s"
     assert len(presented["first"]) >= 3 and len(presented["second"]) >= 3
-    assert (first.metric("sidecar_operator_certificate_loads_total") or 0) >= 3
+    assert (first.metric("cninfra_operator_certificate_loads_total") or 0) >= 3
 
     # The bundle the apiserver trusts now: the current CA, and no expired one.
     final = secret(webhook_api)

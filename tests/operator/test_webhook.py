@@ -187,14 +187,14 @@ def test_a_dry_run_shows_the_injection_and_stores_nothing(
 
 def test_the_operator_counts_its_reviews(webhook_api: KubeApiServer,
                                          operator: OperatorProcess) -> None:
-    before = operator.metric("sidecar_operator_admissions_total", webhook="inject-pod",
+    before = operator.metric("cninfra_operator_admissions_total", webhook="inject-pod",
                              result="injected") or 0.0
-    denied = operator.metric("sidecar_operator_admissions_total", webhook="inject-pod",
+    denied = operator.metric("cninfra_operator_admissions_total", webhook="inject-pod",
                              result="denied") or 0.0
     ns = namespace(webhook_api, "count")
     created(webhook_api, ns, app_pod("a", INJECT))
     create_pod(webhook_api, ns, app_pod("b", {**INJECT, keys.LOG_LEVEL: "x"}))
-    assert operator.metric("sidecar_operator_admissions_total", webhook="inject-pod",
+    assert operator.metric("cninfra_operator_admissions_total", webhook="inject-pod",
                            result="injected") == before + 1
-    assert operator.metric("sidecar_operator_admissions_total", webhook="inject-pod",
+    assert operator.metric("cninfra_operator_admissions_total", webhook="inject-pod",
                            result="denied") == denied + 1

@@ -25,7 +25,7 @@ class Supervised(Protocol):
 
 
 class SupervisorCollector(Collector):
-    """``sidecar_supervisor_*``: program health, hook runs, reloads."""
+    """``cninfra_supervisor_*``: program health, hook runs, reloads."""
 
     def __init__(self, supervisor: Supervised) -> None:
         self._supervisor = supervisor
@@ -55,22 +55,22 @@ class SupervisorCollector(Collector):
                              CounterMetricFamily, CounterMetricFamily, CounterMetricFamily,
                              GaugeMetricFamily]:
         return (
-            GaugeMetricFamily("sidecar_supervisor_program_healthy",
+            GaugeMetricFamily("cninfra_supervisor_program_healthy",
                               "1 when the program is healthy (not crash-looping, not given up, "
                               "could be started).", labels=["program"]),
-            CounterMetricFamily("sidecar_supervisor_hook_runs", "Hook runs started.",
+            CounterMetricFamily("cninfra_supervisor_hook_runs", "Hook runs started.",
                                 labels=["hook"]),
-            CounterMetricFamily("sidecar_supervisor_hook_failures",
+            CounterMetricFamily("cninfra_supervisor_hook_failures",
                                 "Hook runs that failed: could not start, exited non-zero or "
                                 "timed out.", labels=["hook"]),
-            CounterMetricFamily("sidecar_supervisor_hook_timeouts",
+            CounterMetricFamily("cninfra_supervisor_hook_timeouts",
                                 "Hook runs stopped at their timeout.", labels=["hook"]),
-            CounterMetricFamily("sidecar_supervisor_hook_events_dropped",
+            CounterMetricFamily("cninfra_supervisor_hook_events_dropped",
                                 "Program events whose hooks never ran: the program's hook "
                                 "backlog was full."),
-            CounterMetricFamily("sidecar_supervisor_reloads",
+            CounterMetricFamily("cninfra_supervisor_reloads",
                                 "Configs applied and rejected after start-up.",
                                 labels=["result"]),
-            GaugeMetricFamily("sidecar_supervisor_config_applied_timestamp_seconds",
+            GaugeMetricFamily("cninfra_supervisor_config_applied_timestamp_seconds",
                               "When the config in force was applied, Unix seconds."),
         )

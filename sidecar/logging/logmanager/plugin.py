@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
 from sidecar.agent.api import deps_among
 from sidecar.config import format_duration, parse_duration
@@ -27,6 +27,7 @@ from .api import MAX_TTL
 from .config import CN_INFRA_HOOKS, LogsConfig
 from .errors import UnknownLoggerError
 from .manager import LevelManager
+from .metrics import LevelCollector
 
 log = logging.getLogger("sidecar.logmanager")
 
@@ -82,12 +83,9 @@ class LogManagerPlugin:
         self.levels = LevelManager(config, default_level)
         self._hooks = sorted(config.hooks) if config is not None else []
         if registry is not None:
-            changes = Counter(
-                "sidecar_log_level_changes", "Log level changes by logger and cause "
-                "(set over REST, reset to the configured level, expired ttl).",
-                ["logger", "cause"], registry=registry)
-            self.levels.add_listener(
-                lambda name, _level, cause: changes.labels(name, cause).inc())
+            collector = LevelCollector(self.levels)
+            self.levels.add_listener(collector.changed)
+            registry.register(collector)
 
     # -- handlers ------------------------------------------------------------
     async def list_loggers(self, request: web.Request) -> web.Response:

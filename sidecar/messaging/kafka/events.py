@@ -58,6 +58,21 @@ class StatusEvents:
         self.instance = uuid.uuid4().hex[:12]
         self._seq = 0
 
+    @property
+    def dropped(self) -> int:
+        """Records dropped from a full backlog (the oldest go first)."""
+        return self._dropped
+
+    @property
+    def waiting(self) -> int:
+        """Records in the backlog, not written yet."""
+        return len(self._backlog)
+
+    @property
+    def limit(self) -> int:
+        """The backlog's size (``status-backlog``)."""
+        return self._limit
+
     def start(self) -> None:
         if self._status is not None:
             self._status.add_listener(self._status_changed)

@@ -13,7 +13,7 @@ import asyncio
 import importlib
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sidecar.agent.api import deps_among
 from sidecar.agent.tasks import cancel_and_wait, spawn
@@ -24,6 +24,9 @@ from .config import KafkaConfig
 from .errors import describe
 from .events import StatusEvents
 from .mux import BytesConnection, Multiplexer, ProtoConnection
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger("sidecar.kafka")
 
@@ -43,7 +46,8 @@ class KafkaPlugin:
 
     def __init__(self, config: KafkaConfig | None = None,
                  statuscheck: StatusWriter | None = None, label: str = "cninfra-sidecar", *,
-                 status_reader: StatusReader | None = None) -> None:
+                 status_reader: StatusReader | None = None,
+                 registry: CollectorRegistry | None = None) -> None:
         self.config = config or KafkaConfig()
         self.label = label
         self.deps = deps_among(statuscheck)
@@ -54,6 +58,10 @@ class KafkaPlugin:
         if self.config.status_topic:
             self.events = StatusEvents(self.mux, self.config.status_topic, label, status_reader,
                                        backlog=self.config.status_backlog)
+            if registry is not None:
+                from .metrics import KafkaCollector  # prometheus_client only with metrics on
+
+                registry.register(KafkaCollector(self.events))
         self._connect_task: asyncio.Task[None] | None = None
         #: aiokafka repeats each connection error many times a second while a broker is down.
         self._library_logs = RepeatSummary()

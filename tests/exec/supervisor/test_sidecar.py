@@ -156,9 +156,9 @@ programs:
     assert [row["name"] for row in overview["programs"]] == ["batch", "web"]
 
     metrics = request("GET", f"{sidecar.url}/metrics")[1]
-    assert 'sidecar_supervisor_program_healthy{program="web"} 1.0' in metrics
-    assert 'sidecar_process_up{process="web"} 1.0' in metrics  # the process manager's view
-    assert 'sidecar_supervisor_reloads_total{result="rejected"} 0.0' in metrics
+    assert 'cninfra_supervisor_program_healthy{program="web"} 1.0' in metrics
+    assert 'cninfra_program_up{program="web"} 1.0' in metrics  # the process manager's view
+    assert 'cninfra_supervisor_reloads_total{result="rejected"} 0.0' in metrics
 
 
 def test_no_program_or_hook_outlives_a_sigterm(
