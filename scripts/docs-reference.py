@@ -239,7 +239,9 @@ def operator_families() -> list[Family]:
 def metrics_page(families: list[Family], operator: list[Family] | None = None) -> str:
     operator = operator_families() if operator is None else operator
     out = [HEADER, "# Metrics\n\n",
-           "Every metric the sidecar and `sidecar operator` define is named `cninfra_*`. "
+           "Every metric the sidecar and `sidecar operator` define is named `cninfra_*`; "
+           "the chart's alerts use them ([alerts](alerts.md), "
+           "[what to do when one fires](../operations/alerts.md)). "
            "`GET /metrics` (open to every caller, like the probes) serves these families, "
            "each only when its plugin runs, in the text exposition format (OpenMetrics when "
            "asked for); with `default-registry: true` (`metrics.conf`) also "

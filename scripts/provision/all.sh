@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Provision every real server and tool the integration tests use: Kafka jars, helm, kustomize,
+# promtool and the Prometheus Operator's CRDs (the monitoring tests),
 # the Debian packages of the test cluster's node (containerd, runc, CNI plugins, buildah,
 # mmdebstrap), the Kubernetes commands (kube-apiserver, kubelet, kube-controller-manager,
 # kube-scheduler, kubectl) and the cluster's images (the sidecar's from the Dockerfile).
@@ -15,7 +16,7 @@ set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 failed=()
 
-for step in kafka helm kustomize node kube images; do
+for step in kafka helm kustomize promtool monitoring-crds node kube images; do
   start=$(date +%s)
   if bash "$here/$step.sh" >/dev/null; then
     echo "provision: $step ok ($(( $(date +%s) - start ))s)" >&2
