@@ -390,6 +390,19 @@ async def test_programs_have_cpu_memory_restarts_and_uptime(config_dir: Path) ->
         assert await run.state("cninfra_plugin_state", plugin="program:crashing") == "error"
         assert await run.value("cninfra_supervisor_program_healthy", program="crashing") == 0
 
+        # The reads of one scrape are bounded: past the limit (here none at all), programs
+        # go without CPU and memory, and the rest of their series stay.
+        from sidecar.exec.processmanager.metrics import ProcessCollector
+
+        assert run.sidecar.process_manager is not None
+        manager = run.sidecar.process_manager.manager
+        bounded = ProcessCollector(manager.get_all_processes, sample_limit=0)
+        programs = {family.name: [s.labels["program"] for s in family.samples]
+                    for family in bounded.collect()}
+        assert programs["cninfra_program_cpu_seconds"] == []
+        assert programs["cninfra_program_resident_memory_bytes"] == []
+        assert programs["cninfra_program_up"] == ["busy", "crashing"]
+
         # A program that is not running has no CPU or memory sample (nothing to read).
         async with run.client.post(run.url + "/supervisor/programs/busy/stop") as reply:
             assert reply.status == 200, await reply.text()
