@@ -31,13 +31,17 @@ FLOOD = 10.0
 
 
 def flood(mode: str, port: int, *args: str, seconds: float = FLOOD) -> dict[str, Any]:
-    """Run tests/faults/flood.py to its end; what it did."""
+    """Run tests/faults/flood.py to its end; what it did, with ``wall``: the seconds it
+    held the sidecar busy, start-up and the closing of its connections included (on a
+    loaded machine that is longer than ``seconds``, and the log bound follows it)."""
+    started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "tests.faults.flood", mode, "--port", str(port),
          "--seconds", str(seconds), *args],
         capture_output=True, text=True, timeout=seconds + 60, check=True,
         cwd=Path(__file__).resolve().parents[2])
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["wall"] = time.monotonic() - started
     return result
 
 
@@ -75,7 +79,7 @@ def test_a_metrics_flood_at_256_connections_fails_no_probe(
     assert probes.statuses("/readiness") == {200}
     rest_probes.assert_always_answered(minimum=20)
     lines = new_lines(sidecar, before)
-    assert len(lines) <= log_bound(kinds=0, seconds=FLOOD), lines
+    assert len(lines) <= log_bound(kinds=0, seconds=result["wall"]), lines
     # The flood was answered from the cached render: a render a second, not 1000s.
     _, text = sidecar.get("/metrics?name[]=cninfra_http_cached_renders_total")
     assert 'route="/metrics"' in text, text
@@ -97,8 +101,9 @@ def test_descriptor_exhaustion_at_a_1024_limit_fails_no_probe(
     assert probes.statuses("/liveness") == {200}, probes.latency_summary()
     rest_probes.assert_always_answered(minimum=20)
     lines = new_lines(sidecar, before)
-    # One kind per listener ("at its limit"): 2 * (1 + 10 / 10) lines per flood.
-    assert len(lines) <= 2 * log_bound(kinds=1, seconds=FLOOD), lines
+    # One kind per listener ("at its limit"), once per 10 s of each flood.
+    assert len(lines) <= (log_bound(kinds=1, seconds=rest["wall"])
+                          + log_bound(kinds=1, seconds=probe["wall"])), lines
     assert not any("Traceback" in line or "out of system resource" in line for line in lines)
     # The REST port serves as before, and its limit is below the open-files limit.
     assert sidecar.get("/readiness")[0] == 200
@@ -127,7 +132,7 @@ def test_refused_admin_requests_are_counted_and_logged_once_per_interval(
     assert result["requests"] > 500, result
     probes.assert_always_answered(minimum=10)
     lines = new_lines(sidecar, before)
-    assert 1 <= len(lines) <= log_bound(kinds=1, seconds=seconds), lines
+    assert 1 <= len(lines) <= log_bound(kinds=1, seconds=result["wall"]), lines
     assert f"refused PUT /log/sidecar/debug from 127.0.0.1: {reason}" in lines[0]
     assert not any("Traceback" in line for line in lines)
     # Every refusal is counted, none lost to the log's limit.
@@ -169,8 +174,8 @@ def test_out_of_descriptors_accept_errors_are_logged_once_and_probes_keep_a_rese
     probes.assert_always_answered(minimum=20)
     lines = new_lines(sidecar, before)
     accept_lines = [line for line in lines if "accept() failed" in line]
-    assert 1 <= len(accept_lines) <= log_bound(kinds=1, seconds=FLOOD), lines
-    assert len(lines) <= log_bound(kinds=2, seconds=FLOOD), lines
+    assert 1 <= len(accept_lines) <= log_bound(kinds=1, seconds=rest["wall"]), lines
+    assert len(lines) <= log_bound(kinds=2, seconds=rest["wall"]), lines
     assert not any("Traceback" in line or "out of system resource" in line for line in lines)
     text = sidecar.get("/metrics?name[]=cninfra_http_accept_errors_total")[1]
     errors = next(line for line in text.splitlines()
