@@ -83,4 +83,6 @@ def test_programs_started_beside_a_busy_grpc_channel_all_reach_exec(
         # Every start reached the shell, and the sidecar's own gRPC setting is not theirs.
         assert (config_dir / f"{name}.log").read_text().split() == ["unset"] * (RESTARTS + 1)
     assert "fork() handlers" not in sidecar.output()
-    assert sidecar.get("/fleet")[0] == 200  # the watch was there all along
+    # The channel was in use all along: the status went to etcd, the fleet view watched it.
+    assert etcd_server.get("/vnf-agent/fork-beside-grpc/check/status/v1/agent")
+    assert "fork-beside-grpc" in str(sidecar.get("/fleet")[1])
