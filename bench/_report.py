@@ -167,13 +167,7 @@ def write_report(path: Path, outcomes: list[Outcome], *, command: str, seconds: 
                          "| | | | | | | |")
     lines += ["", "↑ higher is better, ↓ lower is better.", ""]
 
-    sections: list[str] = []
-    for outcome in outcomes:
-        extra: Callable[[dict[str, float]], str] | None = getattr(
-            importlib.import_module(f"bench.{outcome.module}"), "report_section", None)
-        medians = {row.figure.name: row.median for row in rows(outcome)}
-        if extra is not None and medians:
-            sections.append(extra(medians).strip())
+    sections = [section for outcome in outcomes if (section := _section(outcome))]
     lines += [*(f"{s}\n" for s in sections)]
 
     lines += ["## How each area is measured", ""]
@@ -184,6 +178,31 @@ def write_report(path: Path, outcomes: list[Outcome], *, command: str, seconds: 
                      f"{outcome.seconds / 60:.1f} min): {_how_measured(outcome.module)}")
     lines.append("")
     path.write_text("\n".join(lines))
+
+
+def _section(outcome: Outcome) -> str:
+    """The module's own section (its ``report_section``), empty when it has none."""
+    extra: Callable[[dict[str, float]], str] | None = getattr(
+        importlib.import_module(f"bench.{outcome.module}"), "report_section", None)
+    medians = {row.figure.name: row.median for row in rows(outcome)}
+    return extra(medians).strip() if extra is not None and medians else ""
+
+
+def _replace_section(out: list[str], section: str) -> None:
+    """Put ``section`` where the section of the same heading is (up to the next ``## ``),
+    else before "How each area is measured"."""
+    if not section:
+        return
+    lines = [*section.split("\n"), ""]
+    heading = lines[0]
+    if heading in out:
+        begin = out.index(heading)
+        end = next((i for i in range(begin + 1, len(out)) if out[i].startswith("## ")),
+                   len(out))
+        out[begin:end] = lines
+        return
+    how = next((i for i, line in enumerate(out) if line.startswith("## How each")), len(out))
+    out[how:how] = lines
 
 
 def _figure_lines(outcome: Outcome) -> list[str]:
@@ -215,9 +234,9 @@ _RERUN = re.compile(r"^- re-run alone: \*\*([\w.-]+)\*\* ")
 
 def update_report(path: Path, outcomes: list[Outcome], *, command: str, seconds: float,
                   quick: bool) -> None:
-    """Replace only ``outcomes``' figures and descriptions in the report at ``path`` (the
-    others' stay as their last full run left them), saying when and how they were re-run;
-    a new report when there is none."""
+    """Replace only ``outcomes``' figures, descriptions and sections in the report at
+    ``path`` (the others' stay as their last full run left them), saying when and how
+    they were re-run; a new report when there is none."""
     try:
         old = path.read_text().split("\n")
     except OSError:
@@ -266,5 +285,7 @@ def update_report(path: Path, outcomes: list[Outcome], *, command: str, seconds:
     for at, lines in inserts:
         if at >= 0:
             out[at:at] = lines
+    for outcome in outcomes:
+        _replace_section(out, _section(outcome))
     path.write_text("\n".join(out))
     print(f"updated {', '.join(sorted(rerun))} in {path}")

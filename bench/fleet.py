@@ -340,6 +340,13 @@ def worker_of(workers: list[Worker], index: int) -> Worker:
     return next(w for w in workers if w.first <= index < w.first + w.count)
 
 
+def report_load(phase: str) -> None:
+    """The machine's 1-minute load average now: the cores may be shared, and every CPU
+    and latency figure beside it depends on what else ran."""
+    report(f"{phase}: machine load average (1 min) while measuring", os.getloadavg()[0],
+           "load", higher_is_better=False)
+
+
 def steady(server: Any, agents: int, interval: float, args: argparse.Namespace) -> float:
     """Reports the steady-state figures; returns the median raft entries per second."""
     window = interval * args.window_intervals
@@ -363,6 +370,7 @@ def steady(server: Any, agents: int, interval: float, args: argparse.Namespace) 
                higher_is_better=False)
         report("steady: etcd WAL fsync, mean", delta["fsync_seconds"] / max(delta["fsyncs"], 1)
                * 1000, "ms")
+        report_load("steady")
     return statistics.median(rates)
 
 
@@ -406,6 +414,7 @@ def cluster_steady(cluster: Any, agents: int, interval: float,
                delta["cpu"] / window * 100, "% core")
         report("3-member cluster: etcd WAL bytes per agent per second (each member)",
                delta["wal_bytes"] / window / agents, "bytes")
+        report_load("3-member cluster")
 
 
 def leader_change(cluster: Any, workers: list[Worker], agents: int, interval: float) -> None:
@@ -416,6 +425,7 @@ def leader_change(cluster: Any, workers: list[Worker], agents: int, interval: fl
     cluster.kill(leader)
     cluster.leader(timeout=30)
     report("leader change: until a new leader", (time.monotonic() - began) * 1000, "ms")
+    report_load("3-member cluster")
     # Every agent writes once a publish interval: after two, each that wrote across the
     # change has been through it.
     time.sleep(interval * 2)
@@ -618,7 +628,7 @@ def report_section(medians: dict[str, float]) -> str:
         f"From bench/fleet.py: {agents} (the real status publishing code) against one "
         "etcd; each agent has five status keys, a lease of 15 s kept alive every 5 s. "
         "Scaled to 10,000 pods at the default `publish-interval` of 10 s through the "
-        "per-agent and per-entry figures.",
+        "per-agent and per-entry figures." + _load_text(find("steady: machine load average")),
         "",
         f"- **Steady state**: {per_interval:.2f} raft entries per agent per publish "
         "interval, as designed (a refresh re-puts all keys in one transaction; lease "
@@ -664,6 +674,14 @@ def report_section(medians: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def _load_text(load: float | None) -> str:
+    if load is None:
+        return ""
+    return (f" The machine's load average (1 min) was {load:.1f} on its {os.cpu_count()} "
+            "cores while measuring: with other work on them, the CPU and latency figures "
+            "come out higher than on a machine of its own.")
+
+
 def _cluster_lines(find: Any, single_cpu: float | None, scale: float, agents: str) -> list[str]:
     """The 3-member cluster's part of the section (empty when it was not measured)."""
     per_interval = find("3-member cluster: raft entries per agent per publish interval")
@@ -679,7 +697,7 @@ def _cluster_lines(find: Any, single_cpu: float | None, scale: float, agents: st
         f"entry to its own WAL). The three members together used {cpu:.1f} % of a core"
         + (f", {cpu / single_cpu:.1f} times the single etcd's" if single_cpu else "")
         + f"; in proportion {cpu * scale:.0f} % of a core for 10,000 pods, spread over "
-        "three machines in production.",
+        "three machines in production." + _load_text(find("3-member cluster: machine load")),
     ]
     election = find("leader change: until a new leader")
     waited = find("leader change: agents whose status write waited")

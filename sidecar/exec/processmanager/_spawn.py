@@ -9,6 +9,12 @@ glibc keeps malloc usable after fork, so the usual preexec_fn deadlock in a
 threaded parent does not apply to it. Detached children need no preexec_fn
 and are started through vfork.
 
+A preexec_fn makes ``_posixsubprocess`` call fork() instead of vfork(), and
+fork() runs every ``pthread_atfork`` handler of the process, in the child too.
+A library's handler can kill the child before it reaches exec: gRPC's did
+(SIGSEGV or SIGABRT while other threads were inside gRPC), so the etcd plugin
+imports gRPC with them off (``sidecar/kvstore/etcd/_grpc.py``).
+
 A signal the sidecar's process ignores stays ignored through exec: started
 in the background by a shell, or by ``nohup``, every program would ignore
 SIGINT or SIGHUP, and a stop-signal of SIGINT would end in SIGKILL. Such

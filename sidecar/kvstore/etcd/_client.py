@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import aetcd
-import grpc
-from aetcd import rpc, watcher
-
+from ._grpc import fork_handlers_off
 from .config import EtcdConfig
+
+with fork_handlers_off():  # before anything imports grpc: see _grpc
+    import aetcd
+    import grpc
+    from aetcd import rpc, watcher
 
 # Reconnect quickly once etcd is back, instead of gRPC's default backoff of up to 2 minutes.
 _CHANNEL_OPTIONS = {
