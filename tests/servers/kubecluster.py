@@ -1,11 +1,14 @@
 """A real single-node Kubernetes for the end-to-end tests: pods run, the kubelet probes.
 
 containerd and runc (Debian's), the control plane (etcd, kube-apiserver,
-kube-controller-manager, kube-scheduler) and one kubelet, built by
-``scripts/provision`` (``kube.sh``, ``node.sh``, ``images.sh``). Everything runs in a
-network namespace of its own (``NETNS``): the node's address sits on an empty
-bridge there, the pods get addresses from a bridge CNI, and a DNAT rule there
-takes the ``kubernetes`` Service IP to the API server. No port of the machine is
+kube-controller-manager, kube-scheduler), one kubelet and kube-proxy, built by
+``scripts/provision`` (``kube.sh``, ``node.sh``, ``images.sh``), and a cluster DNS
+(``_kubedns.py``). Everything runs in a network namespace of its own (``NETNS``):
+the node's address sits on an empty bridge there, the pods get addresses from a
+bridge CNI, kube-proxy's iptables rules there take Service IPs to their endpoints
+(the ``kubernetes`` Service's to the API server), and the DNS answers
+``<service>.<namespace>.svc.cluster.local``: what a pod, a ``helm test`` hook or the
+API server calling a webhook Service find on a real node. No port of the machine is
 used and no packet leaves the namespace. The machine's facts that shape this are
 in the team's notes (cgroup v1, containerd 1.6, no CAP_SYS_RESOURCE).
 
@@ -38,8 +41,10 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from . import _machine
+from ._kubedns import resolve
 from ._kubenode import (
     CONTAINERD_CONFIG,
+    KUBE_PROXY_CONFIG,
     KUBELET_CONFIG,
     ImageArchive,
     make_pki,
@@ -65,6 +70,10 @@ SERVICE_CIDR = "10.215.0.0/24"
 #: The ``kubernetes`` Service: what pods reach the API server at.
 API_SERVICE_IP = "10.215.0.1"
 API_PORT = 6443
+#: The cluster's DNS domain; its server listens on the node's address, port 53.
+CLUSTER_DOMAIN = "cluster.local"
+#: kube-proxy's health endpoint (200 once its rules are in place).
+KUBE_PROXY_HEALTHZ = "127.0.0.1:10256"
 #: An etcd for the workloads (the sidecar's status keys) at the node's address.
 POD_ETCD_PORT = 22379
 #: Everything of one run; removed at the end.
@@ -193,10 +202,11 @@ class KubeCluster(ManagedServer):
             self._netns_thread = ThreadPoolExecutor(1, "cninfra-kube-netns", _enter_netns)
         return self._netns_thread.submit(fn, *args).result()
 
-    def request(self, method: str, path: str, body: Any = None, *,
-                timeout: float = 10.0) -> tuple[int, Any]:
-        """One API call as the admin; ``(status, decoded JSON or text)``."""
-        return self.in_netns(self._request, method, path, body, timeout)
+    def request(self, method: str, path: str, body: Any = None, *, timeout: float = 10.0,
+                content_type: str = "application/json") -> tuple[int, Any]:
+        """One API call as the admin; ``(status, decoded JSON or text)``. A PATCH names
+        its kind in ``content_type`` (``application/merge-patch+json``)."""
+        return self.in_netns(self._request, method, path, body, timeout, content_type)
 
     def ctr(self, *args: str, check: bool = True, timeout: float = 300.0) -> str:
         """containerd's ``ctr`` in the kubelet's namespace (k8s.io)."""
@@ -262,10 +272,10 @@ class KubeCluster(ManagedServer):
             "ip link add cninfra-node type bridge",
             f"ip addr add {NODE_IP}/24 dev cninfra-node",
             "ip link set cninfra-node up",
-            # Pods (and the node's own processes) reach the API at the kubernetes Service.
-            *(f"iptables -t nat -A {chain} -d {API_SERVICE_IP}/32 -p tcp --dport 443 "
-              f"-j DNAT --to-destination {NODE_IP}:{API_PORT}"
-              for chain in ("PREROUTING", "OUTPUT")),
+            # The node's own processes (the API server calling a webhook Service) reach
+            # Service IPs as pods do, through kube-proxy's rules: they need a route to
+            # them, which a real node has by its default route.
+            f"ip route add {SERVICE_CIDR} dev cninfra-node",
         ):
             done = subprocess.run(self.command(*cmd.split()), capture_output=True, text=True,
                                   check=False)
@@ -307,7 +317,13 @@ class KubeCluster(ManagedServer):
             pause=self.images["pause"].ref, cni_conf=cni, runc_root=RUN_DIR / "runc"))
         (RUN_DIR / "kubelet.yaml").write_text(KUBELET_CONFIG.format(
             socket=self.socket, ca=self.pki / "ca.crt", pod_logs=RUN_DIR / "pod-logs",
-            plugins=RUN_DIR / "volume-plugins"))
+            plugins=RUN_DIR / "volume-plugins", dns=NODE_IP, domain=CLUSTER_DOMAIN))
+        (RUN_DIR / "kube-proxy.yaml").write_text(KUBE_PROXY_CONFIG.format(
+            kubeconfig=self.kubeconfig, node=NODE_NAME, pod_cidr=POD_CIDR,
+            healthz=KUBE_PROXY_HEALTHZ))
+        token = RUN_DIR / "dns.token"
+        token.write_text(self.admin_token)
+        token.chmod(0o600)
 
     def _process(self, name: str, cmd: Sequence[str]) -> ServerProcess:
         proc = ServerProcess(name, self.log_dir / f"{name}.log")
@@ -398,6 +414,18 @@ class KubeCluster(ManagedServer):
         procs = [self._procs[n] for n in ("etcd", "kube-apiserver", "containerd")] + [kubelet]
         wait_ready("node Ready", self._node_ready, self.startup_timeout, *procs,
                    deadline=deadline, interval=0.2)
+        # Services: kube-proxy (after the node is registered: it reads its Node) and DNS.
+        proxy = self._process("kube-proxy", [
+            str(_binary("kube-proxy")), f"--config={RUN_DIR / 'kube-proxy.yaml'}", "--v=0"])
+        dns = self._process("cluster-dns", [
+            sys.executable, str(Path(__file__).with_name("_kubedns.py")),
+            f"--listen={NODE_IP}", f"--api={self.api_url}", f"--ca={self.pki / 'ca.crt'}",
+            f"--token-file={RUN_DIR / 'dns.token'}", f"--domain={CLUSTER_DOMAIN}"])
+        wait_ready("kube-proxy's rules in place",
+                   lambda: self.in_netns(_http_ok, f"http://{KUBE_PROXY_HEALTHZ}/healthz"),
+                   self.startup_timeout, proxy, deadline=deadline, interval=0.2)
+        wait_ready("the cluster DNS answering", self._dns_answers, self.startup_timeout, dns,
+                   deadline=deadline, interval=0.2)
         # The kubelet set its kernel tunables at start; the machine gets its own back.
         assert self._machine is not None
         self._machine.restore_sysctls()
@@ -440,8 +468,8 @@ class KubeCluster(ManagedServer):
         containerd = self._procs.get("containerd")
         if containerd is not None and containerd.running:
             self._purge_containers()
-        for name in ("containerd", "kube-scheduler", "kube-controller-manager",
-                     "kube-apiserver", "pod-etcd", "etcd"):
+        for name in ("cluster-dns", "kube-proxy", "containerd", "kube-scheduler",
+                     "kube-controller-manager", "kube-apiserver", "pod-etcd", "etcd"):
             proc = self._procs.pop(name, None)
             if proc is not None:
                 proc.stop(timeout=10)
@@ -499,13 +527,14 @@ class KubeCluster(ManagedServer):
             self._ssl = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
         return self._ssl
 
-    def _request(self, method: str, path: str, body: Any, timeout: float) -> tuple[int, Any]:
+    def _request(self, method: str, path: str, body: Any, timeout: float,
+                 content_type: str) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.api_url + path, data=data, method=method)
         req.add_header("Authorization", f"Bearer {self.admin_token}")
         req.add_header("Accept", "application/json")
         if data is not None:
-            req.add_header("Content-Type", "application/json")
+            req.add_header("Content-Type", content_type)
         try:
             with urllib.request.urlopen(req, context=self._ssl_context(), timeout=timeout) as resp:
                 status, raw = resp.status, resp.read()
@@ -525,6 +554,11 @@ class KubeCluster(ManagedServer):
         status, out = self.request("GET", "/readyz", timeout=2)
         return status == 200 or f"{status} {out}"
 
+    def _dns_answers(self) -> bool | str:
+        name = f"kubernetes.default.svc.{CLUSTER_DOMAIN}"
+        found = self.in_netns(resolve, NODE_IP, name)
+        return found == [API_SERVICE_IP] or f"{name}: {found}"
+
     def _node_ready(self) -> bool | str:
         status, node = self.request("GET", f"/api/v1/nodes/{NODE_NAME}", timeout=2)
         if status != 200:
@@ -540,3 +574,4 @@ class KubeCluster(ManagedServer):
 def _http_ok(url: str) -> bool:
     with urllib.request.urlopen(url, timeout=2) as reply:
         return bool(reply.status == 200)
+

@@ -12,12 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from tests._wait import wait_until
 from tests.servers import _machine
+from tests.servers._kubedns import resolve
 from tests.servers._util import cache_dir
 from tests.servers.kubecluster import (
     API_SERVICE_IP,
+    CLUSTER_DOMAIN,
     FIXED_PATHS,
     NETNS_PATH,
+    NODE_IP,
     POD_CGROUP,
     REPO,
     RUN_DIR,
@@ -49,7 +53,7 @@ def test_a_pod_runs_answers_and_reaches_the_api(kube_cluster: KubeCluster) -> No
         ip = kube_cluster.kubectl_json("-n", ns, "get", "pod", "web")["status"]["podIP"]
         # The kubelet's probe got through; so does curl from the node's namespace...
         assert kube_cluster.run("curl", "-sf", f"http://{ip}:8080/").stdout == "demo workload\n"
-        # ...and the pod reaches the API server at the kubernetes Service (the DNAT rule).
+        # ...and the pod reaches the API server at the kubernetes Service (kube-proxy).
         reach = f"import socket; socket.create_connection(('{API_SERVICE_IP}', 443), 5).close()"
         kube_cluster.run("kubectl", "-n", ns, "exec", "web", "--", "python3", "-c", reach)
         # The kubelet set machine-wide sysctls at its start; the machine has its own back.
@@ -59,15 +63,62 @@ def test_a_pod_runs_answers_and_reaches_the_api(kube_cluster: KubeCluster) -> No
         kube_cluster.run("kubectl", "delete", "namespace", ns, "--wait=false", check=False)
 
 
+def test_services_by_name_from_pods_and_by_ip_from_the_node(kube_cluster: KubeCluster) -> None:
+    ns = f"svc-{uuid.uuid4().hex[:6]}"
+    kube_cluster.run("kubectl", "create", "namespace", ns)
+    try:
+        image = kube_cluster.images["workload"].ref
+        web, client = _pod("web", image, ns), _pod("client", image, ns)
+        web["metadata"]["labels"] = {"app": "web"}  # type: ignore[index]
+        service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                   "spec": {"selector": {"app": "web"},
+                            "ports": [{"port": 80, "targetPort": 8080}]}}
+        for doc in (web, client, service):
+            kube_cluster.run("kubectl", "-n", ns, "apply", "-f", "-", input=json.dumps(doc))
+        kube_cluster.run("kubectl", "-n", ns, "wait", "--for=condition=Ready", "pod/web",
+                         "pod/client", "--timeout=120s", timeout=150)
+        # A pod: the short name through its search path, the cluster DNS, then kube-proxy's
+        # rules from the Service's IP to the other pod (once they follow its endpoint:
+        # the pod Ready, its EndpointSlice, kube-proxy's next sync).
+        fetch = "import urllib.request as u; print(u.urlopen('http://web/', timeout=5).read())"
+
+        def fetched() -> str | None:
+            done = kube_cluster.run("kubectl", "-n", ns, "exec", "client", "--", "python3",
+                                    "-c", fetch, check=False)
+            return done.stdout.strip() if done.returncode == 0 else None
+        assert wait_until(fetched, 30, "http://web/ from the client pod") \
+            == "b'demo workload\\n'"
+        resolv = kube_cluster.run("kubectl", "-n", ns, "exec", "client", "--", "cat",
+                                  "/etc/resolv.conf").stdout
+        assert f"search {ns}.svc.{CLUSTER_DOMAIN}" in resolv
+        # The node (where the API server calls webhooks from): the Service's IP.
+        ip = kube_cluster.kubectl_json("-n", ns, "get", "service", "web")["spec"]["clusterIP"]
+        assert kube_cluster.run("curl", "-sf", f"http://{ip}/").stdout == "demo workload\n"
+        dns = kube_cluster.in_netns
+        assert dns(resolve, NODE_IP, f"web.{ns}.svc.{CLUSTER_DOMAIN}") == [ip]
+        assert dns(resolve, NODE_IP, f"nothing.{ns}.svc.{CLUSTER_DOMAIN}") == "rcode 3"  # NXDOMAIN
+    finally:
+        kube_cluster.run("kubectl", "delete", "namespace", ns, "--wait=false", check=False)
+
+
 @dataclass(frozen=True)
 class _Machine:
     """What the node may change on the machine, as seen from outside."""
 
     sysctls: dict[str, str]
+    #: What kube-proxy could change for the whole machine (it runs in the namespace).
+    net_sysctls: dict[str, str]
     mounts: list[str]
     cgroups: list[str]
     paths: list[str]
     processes: list[int]
+
+
+_NET_SYSCTLS = ("net.netfilter.nf_conntrack_max",
+                "net.netfilter.nf_conntrack_tcp_timeout_established",
+                "net.netfilter.nf_conntrack_tcp_timeout_close_wait",
+                "net.ipv4.conf.all.route_localnet", "net.ipv4.ip_forward",
+                "net.bridge.bridge-nf-call-iptables")
 
 
 def _snapshot() -> _Machine:
@@ -77,7 +128,8 @@ def _snapshot() -> _Machine:
     cgroups = sorted(str(h / POD_CGROUP) for h in Path("/sys/fs/cgroup").iterdir()
                      if (h / POD_CGROUP).exists())
     paths = sorted(str(p) for p in (*FIXED_PATHS, RUN_DIR, NETNS_PATH) if p.exists())
-    return _Machine(_machine.read_sysctls(), mounts, cgroups, paths, _node_processes())
+    return _Machine(_machine.read_sysctls(), _machine.read_sysctls(_NET_SYSCTLS), mounts,
+                    cgroups, paths, _node_processes())
 
 
 def _node_processes() -> list[int]:
