@@ -18,6 +18,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 #: Backdated, so that a server whose clock is a little behind accepts a fresh certificate.
 SKEW = timedelta(minutes=1)
+#: The longest common name X.509 allows (RFC 5280's ub-common-name).
+_COMMON_NAME_MAX = 64
 _PEM_END = b"-----END CERTIFICATE-----"
 
 
@@ -34,11 +36,20 @@ def _key() -> tuple[ec.EllipticCurvePrivateKey, bytes]:
     return key, pem
 
 
+def _common_name(name: str) -> x509.Name:
+    """A subject of ``name``, or of its first label when it is longer than a common name
+    may be (a service name in a long namespace: ``cninfra-operator.<63 characters>.svc``).
+    Clients check the subjectAltName's names, never the common name."""
+    if len(name) > _COMMON_NAME_MAX:
+        name = name.split(".", 1)[0][:_COMMON_NAME_MAX]
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+
+
 def new_ca(name: str, validity: float, now: datetime | None = None) -> KeyPair:
     """A self-signed CA certificate valid for ``validity`` seconds."""
     now = now or datetime.now(UTC)
     key, key_pem = _key()
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    subject = _common_name(name)
     cert = (x509.CertificateBuilder()
             .subject_name(subject).issuer_name(subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
@@ -72,7 +83,7 @@ def new_serving(ca: KeyPair, hosts: list[str], validity: float,
         except ValueError:
             names.append(x509.DNSName(host))
     cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
+            .subject_name(_common_name(hosts[0]))
             .issuer_name(ca_cert.subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - SKEW).not_valid_after(now + timedelta(seconds=validity))

@@ -132,6 +132,15 @@ def test_a_serving_certificate_names_its_hosts_and_its_ca() -> None:
         certs.new_serving(ca, [], 60)
 
 
+def test_names_longer_than_a_common_name_may_be() -> None:
+    # The chart's host in a namespace of 63 characters, and a CA named after a long Secret.
+    host = f"cninfra-operator.{'n' * 63}.svc"
+    ca = certs.new_ca(f"{'s' * 60}-webhook-tls-ca", 3600)
+    serving = certs.new_serving(ca, [host], 60)
+    assert certs.hosts_of(serving.cert) == [host]
+    assert certs.signed_by(serving.cert, ca.cert)
+
+
 def test_renewal_is_due_at_two_thirds_of_the_life() -> None:
     now = datetime.now(UTC)
     cert = certs.new_serving(certs.new_ca("ca", 3600), ["h"], 90, now).cert
