@@ -143,7 +143,11 @@ class SelfSignedTls:
         self.last_error: str | None = None
 
     async def run(self) -> None:
-        """Reconcile every ``check-interval`` (a task)."""
+        """Reconcile every ``check-interval`` (a task); sooner until the webhook
+        configuration trusts the certificate (the replica is unready until then): helm
+        creates the configuration after the Deployment, so a replica that starts at once
+        finds none, and one that loses the race for the Secret trusts it next round."""
+        retry = _UNTRUSTED_RETRY
         while True:
             try:
                 await self.reconcile()
@@ -152,7 +156,12 @@ class SelfSignedTls:
                 if self.last_error != str(exc):
                     log.warning("webhook TLS: %s", exc)
                 self.last_error = str(exc)
-            await asyncio.sleep(self._config.check_interval)
+            interval = self._config.check_interval
+            if self.trusted.is_set():
+                await asyncio.sleep(interval)
+            else:
+                await asyncio.sleep(min(retry, interval))
+                retry = min(retry * 2, interval)
 
     def close(self) -> None:
         shutil.rmtree(self._dir, ignore_errors=True)
@@ -276,6 +285,8 @@ class SelfSignedTls:
 
 
 _WEBHOOK_CONFIGURATIONS = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
+#: The first wait before another round while untrusted; doubled up to check-interval.
+_UNTRUSTED_RETRY = 0.5
 JSON_PATCH = "application/json-patch+json"
 
 

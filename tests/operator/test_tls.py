@@ -5,6 +5,7 @@ not one pod refused (failurePolicy Fail) through the renewals."""
 from __future__ import annotations
 
 import base64
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,3 +123,35 @@ def test_a_webhook_configuration_that_does_not_trust_it_keeps_the_operator_unrea
     assert status == 503
     assert "does not trust the certificate yet" in text and "missing-configuration" in text
     assert process.served_certificate() is not None  # serving, but unready
+
+
+def test_a_webhook_configuration_made_after_the_operator_started_is_trusted_within_seconds(
+        webhook_api: KubeApiServer, operators: list[OperatorProcess], tmp_path: Path) -> None:
+    # helm install creates the MutatingWebhookConfiguration after the Deployment: the
+    # replicas start before it exists. A long check-interval: the renewals' pace must not
+    # be what makes a new replica ready.
+    name = "late-configuration"
+    process = OperatorProcess(webhook_api, tmp_path / "op", config={
+        "tls": {**TLS, "secret": "late-tls", "validity": "1h", "ca-validity": "2h",
+                "check-interval": "10m"},
+        "webhook": {"configuration": name}})
+    webhook_api.ensure_namespace(NAMESPACE)
+    operators.append(process)
+    with pytest.raises(TimeoutError, match="the operator serving"):
+        process.start(timeout=3)
+    config = webhook_configuration(process.url)
+    config["metadata"]["name"] = name
+    apply(webhook_api, [config], namespace=NAMESPACE)
+    try:
+        wait_until(lambda: process.get("/healthz")[0] == 200, 20,
+                   "the operator ready once the configuration is there")
+        _, out = webhook_api.request(
+            "GET", f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{name}")
+        served = process.served_certificate()
+        assert served is not None
+        pem = ssl.DER_cert_to_PEM_cert(served).encode()
+        assert all(certs.signed_by(pem, base64.b64decode(w["clientConfig"]["caBundle"]))
+                   for w in out["webhooks"])
+    finally:
+        webhook_api.request(
+            "DELETE", f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{name}")
