@@ -65,6 +65,15 @@ class ListenerStats:
     open: int = 0
 
 
+
+def _has_request(conn: socket.socket) -> bool:
+    """Whether bytes wait on ``conn`` (not an end of stream, not nothing yet)."""
+    try:
+        return bool(conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except OSError:
+        return False
+
+
 def bind(host: str, port: int, what: str, backlog: int = BACKLOG) -> list[socket.socket]:
     """Listening sockets for every address of ``host`` (OSError naming ``what`` on failure)."""
     try:
@@ -231,10 +240,7 @@ class Acceptor:
             self._loop.add_reader(sock.fileno(), self._accept, sock)
 
     def _admit(self, conn: socket.socket) -> None:
-        try:
-            spoke = bool(conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
-        except OSError:
-            spoke = False
+        spoke = _has_request(conn)
         # Plain connections still being set up (a task each, for one turn of the loop) are
         # not counted: they cannot be closed to make room, and would let a burst refuse
         # everyone; each is checked against the limit once it is held (_connect). TLS
@@ -263,9 +269,7 @@ class Acceptor:
     def _on_probation(self, conn: socket.socket) -> None:
         assert self._loop is not None
         if len(self._probation) >= PROBATION_SLOTS:  # the oldest has had its chance
-            oldest = next(iter(self._probation))
-            self._end_probation(oldest)
-            self._refuse(oldest, "it sent nothing")
+            self._probation_over(next(iter(self._probation)))
         handle = self._loop.call_later(PROBATION, self._probation_over, conn)
         self._probation[conn] = handle
         self._loop.add_reader(conn.fileno(), self._spoke_on_probation, conn)
@@ -277,9 +281,15 @@ class Acceptor:
             self._loop.remove_reader(conn.fileno())
 
     def _probation_over(self, conn: socket.socket) -> None:
-        if conn in self._probation:
-            self._end_probation(conn)
-            self._refuse(conn, "it sent nothing")
+        if conn not in self._probation:
+            return
+        # Its request may have come without the reader having run yet (a batch of accepts
+        # in one callback, or this timer first in the same turn): look before closing.
+        if _has_request(conn):
+            self._spoke_on_probation(conn)
+            return
+        self._end_probation(conn)
+        self._refuse(conn, "it sent nothing")
 
     def _spoke_on_probation(self, conn: socket.socket) -> None:
         self._end_probation(conn)

@@ -173,9 +173,14 @@ def test_out_of_descriptors_accept_errors_are_logged_once_and_probes_keep_a_rese
     assert rest["opened"] >= 256, rest
     probes.assert_always_answered(minimum=20)
     lines = new_lines(sidecar, before)
-    accept_lines = [line for line in lines if "accept() failed" in line]
-    assert 1 <= len(accept_lines) <= log_bound(kinds=1, seconds=rest["wall"]), lines
-    assert len(lines) <= log_bound(kinds=2, seconds=rest["wall"]), lines
+    # A kind is (what, listener): the REST port's accept errors, and the probe listener's
+    # should its reserve run dry for a moment (its probes still answered, above).
+    rest_accept = [line for line in lines if "REST port" in line and "accept() failed" in line]
+    probe_accept = [line for line in lines
+                    if "probe listener" in line and "accept() failed" in line]
+    assert 1 <= len(rest_accept) <= log_bound(kinds=1, seconds=rest["wall"]), lines
+    assert len(probe_accept) <= log_bound(kinds=1, seconds=rest["wall"]), lines
+    assert len(lines) <= log_bound(kinds=3, seconds=rest["wall"]), lines
     assert not any("Traceback" in line or "out of system resource" in line for line in lines)
     text = sidecar.get("/metrics?name[]=cninfra_http_accept_errors_total")[1]
     errors = next(line for line in text.splitlines()
