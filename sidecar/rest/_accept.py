@@ -37,6 +37,9 @@ log = logging.getLogger("sidecar.rest")
 OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 #: Seconds to stop accepting when nothing could be freed (the backlog keeps the peers).
 PAUSE = 0.05
+#: Seconds a listener without a reserve waits after closing a connection for want of
+#: descriptors (see _accept).
+YIELD_TO_RESERVE = 0.01
 #: Connections taken per wake-up, so that one listener cannot hold the loop.
 BATCH = 64
 BACKLOG = 1024
@@ -213,8 +216,14 @@ class Acceptor:
                         "held connections; %s", self.name, os.strerror(exc.errno or 0),
                         len(self._held),
                         "closed the longest idle one" if evicted else "pausing accept")
-                    # An evicted transport frees its descriptor on the next loop turn.
-                    self._pause(sock, 0.0 if evicted else PAUSE)
+                    # An evicted transport frees its descriptor on the next loop turn. A
+                    # listener without a reserve (the REST port) waits a little before it
+                    # takes it: accepting again at once would also take every descriptor the
+                    # probe listener frees (in its own thread) before it can refill its reserve.
+                    if not evicted:
+                        self._pause(sock, PAUSE)
+                    else:
+                        self._pause(sock, 0.0 if self._reserve_size else YIELD_TO_RESERVE)
                     return
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
                     continue  # that peer gave up (or a firewall said no): the next one
