@@ -96,3 +96,14 @@ def test_the_dry_run_has_teeth(crds: KubeApiServer, kind: str, field: str, value
         doc["spec"]["groups"][0]["rules"][0][field] = value
     with pytest.raises(ApplyError, match=error):
         dry_run(crds, [doc])
+
+
+def test_the_operator_charts_servicemonitor_passes_a_server_side_dry_run(
+        crds: KubeApiServer) -> None:
+    from tests.operator.harness import operator_chart_docs
+
+    docs = operator_chart_docs({"metrics": {"serviceMonitor": {
+        "enabled": True, "labels": {"release": "kps"}, "interval": "30s",
+        "scrapeTimeout": "10s"}}})
+    (answer,) = dry_run(crds, [copy.deepcopy(find(docs, "ServiceMonitor"))])
+    assert answer["spec"]["endpoints"][0]["path"] == "/metrics"

@@ -93,6 +93,24 @@ def test_default_rendering() -> None:
         assert NAMESPACE in excluded and "kube-system" in excluded
 
 
+def test_an_opt_in_servicemonitor_scrapes_the_replicas_metrics() -> None:
+    assert "ServiceMonitor" not in {d["kind"] for d in render()}
+    docs = render({"metrics": {"serviceMonitor": {
+        "enabled": True, "namespace": "monitoring", "labels": {"release": "kps"},
+        "interval": "15s"}}})
+    monitor = find(docs, "ServiceMonitor")
+    service = find(docs, "Service", FULLNAME)
+    assert monitor["metadata"]["namespace"] == "monitoring"
+    assert monitor["metadata"]["labels"]["release"] == "kps"
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    # It selects the operator's Service (and only it), on the port that serves /metrics.
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    assert (endpoint["path"], endpoint["interval"]) == ("/metrics", "15s")
+
+
 def test_the_clusterrole_holds_what_the_role_it_grants_holds() -> None:
     docs = render()
     rules = find(docs, "ClusterRole")["rules"]
@@ -135,6 +153,8 @@ def test_one_replica_runs_without_peering() -> None:
     ({"replicas": 0}, "replicas"),
     ({"tls": {"validity": "90 days"}}, "validity"),
     ({"webhok": {}}, "webhok"),
+    ({"metrics": {"serviceMonitor": {"interval": "thirty seconds"}}}, "interval"),
+    ({"metrics": {"serviceMonitor": {"enabeld": True}}}, "enabeld"),
 ])
 def test_bad_values_are_refused_by_the_schema(values: Doc, message: str) -> None:
     from tests.packaging.render import HelmError
