@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sidecar.agent.tasks import cancel_and_wait, spawn
+from sidecar.tokenbucket import TokenBucket as SharedTokenBucket
 
 from ._api import ApiClient
 from .config import EventsConfig
@@ -45,25 +46,12 @@ class PodEvent:
     time_ns: int
 
 
-class TokenBucket:
+class TokenBucket(SharedTokenBucket):
     """``burst`` tokens, refilled at ``per_minute`` a minute."""
 
     def __init__(self, per_minute: int, burst: int,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._rate = per_minute / 60.0
-        self._burst = float(burst)
-        self._tokens = float(burst)
-        self._clock = clock
-        self._stamp = clock()
-
-    def take(self) -> bool:
-        now = self._clock()
-        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-        self._stamp = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
+        super().__init__(per_minute / 60.0, burst, clock)
 
 
 class EventRecorder:

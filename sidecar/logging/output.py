@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from sidecar.tokenbucket import TokenBucket
+
 from .context import current_plugin
 
 #: The ``logger`` field of program output and of its drop summaries.
@@ -92,27 +94,6 @@ def rfc3339(created: float) -> str:
     """``created`` (Unix seconds) as the ``time`` field: RFC 3339, UTC, milliseconds."""
     stamp = datetime.fromtimestamp(created, tz=UTC)
     return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class TokenBucket:
-    """``rate`` tokens a second, at most ``burst`` kept; :meth:`take` spends one."""
-
-    def __init__(self, rate: float, burst: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._clock = clock
-        self._tokens = float(burst)
-        self._last = clock()
-
-    def take(self) -> bool:
-        now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
 
 
 class ProgramOutput:
